@@ -1,0 +1,188 @@
+"""Database engine and the log's own tables (SPEC 3).
+
+The core holds no global engine: callers make one with :func:`make_engine` and
+pass it in. Writes go through :func:`write_transaction`, which takes the
+database's write lock up front (SQLite ``BEGIN IMMEDIATE``); the log adds a row
+lock on its head on PostgreSQL, so appends are serialized by the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from ledger.errors import InputError
+
+# SQLite only aliases the rowid for a column typed exactly INTEGER.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+log_metadata = sa.MetaData()
+
+entries = sa.Table(
+    "entries",
+    log_metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=False),
+    sa.Column("ts", sa.String(40), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    # The payload's RFC 8785 text, kept byte for byte so hashes re-derive from rows.
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("event_id", sa.String(128), nullable=True, unique=True),
+    sa.Column("prev", sa.String(64), nullable=False),
+    sa.Column("entry_hash", sa.LargeBinary(32), nullable=False),
+)
+
+# Interior nodes of the Merkle tree at level >= NODE_MIN_LEVEL, so a proof needs
+# a handful of rows whatever the size. ``id`` orders nodes by the leaf that
+# completed them (see ledger.tree.node_id), so verify can stream them.
+merkle_nodes = sa.Table(
+    "merkle_nodes",
+    log_metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.LargeBinary(32), nullable=False),
+)
+
+# One row: the size, the last entry hash and the Merkle frontier. Appends lock it.
+log_head = sa.Table(
+    "log_head",
+    log_metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("head_hash", sa.LargeBinary(32), nullable=False),
+    sa.Column("frontier", sa.LargeBinary, nullable=False),
+)
+
+checkpoints = sa.Table(
+    "checkpoints",
+    log_metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("root_hash", sa.LargeBinary(32), nullable=False),
+    sa.Column("ts", sa.String(40), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+)
+
+APPEND_ONLY_TABLES = ("entries", "merkle_nodes", "checkpoints")
+
+
+def trigger_names(table: str) -> tuple[str, str]:
+    return (f"{table}_no_update", f"{table}_no_delete")
+
+
+def normalise_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL URLs given without a driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str, **kwargs: Any) -> sa.Engine:
+    """An engine configured for the ledger: WAL, busy waits and explicit BEGIN on SQLite."""
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(
+            url,
+            connect_args={"timeout": 120, "check_same_thread": False},
+            pool_size=16,
+            max_overflow=16,
+            **kwargs,
+        )
+        _configure_sqlite(engine)
+        return engine
+    if url.startswith("postgresql"):
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=16, max_overflow=16, **kwargs)
+    raise InputError(
+        f"ALLUVIAL_DATABASE_URL: {url.split(':', 1)[0]!r} is not supported; "
+        "use a sqlite:/// or postgresql:// URL.",
+        rule="CONFIG",
+    )
+
+
+def _configure_sqlite(engine: sa.Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when a transaction begins.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL survives a killed process; PostgreSQL is the production store.
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        # SPEC 3: appends are serialized by the database (SQLite BEGIN IMMEDIATE).
+        immediate = conn.get_execution_options().get("ledger_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A transaction holding the database's write lock from its first statement."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(ledger_write=True)
+        with conn.begin():
+            yield conn
+
+
+def is_sqlite(bind: sa.Engine | sa.Connection) -> bool:
+    return bind.dialect.name == "sqlite"
+
+
+def create_schema(engine: sa.Engine) -> None:
+    """Create the log tables and their append-only triggers (idempotent)."""
+    with write_transaction(engine) as conn:
+        log_metadata.create_all(conn)
+        install_triggers(conn)
+
+
+def install_triggers(conn: sa.Connection) -> None:
+    """SPEC 3: the database itself refuses UPDATE and DELETE on the log's tables."""
+    if is_sqlite(conn):
+        for table in APPEND_ONLY_TABLES:
+            upd, dele = trigger_names(table)
+            for name, op in ((upd, "UPDATE"), (dele, "DELETE")):
+                conn.exec_driver_sql(
+                    f"CREATE TRIGGER IF NOT EXISTS {name} BEFORE {op} ON {table} "
+                    f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+                )
+        return
+    conn.exec_driver_sql(
+        "CREATE OR REPLACE FUNCTION alluvial_append_only() RETURNS trigger "
+        "LANGUAGE plpgsql AS $$ BEGIN "
+        "RAISE EXCEPTION '%% is append-only', TG_TABLE_NAME; END $$"
+    )
+    for table in APPEND_ONLY_TABLES:
+        upd, dele = trigger_names(table)
+        for name, op in ((upd, "UPDATE"), (dele, "DELETE")):
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER {name} BEFORE {op} ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION alluvial_append_only()"
+            )
+        trunc = f"{table}_no_truncate"
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trunc} ON {table}")
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER {trunc} BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION alluvial_append_only()"
+        )
+
+
+def existing_triggers(conn: sa.Connection) -> set[str]:
+    if is_sqlite(conn):
+        rows = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+    else:
+        rows = conn.exec_driver_sql(
+            "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgenabled <> 'D'"
+        )
+    return {r[0] for r in rows}
+
+
+def expected_triggers() -> list[str]:
+    return [name for table in APPEND_ONLY_TABLES for name in trigger_names(table)]
