@@ -1,0 +1,234 @@
+"""Writing events: validate, check the rules, append, project, screen (SPEC 4).
+
+Every write is one transaction: a refusal writes nothing and names its rule id.
+:class:`Ledger` is the service the CLI and the web layer share.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from ledger import projections, rules
+from ledger.canonical import canonical_text
+from ledger.config import Settings
+from ledger.db import entries, make_engine
+from ledger.errors import Conflict, InputError
+from ledger.keys import SigningKey, load_or_create
+from ledger.log import ADMIN, Appender, Entry, Log, admin_payload
+from ledger.schema import validate_event, validate_payload
+from ledger.screening import DEFAULT_RULES, Flag, Rule
+from ledger.state import State
+
+
+@dataclass(frozen=True)
+class Event:
+    """What a writer sends: a kind, the writing actor, a payload and an optional event_id."""
+
+    kind: str
+    actor: str
+    payload: dict[str, Any]
+    event_id: str | None = None
+
+    @classmethod
+    def from_json(cls, obj: Any, actor: str | None = None) -> Event:
+        """An ingest line (``actor`` inside) or an API body (``actor`` from the token)."""
+        if actor is not None and isinstance(obj, dict) and "actor" in obj:
+            raise InputError("actor: the API writes as the token's actor; leave `actor` out.",
+                             field="actor")
+        validate_event(obj)
+        if actor is None and "actor" not in obj:
+            raise InputError("actor: required: the actor who writes this event.", field="actor")
+        return cls(obj["kind"], actor or obj["actor"], obj["payload"], obj.get("event_id"))
+
+
+@dataclass
+class WriteResult:
+    """An entry written (or found again for a repeated event_id) and the flags it raised."""
+
+    entry: Entry
+    flags: list[dict[str, Any]]
+    created: bool = True
+    checkpoint: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.entry.seq,
+            "entry_hash": self.entry.entry_hash.hex(),
+            "flags": self.flags,
+            "checkpoint": self.checkpoint,
+        }
+
+
+@dataclass
+class Session:
+    """Writes inside one transaction; everything commits together or not at all."""
+
+    ledger: Ledger
+    appender: Appender
+    state: State
+    results: list[WriteResult] = field(default_factory=list)
+
+    def write(self, event: Event) -> WriteResult:
+        if event.event_id is not None:
+            repeated = self._repeated(event)
+            if repeated is not None:
+                return repeated
+        validate_payload(event.kind, event.payload)
+        rules.check(self.state, event.actor, event.kind, event.payload)
+        entry = self._append(event.kind, event.actor, event.payload, event.event_id)
+        raised = [self._raise(flag, event.payload["date"]) for rule in self.ledger.screening
+                  for flag in rule.check(self.state, event.kind, event.payload, entry.seq)]
+        return WriteResult(entry, raised)
+
+    def _append(self, kind: str, actor: str, payload: dict[str, Any],
+                event_id: str | None) -> Entry:
+        entry = self.appender.append(kind, actor, payload, event_id, keep=False)
+        self.state.apply(entry.seq, kind, actor, payload)
+        return entry
+
+    def _raise(self, flag: Flag, day: str) -> dict[str, Any]:
+        """Append a screening flag as `system` (SPEC 5: flags are entries too)."""
+        flag_id = f"F-{self.appender.size + 1}"
+        if self.state.get("flags", flag_id) is not None:
+            flag_id += f"-{flag.code}"
+        payload = {
+            "flag_id": flag_id, "subject": {"type": flag.subject_type, "id": flag.subject_id},
+            "code": flag.code, "detail": flag.detail, "evidence": flag.evidence, "date": day,
+        }
+        validate_payload("flag.raised", payload)
+        self._append("flag.raised", rules.SYSTEM, payload, None)
+        return {k: payload[k] for k in ("flag_id", "code", "subject", "detail")}
+
+    def raise_flag(self, flag: Flag, day: str) -> dict[str, Any]:
+        return self._raise(flag, day)
+
+    def _repeated(self, event: Event) -> WriteResult | None:
+        """SPEC 4: a repeated event returns the entry already written; other content is refused."""
+        assert event.event_id is not None
+        entry = self.appender.pending_event(event.event_id) or self.ledger.log.by_event_id(
+            self.appender.conn, event.event_id)
+        if entry is None:
+            return None
+        try:
+            same_payload = canonical_text(event.payload) == entry.payload_text
+        except (TypeError, ValueError):
+            same_payload = False
+        if (entry.kind, entry.actor) != (event.kind, event.actor) or not same_payload:
+            raise Conflict(f"event_id: '{event.event_id}' was already used by entry {entry.seq} "
+                           "for other content.", field="event_id", seq=entry.seq)
+        return WriteResult(entry, self.ledger.flags_caused(self.appender.conn, entry.seq),
+                           created=False)
+
+    def prefetch(self, events: Sequence[Event]) -> None:
+        """Load what a chunk of events refers to in a few queries (ingest)."""
+        wanted: dict[str, set[str]] = {t: set() for t in ("actors", "parcels", "sites", "zones",
+                                                          "exports", "flags")}
+        for ev in events:
+            wanted["actors"].add(ev.actor)
+            for table, key in _mentions(ev.payload):
+                wanted[table].add(key)
+        for table, keys in wanted.items():
+            self.state.prefetch(table, keys)
+
+
+_MENTIONS = {"actor_id": "actors", "to_actor": "actors", "parcel_id": "parcels",
+             "parent_id": "parcels", "site_id": "sites", "zone_id": "zones",
+             "certificate_no": "exports", "flag_id": "flags"}
+
+
+def _mentions(payload: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    for key, table in _MENTIONS.items():
+        value = payload.get(key)
+        if isinstance(value, str):
+            yield table, value
+    for key in ("parent_ids", "parcel_ids"):
+        for value in payload.get(key) or ():
+            if isinstance(value, str):
+                yield "parcels", value
+    for child in payload.get("children") or ():
+        if isinstance(child, dict) and isinstance(child.get("parcel_id"), str):
+            yield "parcels", child["parcel_id"]
+    child = payload.get("child")
+    if isinstance(child, dict) and isinstance(child.get("parcel_id"), str):
+        yield "parcels", child["parcel_id"]
+
+
+class Ledger:
+    """The log, its projections and the write path, over one database."""
+
+    def __init__(self, engine: sa.Engine, key: SigningKey,
+                 screening: Sequence[Rule] = DEFAULT_RULES) -> None:
+        self.engine = engine
+        self.log = Log(engine, key)
+        self.screening = tuple(screening)
+
+    @classmethod
+    def open(cls, settings: Settings, create_key: bool = False) -> Ledger:
+        if not create_key and not settings.log_key_path.exists():
+            raise InputError(f"ALLUVIAL_LOG_KEY: no log key at {settings.log_key_path}; "
+                             "run `alluvial init` first.", rule="CONFIG")
+        key = load_or_create(settings.log_key_path, settings.origin)
+        return cls(make_engine(settings.database_url), key)
+
+    def initialise(self) -> Entry:
+        """`alluvial init`: the log, the projections and entry 1, the actor `admin`."""
+        self.log.create()
+        with self.engine.begin() as conn:
+            projections.create(conn)
+        with self.session() as s:
+            # Entry 1 bootstraps the roles: nobody exists yet who could write it.
+            payload = admin_payload(datetime.now(UTC))
+            validate_payload("actor.registered", payload)
+            return s._append("actor.registered", ADMIN, payload, None)
+
+    @contextmanager
+    def session(self, batch: int = 5000) -> Iterator[Session]:
+        with self.log.writer(batch) as appender:
+            session = Session(self, appender, State(appender.conn))
+            yield session
+            session.state.flush()
+
+    def write(self, event: Event) -> WriteResult:
+        """Write one event in its own transaction; the result carries the new checkpoint."""
+        with self.log.writer() as appender:
+            session = Session(self, appender, State(appender.conn))
+            result = session.write(event)
+            session.state.flush()
+        result.checkpoint = appender.checkpoint if result.created else self.log.latest_checkpoint()
+        return result
+
+    def flags_caused(self, conn: sa.Connection, seq: int) -> list[dict[str, Any]]:
+        f = projections.flags
+        rows = conn.execute(sa.select(f).where(f.c.cause_seq == seq).order_by(f.c.seq))
+        return [{"flag_id": r.flag_id, "code": r.code,
+                 "subject": {"type": r.subject_type, "id": r.subject_id}, "detail": r.detail}
+                for r in rows]
+
+    def rebuild(self) -> str:
+        """Drop the projections and fold every entry again; return the projection digest."""
+        with self.log.writer() as appender:
+            conn = appender.conn
+            projections.drop(conn)
+            projections.create(conn)
+            state = State(conn)
+            e = entries
+            rows = conn.execute(
+                sa.select(e.c.seq, e.c.kind, e.c.actor, e.c.payload).order_by(e.c.seq),
+                execution_options={"yield_per": 5000})
+            for n, (seq, kind, actor, payload) in enumerate(rows, 1):
+                state.apply(seq, kind, actor, json.loads(payload))
+                if n % 5000 == 0:
+                    state.flush()
+            state.flush()
+            return projections.digest(conn)
+
+    def digest(self) -> str:
+        with self.engine.connect() as conn:
+            return projections.digest(conn)

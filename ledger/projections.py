@@ -1,0 +1,164 @@
+"""Projections: the current state derived from the entries, and nothing else (SPEC 3).
+
+Actors with their licences, zones, sites, parcels (holder, status, hold), custody
+edges, exports and flags. :func:`apply` folds one entry into them; `alluvial
+rebuild` drops them and folds every entry again, giving the same state (compare
+:func:`digest`). Carats are kept as integer points (1 carat = 100 points), money
+as integer cents, so rules add them up exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import sqlalchemy as sa
+
+projection_metadata = sa.MetaData()
+Id = sa.String(64)
+Day = sa.String(10)
+
+actors = sa.Table(
+    "actors", projection_metadata,
+    sa.Column("actor_id", Id, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("country", sa.String(2), nullable=False),
+    sa.Column("licence_no", Id),
+    sa.Column("licence_valid_from", Day),
+    sa.Column("licence_valid_to", Day),
+    sa.Column("revoked_on", Day),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+)
+
+zones = sa.Table(
+    "zones", projection_metadata,
+    sa.Column("zone_id", Id, primary_key=True),
+    sa.Column("zone_type", sa.String(8), nullable=False),
+    sa.Column("name", sa.String(200)),
+    sa.Column("licence_no", Id, index=True),
+    sa.Column("holder", sa.String(200)),
+    sa.Column("category", sa.String(16)),
+    sa.Column("source", sa.String(2000)),
+    sa.Column("valid_from", Day, nullable=False),
+    sa.Column("valid_to", Day),
+    sa.Column("revoked_on", Day),
+    sa.Column("geometry", sa.Text, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
+)
+
+sites = sa.Table(
+    "sites", projection_metadata,
+    sa.Column("site_id", Id, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("licence_no", Id, nullable=False),
+    sa.Column("operator", sa.String(200), nullable=False),
+    sa.Column("country", sa.String(2), nullable=False),
+    sa.Column("location", sa.Text, nullable=False),
+    sa.Column("date", Day, nullable=False),
+    sa.Column("suspended_on", Day),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+)
+
+parcels = sa.Table(
+    "parcels", projection_metadata,
+    sa.Column("parcel_id", Id, primary_key=True),
+    sa.Column("holder", Id, nullable=False, index=True),
+    sa.Column("points", sa.BigInteger, nullable=False),
+    sa.Column("stones", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(8), nullable=False),  # active | spent
+    sa.Column("open_flags", sa.Integer, nullable=False),
+    sa.Column("site_id", Id),  # for purchases: the declared site
+    sa.Column("date", Day, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),  # the entry that made it
+    sa.Column("spent_seq", sa.BigInteger),
+)
+
+# One row per custody step: purchase (site -> parcel), transfer (parcel -> itself),
+# split and merge (parent -> child), export (parcel -> certificate), and a site's
+# licence zone (zone -> site).
+edges = sa.Table(
+    "custody_edges", projection_metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("from_type", sa.String(8), nullable=False),
+    sa.Column("from_id", Id, nullable=False, index=True),
+    sa.Column("to_type", sa.String(8), nullable=False),
+    sa.Column("to_id", Id, nullable=False, index=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("actor", Id, nullable=False),
+    sa.Column("date", Day, nullable=False),
+    sa.Column("points", sa.BigInteger),
+)
+
+exports = sa.Table(
+    "exports", projection_metadata,
+    sa.Column("certificate_no", Id, primary_key=True),
+    sa.Column("exporter", Id, nullable=False),
+    sa.Column("importer", sa.String(200), nullable=False),
+    sa.Column("destination", sa.String(2), nullable=False),
+    sa.Column("hs_code", sa.String(8), nullable=False),
+    sa.Column("points", sa.BigInteger, nullable=False),
+    sa.Column("value_cents", sa.BigInteger, nullable=False),
+    sa.Column("date", Day, nullable=False),
+    sa.Column("expires", Day, nullable=False),
+    sa.Column("open_flags", sa.Integer, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("confirmed_seq", sa.BigInteger),
+)
+
+flags = sa.Table(
+    "flags", projection_metadata,
+    sa.Column("flag_id", sa.String(160), primary_key=True),
+    sa.Column("subject_type", sa.String(8), nullable=False),
+    sa.Column("subject_id", Id, nullable=False, index=True),
+    sa.Column("code", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("status", sa.String(8), nullable=False),  # open | resolved
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("cause_seq", sa.BigInteger, index=True),  # the entry whose screening raised it
+    sa.Column("resolved_seq", sa.BigInteger),
+    sa.Column("resolution", sa.Text),
+)
+
+# Table -> primary key column name, in the order the digest reads them.
+KEYS = {
+    "actors": "actor_id", "zones": "zone_id", "sites": "site_id", "parcels": "parcel_id",
+    "custody_edges": "id", "exports": "certificate_no", "flags": "flag_id",
+}
+
+
+def points(carats: float | int) -> int:
+    """Carats to integer points; exact for the two-decimal numbers the schemas admit."""
+    return round(carats * 100)
+
+
+def cents(amount: float | int) -> int:
+    return round(amount * 100)
+
+
+def create(conn: sa.Connection) -> None:
+    projection_metadata.create_all(conn)
+
+
+def drop(conn: sa.Connection) -> None:
+    projection_metadata.drop_all(conn)
+
+
+def digest(conn: sa.Connection) -> str:
+    """SHA-256 over every projection row in key order: equal state, equal digest."""
+    h = hashlib.sha256()
+    for name, key in KEYS.items():
+        table = projection_metadata.tables[name]
+        cols = [c for c in table.columns if name != "custody_edges" or c.name != "id"]
+        order = [table.c[key]] if name != "custody_edges" else [table.c.seq, table.c.from_id,
+                                                                  table.c.to_id]
+        h.update(name.encode())
+        for row in conn.execute(sa.select(*cols).order_by(*order)):
+            h.update(repr(tuple(row)).encode())
+    return h.hexdigest()
+
+
+def row_dict(row: Any) -> dict[str, Any]:
+    return dict(row._mapping)

@@ -1,0 +1,265 @@
+"""The custody rules of SPEC 4, checked in the order of its table.
+
+Each rule is a function ``(ctx) -> None`` that raises :class:`RuleViolation`
+naming its rule id; :func:`check` runs them in SPEC order so that an event
+breaking several rules is refused under the first. Schema validation (rule
+SCHEMA) and event_id reuse (EVENT_ID_CONFLICT) happen before, in ledger.events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.errors import RuleViolation
+from ledger.projections import points
+from ledger.state import Row, State
+
+SYSTEM = "system"
+HS_CODES = ("7102.10", "7102.21", "7102.31")
+
+# SPEC 4: who may write each kind. "holder" kinds are further limited by HOLDER.
+ROLES: dict[str, frozenset[str]] = {
+    "actor.registered": frozenset({"officer", "admin"}),
+    "licence.revoked": frozenset({"officer", "admin"}),
+    "zone.registered": frozenset({"officer", "admin"}),
+    "zone.amended": frozenset({"officer", "admin"}),
+    "zone.retired": frozenset({"officer", "admin"}),
+    "site.registered": frozenset({"officer", "admin"}),
+    "site.suspended": frozenset({"officer", "auditor"}),
+    "parcel.purchased": frozenset({"buyer"}),
+    "parcel.transferred": frozenset({"buyer", "exporter"}),
+    "parcel.split": frozenset({"buyer", "exporter"}),
+    "parcel.merged": frozenset({"buyer", "exporter"}),
+    "export.declared": frozenset({"exporter"}),
+    "import.confirmed": frozenset({"auditor"}),
+    "flag.raised": frozenset({"auditor"}),
+    "flag.resolved": frozenset({"auditor"}),
+}
+LICENSED_ROLES = frozenset({"buyer", "exporter"})
+
+
+@dataclass
+class Ctx:
+    state: State
+    actor_id: str
+    actor: Row | None
+    kind: str
+    p: dict[str, Any]
+
+    def parcel_ids(self) -> list[str]:
+        """The existing parcels this event moves (transfer, split, merge, export)."""
+        p = self.p
+        if self.kind == "parcel.transferred":
+            return [p["parcel_id"]]
+        if self.kind == "parcel.split":
+            return [p["parent_id"]]
+        if self.kind == "parcel.merged":
+            return list(p["parent_ids"])
+        if self.kind == "export.declared":
+            return list(p["parcel_ids"])
+        return []
+
+    def parcels(self) -> Iterator[Row]:
+        for pid in self.parcel_ids():
+            row = self.state.get("parcels", pid)
+            assert row is not None  # UNKNOWN_REFERENCE ran first
+            yield row
+
+
+def refuse(rule: str, field: str, message: str, **data: Any) -> RuleViolation:
+    return RuleViolation(f"{field}: {message}", rule=rule, field=field, **data)
+
+
+def role(ctx: Ctx) -> None:
+    if ctx.actor_id == SYSTEM:
+        raise refuse("ROLE", "actor", "'system' is reserved for what the ledger writes itself.")
+    if ctx.actor is None:
+        raise refuse("ROLE", "actor", f"'{ctx.actor_id}' is not a registered actor, so it may "
+                     f"not write {ctx.kind}.")
+    allowed = ROLES[ctx.kind]
+    if ctx.actor["role"] not in allowed:
+        raise refuse("ROLE", "actor", f"'{ctx.actor_id}' is a {ctx.actor['role']}; only "
+                     f"{' or '.join(sorted(allowed))} may write {ctx.kind}.")
+
+
+def licence(ctx: Ctx) -> None:
+    actor = ctx.actor
+    assert actor is not None
+    if actor["role"] not in LICENSED_ROLES:
+        return
+    day = ctx.p["date"]
+    start, end, revoked = (actor["licence_valid_from"], actor["licence_valid_to"],
+                           actor["revoked_on"])
+    if start and day < start:
+        why = f"is not valid until {start}"
+    elif end and day > end:
+        why = f"expired on {end}"
+    elif revoked and day >= revoked:
+        why = f"was revoked on {revoked}"
+    else:
+        return
+    raise refuse("LICENCE", "payload.date", f"the licence {actor['licence_no']} of "
+                 f"'{ctx.actor_id}' {why}, so it may not trade on {day}.")
+
+
+def _references(ctx: Ctx) -> Iterator[tuple[str, str, str]]:
+    """(table, id, field) of everything the event names that must already exist."""
+    p, kind = ctx.p, ctx.kind
+    if kind == "licence.revoked":
+        if p.get("actor_id"):
+            yield "actors", p["actor_id"], "payload.actor_id"
+        if p.get("zone_id"):
+            yield "zones", p["zone_id"], "payload.zone_id"
+    elif kind in ("zone.amended", "zone.retired"):
+        yield "zones", p["zone_id"], "payload.zone_id"
+    elif kind == "site.suspended":
+        yield "sites", p["site_id"], "payload.site_id"
+    elif kind == "parcel.transferred":
+        yield "parcels", p["parcel_id"], "payload.parcel_id"
+        yield "actors", p["to_actor"], "payload.to_actor"
+    elif kind == "parcel.split":
+        yield "parcels", p["parent_id"], "payload.parent_id"
+    elif kind == "parcel.merged":
+        for i, pid in enumerate(p["parent_ids"]):
+            yield "parcels", pid, f"payload.parent_ids[{i}]"
+    elif kind == "export.declared":
+        for i, pid in enumerate(p["parcel_ids"]):
+            yield "parcels", pid, f"payload.parcel_ids[{i}]"
+    elif kind == "import.confirmed":
+        yield "exports", p["certificate_no"], "payload.certificate_no"
+    elif kind == "flag.raised":
+        table = {"parcel": "parcels", "site": "sites", "export": "exports", "actor": "actors",
+                 "zone": "zones"}[p["subject"]["type"]]
+        yield table, p["subject"]["id"], "payload.subject.id"
+    elif kind == "flag.resolved":
+        yield "flags", p["flag_id"], "payload.flag_id"
+
+
+NOUNS = {"actors": "actor", "zones": "zone", "sites": "site", "parcels": "parcel",
+         "exports": "export certificate", "flags": "flag"}
+
+
+def unknown_reference(ctx: Ctx) -> None:
+    for table, key, field in _references(ctx):
+        if ctx.state.get(table, key) is None:
+            raise refuse("UNKNOWN_REFERENCE", field, f"there is no {NOUNS[table]} '{key}'.")
+
+
+def _new_ids(ctx: Ctx) -> Iterator[tuple[str, str, str]]:
+    p, kind = ctx.p, ctx.kind
+    single = {"actor.registered": ("actors", "actor_id"), "zone.registered": ("zones", "zone_id"),
+              "site.registered": ("sites", "site_id"), "parcel.purchased": ("parcels", "parcel_id"),
+              "export.declared": ("exports", "certificate_no"),
+              "flag.raised": ("flags", "flag_id")}
+    if kind in single:
+        table, field = single[kind]
+        yield table, p[field], f"payload.{field}"
+    elif kind == "parcel.split":
+        for i, child in enumerate(p["children"]):
+            yield "parcels", child["parcel_id"], f"payload.children[{i}].parcel_id"
+    elif kind == "parcel.merged":
+        yield "parcels", p["child"]["parcel_id"], "payload.child.parcel_id"
+
+
+def duplicate(ctx: Ctx) -> None:
+    seen: set[tuple[str, str]] = set()
+    for table, key, field in _new_ids(ctx):
+        if (table, key) in seen or ctx.state.get(table, key) is not None:
+            raise refuse("DUPLICATE", field, f"the {NOUNS[table]} id '{key}' is already taken.")
+        seen.add((table, key))
+    if ctx.kind == "flag.resolved":
+        flag = ctx.state.get("flags", ctx.p["flag_id"])
+        if flag is not None and flag["status"] == "resolved":
+            raise refuse("DUPLICATE", "payload.flag_id",
+                         f"the flag '{ctx.p['flag_id']}' was already resolved.")
+
+
+def holder(ctx: Ctx) -> None:
+    # SPEC 4: only the current holder transfers, splits, merges or exports a parcel.
+    for row in ctx.parcels():
+        if row["holder"] != ctx.actor_id:
+            raise refuse("HOLDER", "payload", f"parcel '{row['parcel_id']}' is held by "
+                         f"'{row['holder']}', not by '{ctx.actor_id}'.")
+
+
+def spent(ctx: Ctx) -> None:
+    for row in ctx.parcels():
+        if row["status"] == "spent":
+            raise refuse("SPENT", "payload", f"parcel '{row['parcel_id']}' was consumed by "
+                         f"entry {row['spent_seq']} and can never move again.")
+    if ctx.kind == "parcel.transferred" and ctx.p["to_actor"] == ctx.actor_id:
+        raise refuse("SPENT", "payload.to_actor", "a transfer must change the holder; "
+                     f"'{ctx.actor_id}' already holds parcel '{ctx.p['parcel_id']}'.")
+
+
+def mass(ctx: Ctx) -> None:
+    # SPEC 4: neither carats nor the stone count ever grow through a split or merge.
+    p = ctx.p
+    if ctx.kind == "parcel.split":
+        parent = next(ctx.parcels())
+        got_pts = sum(points(c["carats"]) for c in p["children"])
+        got_stones = sum(c["stones"] for c in p["children"])
+        have_pts, have_stones = parent["points"], parent["stones"]
+        what = f"the children of parcel '{parent['parcel_id']}'"
+    elif ctx.kind == "parcel.merged":
+        rows = list(ctx.parcels())
+        got_pts, got_stones = points(p["child"]["carats"]), p["child"]["stones"]
+        have_pts = sum(r["points"] for r in rows)
+        have_stones = sum(r["stones"] for r in rows)
+        what = f"merged parcel '{p['child']['parcel_id']}'"
+    else:
+        return
+    if got_pts > have_pts:
+        raise refuse("MASS", "payload", f"{what} weigh {got_pts / 100:.2f} ct, more than the "
+                     f"{have_pts / 100:.2f} ct they come from.")
+    if got_stones > have_stones:
+        raise refuse("MASS", "payload", f"{what} count {got_stones} stones, more than the "
+                     f"{have_stones} they come from.")
+
+
+def hold(ctx: Ctx) -> None:
+    for row in ctx.parcels():
+        if row["open_flags"]:
+            raise refuse("HOLD", "payload", f"parcel '{row['parcel_id']}' is on hold: it has "
+                         f"{row['open_flags']} open flag(s) an auditor must resolve first.",
+                         parcel_id=row["parcel_id"])
+
+
+def certificate(ctx: Ctx) -> None:
+    if ctx.kind != "export.declared":
+        return
+    p, actor = ctx.p, ctx.actor
+    assert actor is not None
+    if p["exporter"] != ctx.actor_id:
+        raise refuse("CERTIFICATE", "payload.exporter", f"'{p['exporter']}' is not the writing "
+                     f"actor '{ctx.actor_id}'; an exporter declares its own exports.")
+    if not p["certificate_no"].startswith(actor["country"]):
+        raise refuse("CERTIFICATE", "payload.certificate_no", f"'{p['certificate_no']}' must "
+                     f"start with the exporter's country code {actor['country']}.")
+    if p["hs_code"] not in HS_CODES:
+        raise refuse("CERTIFICATE", "payload.hs_code", f"'{p['hs_code']}' is not a rough "
+                     f"diamond HS code; use {', '.join(HS_CODES)}.")
+    total = sum(r["points"] for r in ctx.parcels())
+    if points(p["carats"]) != total:
+        raise refuse("CERTIFICATE", "payload.carats", f"{p['carats']} ct differs from the "
+                     f"{total / 100:.2f} ct of the exported parcels.")
+    if p["expires"] <= p["date"]:
+        raise refuse("CERTIFICATE", "payload.expires", f"{p['expires']} is not after the "
+                     f"issue date {p['date']}.")
+
+
+# SPEC 4, the order of its table (SCHEMA and EVENT_ID_CONFLICT are checked before).
+RULES: tuple[Callable[[Ctx], None], ...] = (
+    role, licence, unknown_reference, duplicate, holder, spent, mass, hold, certificate,
+)
+
+
+def check(state: State, actor_id: str, kind: str, payload: dict[str, Any]) -> Row | None:
+    """Raise the first rule the event breaks; return the writing actor's row."""
+    ctx = Ctx(state, actor_id, state.get("actors", actor_id) if actor_id != SYSTEM else None,
+              kind, payload)
+    for rule in RULES:
+        rule(ctx)
+    return ctx.actor

@@ -1,0 +1,263 @@
+"""The custody state inside one write transaction, and how each entry changes it.
+
+A write reads the projections through this working set: rows are fetched once
+(or prefetched for a whole chunk of an ingest file), changed in memory as entries
+are folded in, and written back in batches by :meth:`State.flush`. After a flush
+the cache is dropped, so memory does not grow with the size of a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import sqlalchemy as sa
+
+from ledger.canonical import canonical_text
+from ledger.projections import KEYS, cents, points, projection_metadata
+
+Row = dict[str, Any]
+CACHED = tuple(t for t in KEYS if t != "custody_edges")
+
+
+class State:
+    """Cached, write-back view of the projection tables on one connection."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+        self.cache: dict[str, dict[str, Row | None]] = {t: {} for t in CACHED}
+        self.new: dict[str, set[str]] = {t: set() for t in CACHED}
+        self.dirty: dict[str, set[str]] = {t: set() for t in CACHED}
+        self.edges: list[Row] = []
+
+    # -- reading ----------------------------------------------------------------
+    def get(self, table: str, key: str) -> Row | None:
+        cache = self.cache[table]
+        if key not in cache:
+            self.prefetch(table, [key])
+        return cache[key]
+
+    def prefetch(self, table: str, keys: Iterable[str]) -> None:
+        cache = self.cache[table]
+        missing = list({k for k in keys if k not in cache})
+        t = projection_metadata.tables[table]
+        pk = t.c[KEYS[table]]
+        for i in range(0, len(missing), 500):
+            chunk = missing[i : i + 500]
+            for k in chunk:
+                cache[k] = None
+            for row in self.conn.execute(sa.select(t).where(pk.in_(chunk))):
+                cache[row._mapping[pk.name]] = dict(row._mapping)
+
+    # -- writing ----------------------------------------------------------------
+    def insert(self, table: str, row: Row) -> None:
+        key = row[KEYS[table]]
+        self.cache[table][key] = row
+        self.new[table].add(key)
+
+    def update(self, table: str, key: str, **values: Any) -> Row:
+        row = self.get(table, key)
+        assert row is not None, f"{table} {key} vanished inside a transaction"
+        row.update(values)
+        if key not in self.new[table]:
+            self.dirty[table].add(key)
+        return row
+
+    def edge(self, **row: Any) -> None:
+        self.edges.append(row)
+
+    def flush(self) -> None:
+        """Write every change back and forget the cache."""
+        for table in CACHED:
+            t = projection_metadata.tables[table]
+            cache = self.cache[table]
+            if self.new[table]:
+                self.conn.execute(t.insert(), [cache[k] for k in self.new[table]])
+            if self.dirty[table]:
+                pk = KEYS[table]
+                cols = [c.name for c in t.columns if c.name != pk]
+                stmt = (
+                    t.update()
+                    .where(t.c[pk] == sa.bindparam("k_"))
+                    .values({c: sa.bindparam("v_" + c) for c in cols})
+                )
+                rows = []
+                for k in self.dirty[table]:
+                    row = cache[k]
+                    assert row is not None
+                    rows.append({"k_": k, **{"v_" + c: row[c] for c in cols}})
+                self.conn.execute(stmt, rows)
+            self.cache[table] = {}
+            self.new[table] = set()
+            self.dirty[table] = set()
+        if self.edges:
+            self.conn.execute(projection_metadata.tables["custody_edges"].insert(), self.edges)
+            self.edges = []
+
+    # -- folding entries in ------------------------------------------------------
+    def apply(self, seq: int, kind: str, actor: str, p: dict[str, Any]) -> None:
+        """Fold one entry into the projections (SPEC 3: derived only from entries)."""
+        FOLDS[kind](self, seq, actor, p)
+
+
+def _actor_registered(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
+    s.insert("actors", {
+        "actor_id": p["actor_id"], "name": p["name"], "role": p["role"],
+        "country": p["country"], "licence_no": p.get("licence_no"),
+        "licence_valid_from": p.get("licence_valid_from"),
+        "licence_valid_to": p.get("licence_valid_to"), "revoked_on": None, "seq": seq,
+    })
+
+
+def _licence_revoked(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
+    if p.get("actor_id"):
+        s.update("actors", p["actor_id"], revoked_on=p["date"])
+    if p.get("zone_id"):
+        s.update("zones", p["zone_id"], revoked_on=p["date"], last_seq=seq)
+
+
+def _zone_registered(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
+    s.insert("zones", {
+        "zone_id": p["zone_id"], "zone_type": p["zone_type"], "name": p.get("name"),
+        "licence_no": p.get("licence_no"), "holder": p.get("holder"),
+        "category": p.get("category"), "source": p.get("source"),
+        "valid_from": p["valid_from"], "valid_to": p.get("valid_to"), "revoked_on": None,
+        "geometry": canonical_text(p["geometry"]), "seq": seq, "last_seq": seq,
+    })
+
+
+def _zone_amended(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
+    values: dict[str, Any] = {"last_seq": seq}
+    if "geometry" in p:
+        values["geometry"] = canonical_text(p["geometry"])
+    for field in ("valid_from", "valid_to"):
+        if field in p:
+            values[field] = p[field]
+    s.update("zones", p["zone_id"], **values)
+
+
+def _zone_retired(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
+    s.update("zones", p["zone_id"], valid_to=p.get("valid_to") or p["date"], last_seq=seq)
+
+
+def _site_registered(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
+    s.insert("sites", {
+        "site_id": p["site_id"], "name": p["name"], "licence_no": p["licence_no"],
+        "operator": p["operator"], "country": p["country"],
+        "location": canonical_text(p["location"]), "date": p["date"],
+        "suspended_on": None, "seq": seq,
+    })
+
+
+def _site_suspended(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
+    s.update("sites", p["site_id"], suspended_on=p["date"])
+
+
+def _new_parcel(s: State, seq: int, holder: str, pid: str, carats: float, stones: int,
+                date: str, site_id: str | None = None) -> None:
+    s.insert("parcels", {
+        "parcel_id": pid, "holder": holder, "points": points(carats), "stones": stones,
+        "status": "active", "open_flags": 0, "site_id": site_id, "date": date, "seq": seq,
+        "spent_seq": None,
+    })
+
+
+def _edge(s: State, seq: int, kind: str, actor: str, date: str, src: tuple[str, str],
+          dst: tuple[str, str], pts: int | None) -> None:
+    s.edge(from_type=src[0], from_id=src[1], to_type=dst[0], to_id=dst[1], seq=seq, kind=kind,
+           actor=actor, date=date, points=pts)
+
+
+def _parcel_purchased(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
+    _new_parcel(s, seq, actor, p["parcel_id"], p["carats"], p["stones"], p["date"], p["site_id"])
+    _edge(s, seq, "parcel.purchased", actor, p["date"], ("site", p["site_id"]),
+          ("parcel", p["parcel_id"]), points(p["carats"]))
+
+
+def _parcel_transferred(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
+    row = s.update("parcels", p["parcel_id"], holder=p["to_actor"])
+    _edge(s, seq, "parcel.transferred", actor, p["date"], ("parcel", p["parcel_id"]),
+          ("parcel", p["parcel_id"]), row["points"])
+
+
+def _parcel_split(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
+    s.update("parcels", p["parent_id"], status="spent", spent_seq=seq)
+    for child in p["children"]:
+        _new_parcel(s, seq, actor, child["parcel_id"], child["carats"], child["stones"], p["date"])
+        _edge(s, seq, "parcel.split", actor, p["date"], ("parcel", p["parent_id"]),
+              ("parcel", child["parcel_id"]), points(child["carats"]))
+
+
+def _parcel_merged(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
+    child = p["child"]
+    for parent in p["parent_ids"]:
+        row = s.update("parcels", parent, status="spent", spent_seq=seq)
+        _edge(s, seq, "parcel.merged", actor, p["date"], ("parcel", parent),
+              ("parcel", child["parcel_id"]), row["points"])
+    _new_parcel(s, seq, actor, child["parcel_id"], child["carats"], child["stones"], p["date"])
+
+
+def _export_declared(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
+    s.insert("exports", {
+        "certificate_no": p["certificate_no"], "exporter": p["exporter"],
+        "importer": p["importer"], "destination": p["destination"], "hs_code": p["hs_code"],
+        "points": points(p["carats"]), "value_cents": cents(p["value_usd"]), "date": p["date"],
+        "expires": p["expires"], "open_flags": 0, "seq": seq, "confirmed_seq": None,
+    })
+    for pid in p["parcel_ids"]:
+        row = s.update("parcels", pid, status="spent", spent_seq=seq)
+        _edge(s, seq, "export.declared", actor, p["date"], ("parcel", pid),
+              ("export", p["certificate_no"]), row["points"])
+
+
+def _import_confirmed(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
+    s.update("exports", p["certificate_no"], confirmed_seq=seq)
+
+
+SUBJECT_TABLES = {"parcel": "parcels", "export": "exports"}
+
+
+def _flag_raised(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
+    subject = p["subject"]
+    evidence = p.get("evidence") or {}
+    s.insert("flags", {
+        "flag_id": p["flag_id"], "subject_type": subject["type"], "subject_id": subject["id"],
+        "code": p["code"], "detail": p["detail"], "status": "open", "seq": seq,
+        "cause_seq": evidence.get("seq") if isinstance(evidence.get("seq"), int) else None,
+        "resolved_seq": None, "resolution": None,
+    })
+    _count_open(s, subject["type"], subject["id"], +1)
+
+
+def _flag_resolved(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
+    row = s.update("flags", p["flag_id"], status="resolved", resolved_seq=seq,
+                   resolution=p["resolution"])
+    _count_open(s, row["subject_type"], row["subject_id"], -1)
+
+
+def _count_open(s: State, subject_type: str, subject_id: str, delta: int) -> None:
+    table = SUBJECT_TABLES.get(subject_type)
+    if table is None:
+        return
+    row = s.get(table, subject_id)
+    if row is not None:
+        s.update(table, subject_id, open_flags=row["open_flags"] + delta)
+
+
+FOLDS: dict[str, Callable[[State, int, str, dict[str, Any]], None]] = {
+    "actor.registered": _actor_registered,
+    "licence.revoked": _licence_revoked,
+    "zone.registered": _zone_registered,
+    "zone.amended": _zone_amended,
+    "zone.retired": _zone_retired,
+    "site.registered": _site_registered,
+    "site.suspended": _site_suspended,
+    "parcel.purchased": _parcel_purchased,
+    "parcel.transferred": _parcel_transferred,
+    "parcel.split": _parcel_split,
+    "parcel.merged": _parcel_merged,
+    "export.declared": _export_declared,
+    "import.confirmed": _import_confirmed,
+    "flag.raised": _flag_raised,
+    "flag.resolved": _flag_resolved,
+}

@@ -1,0 +1,113 @@
+"""`alluvial ingest`: one event per line, all or nothing, refusals name the line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from ledger.cli import cli
+from ledger.events import Ledger
+from tests.test_custody import SQUARE, licensed
+
+
+def line(kind: str, actor: str, **payload: Any) -> str:
+    return json.dumps({"kind": kind, "actor": actor, "payload": payload})
+
+
+def purchase(pid: str, carats: float = 2.5, date: str = "2008-03-14") -> str:
+    return line("parcel.purchased", "buyer-a", parcel_id=pid, site_id="S-AKW",
+                seller="Ama Owusu", date=date, carats=carats, stones=2,
+                price={"amount": 100, "currency": "USD"})
+
+
+SETUP = [
+    line("actor.registered", "admin", actor_id="off-gh", name="Minerals Commission",
+         role="officer", country="GH", date="2004-01-02"),
+    line("actor.registered", "off-gh", **licensed("buyer-a", "buyer")),
+    line("zone.registered", "off-gh", zone_id="Z-AKW", zone_type="licence", geometry=SQUARE,
+         date="2004-01-06", valid_from="2000-01-01", licence_no="ML-AKW-1", holder="Coop"),
+    line("site.registered", "off-gh", site_id="S-AKW", name="Akwatia pit 1",
+         location={"type": "Point", "coordinates": [-0.8, 6.04]}, licence_no="ML-AKW-1",
+         operator="Coop", country="GH", date="2004-01-07"),
+]
+
+
+@pytest.fixture
+def jsonl(tmp_path: Path):  # type: ignore[no-untyped-def]
+    def _write(lines: list[str]) -> str:
+        path = tmp_path / "events.jsonl"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return str(path)
+    return _write
+
+
+def test_ingest_writes_every_line(ledger: Ledger, runner: CliRunner, jsonl) -> None:  # type: ignore[no-untyped-def]
+    result = runner.invoke(cli, ["ingest", jsonl([*SETUP, purchase("P1"), purchase("P2")])])
+    assert result.exit_code == 0, result.output
+    assert "6 lines: 6 entries written" in result.stdout
+    assert ledger.log.size() == 7
+    assert runner.invoke(cli, ["verify"]).exit_code == 0
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    (purchase("P1", carats=-3), "line 6: SCHEMA: payload.carats"),
+    ('{"kind": "parcel.purchased", "actor": "buyer-a", "payload": {', "line 6: SCHEMA"),
+    (purchase("P1"), "line 6: DUPLICATE: payload.parcel_id"),
+    (line("parcel.transferred", "buyer-a", parcel_id="P404", to_actor="buyer-a",
+          date="2008-04-01", price={"amount": 1, "currency": "USD"}),
+     "line 6: UNKNOWN_REFERENCE: payload.parcel_id"),
+], ids=["schema", "not-json", "duplicate", "unknown-parcel"])
+def test_refused_line_after_valid_lines_writes_none_of_them(
+    ledger: Ledger, runner: CliRunner, jsonl, bad: str, message: str  # type: ignore[no-untyped-def]
+) -> None:
+    result = runner.invoke(cli, ["ingest", jsonl([*SETUP, purchase("P1"), bad])])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(message), result.stderr
+    assert "Nothing from this file was written." in result.stderr
+    assert ledger.log.size() == 1
+    assert runner.invoke(cli, ["verify"]).exit_code == 0
+
+
+def test_batches_commit_and_name_the_line_to_resume_from(
+    ledger: Ledger, runner: CliRunner, jsonl  # type: ignore[no-untyped-def]
+) -> None:
+    lines = [*SETUP, purchase("P1"), purchase("P2"), purchase("P3"), purchase("P2"),
+             purchase("P5")]
+    result = runner.invoke(cli, ["ingest", "--batch", "3", jsonl(lines)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("line 8: DUPLICATE")
+    assert "resume from line 7" in result.stderr
+    assert ledger.log.size() == 1 + 6  # two whole batches of three
+    assert runner.invoke(cli, ["verify"]).exit_code == 0
+
+
+def test_blank_lines_are_skipped_and_counted(ledger: Ledger, runner: CliRunner, jsonl) -> None:  # type: ignore[no-untyped-def]
+    result = runner.invoke(cli, ["ingest", jsonl([*SETUP, "", purchase("P1")])])
+    assert result.exit_code == 0, result.output
+    assert ledger.log.size() == 6
+
+
+def test_trace_cli_prints_tree_and_json(ledger: Ledger, runner: CliRunner, jsonl) -> None:  # type: ignore[no-untyped-def]
+    runner.invoke(cli, ["ingest", jsonl([*SETUP, purchase("P1")])])
+    tree = runner.invoke(cli, ["trace", "P1", "--backward"])
+    assert tree.exit_code == 0, tree.output
+    assert tree.stdout.splitlines()[0] == "parcel P1"
+    assert "site S-AKW" in tree.stdout
+    assert "parcel.purchased by buyer-a on 2008-03-14" in tree.stdout
+    assert "2.50 ct" in tree.stdout
+    as_json = json.loads(runner.invoke(cli, ["trace", "P1", "--json"]).stdout)
+    assert as_json["direction"] == "backward"
+    assert {"type": "site", "id": "S-AKW"} in as_json["nodes"]
+    missing = runner.invoke(cli, ["trace", "NOPE"])
+    assert missing.exit_code == 2 and "NOPE" in missing.stderr
+
+
+def test_rebuild_cli_reports_the_same_digest(ledger: Ledger, runner: CliRunner, jsonl) -> None:  # type: ignore[no-untyped-def]
+    runner.invoke(cli, ["ingest", jsonl([*SETUP, purchase("P1")])])
+    digest = ledger.digest()
+    result = runner.invoke(cli, ["rebuild"])
+    assert result.exit_code == 0 and digest in result.stdout
