@@ -6,7 +6,8 @@ therefore takes a fast path: a short Python walk that checks the value lies in
 the subset where Python's C JSON encoder already writes RFC 8785 bytes (and
 rewrites the one thing it writes differently, integral floats), then the C
 encoder of ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-allow_nan=False)`` and UTF-8. About 6 µs for a custody event instead of 30.
+allow_nan=False)`` and UTF-8: about 7 µs for a custody event instead of about 30
+(``python -m benchmarks.canonical``).
 Anything outside that subset goes to ``rfc8785.dumps`` unchanged, so the output
 is byte-identical to the reference for every input, and every input the
 reference refuses is refused.
@@ -298,6 +299,7 @@ def _constant(name: str) -> Any:
 
 
 def _lone_surrogate(exc: UnicodeEncodeError) -> InputError:
+    """The refusal of text holding a lone surrogate, naming it (I-JSON 2.1)."""
     char = exc.object[exc.start]
     return InputError(
         f"The JSON text has a lone surrogate (\\u{ord(char):04x}), which is not Unicode text."

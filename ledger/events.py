@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,8 +23,12 @@ from ledger.errors import Conflict, InputError
 from ledger.keys import SigningKey, load_or_create
 from ledger.log import ADMIN, Appender, Entry, Log, admin_payload
 from ledger.schema import validate_event, validate_payload
-from ledger.screening import DEFAULT_RULES, Flag, Rule
+from ledger.screening import DEFAULT_RULES, Flag, Rule, subject_for
 from ledger.state import State
+from ledger.zones import ZoneSet
+
+# Entries that change the map: screening must see them at once.
+MAP_KINDS = frozenset({"zone.registered", "zone.amended", "zone.retired", "licence.revoked"})
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,8 @@ class Session:
     ledger: Ledger
     appender: Appender
     state: State
-    results: list[WriteResult] = field(default_factory=list)
+    _zones: ZoneSet | None = None
+    _map_changed: bool = False
 
     def write(self, event: Event) -> WriteResult:
         if event.event_id is not None:
@@ -83,14 +88,28 @@ class Session:
         validate_payload(event.kind, event.payload)
         rules.check(self.state, event.actor, event.kind, event.payload)
         entry = self._append(event.kind, event.actor, event.payload, event.event_id)
-        raised = [self._raise(flag, event.payload["date"]) for rule in self.ledger.screening
-                  for flag in rule.check(self.state, event.kind, event.payload, entry.seq)]
-        return WriteResult(entry, raised)
+        subject = subject_for(event.kind, event.payload, entry.seq, self.state, self.zones)
+        if subject is None:
+            return WriteResult(entry, [])
+        flags = [flag for rule in self.ledger.screening for flag in rule.check(subject)]
+        return WriteResult(entry, [self._raise(flag, event.payload["date"]) for flag in flags])
+
+    def zones(self) -> ZoneSet:
+        """The map as this transaction sees it, indexed once and reused until it changes."""
+        if self._zones is None:
+            if self._map_changed:
+                self.state.flush()
+                self._zones = ZoneSet.load(self.appender.conn)
+            else:
+                self._zones = self.ledger.zoneset(self.appender.conn)
+        return self._zones
 
     def _append(self, kind: str, actor: str, payload: dict[str, Any],
                 event_id: str | None) -> Entry:
         entry = self.appender.append(kind, actor, payload, event_id, keep=False)
         self.state.apply(entry.seq, kind, actor, payload)
+        if kind in MAP_KINDS:
+            self._zones, self._map_changed = None, True
         return entry
 
     def _raise(self, flag: Flag, day: str) -> dict[str, Any]:
@@ -168,6 +187,14 @@ class Ledger:
         self.engine = engine
         self.log = Log(engine, key)
         self.screening = tuple(screening)
+        self._zoneset: ZoneSet | None = None
+
+    def zoneset(self, conn: sa.Connection) -> ZoneSet:
+        """The committed map, rebuilt only when its version (count, last seq) has moved."""
+        cached = self._zoneset
+        if cached is None or cached.version != ZoneSet.current_version(conn):
+            cached = self._zoneset = ZoneSet.load(conn)
+        return cached
 
     @classmethod
     def open(cls, settings: Settings, create_key: bool = False) -> Ledger:

@@ -45,7 +45,7 @@ zones = sa.Table(
     sa.Column("revoked_on", Day),
     sa.Column("geometry", sa.Text, nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
-    sa.Column("last_seq", sa.BigInteger, nullable=False),
+    sa.Column("last_seq", sa.BigInteger, nullable=False, index=True),
 )
 
 sites = sa.Table(
@@ -70,6 +70,8 @@ parcels = sa.Table(
     sa.Column("status", sa.String(8), nullable=False),  # active | spent
     sa.Column("open_flags", sa.Integer, nullable=False),
     sa.Column("site_id", Id),  # for purchases: the declared site
+    sa.Column("dig_lon", sa.Float),  # for purchases: the declared dig point, if any
+    sa.Column("dig_lat", sa.Float),
     sa.Column("date", Day, nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),  # the entry that made it
     sa.Column("spent_seq", sa.BigInteger),

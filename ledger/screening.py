@@ -1,16 +1,23 @@
-"""Screening: red flags raised on what is written (SPEC 5).
+"""Screening: red flags raised on what is written, as of its date (SPEC 5).
 
 Screening never refuses: what happened is recorded, with its flags. Each rule is
-a small object with one method, ``check(state, kind, payload, seq)``, returning
-the flags it raises; adding a red flag is adding a rule to :data:`DEFAULT_RULES`.
+a small object with one method, ``check(subject) -> flags``; adding a red flag is
+adding a rule to :data:`DEFAULT_RULES`. Sites are screened at registration,
+purchases on their dig point (else their site's location), on the payload's date,
+against the map as it stood that day.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ledger.state import State
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from ledger.state import Row, State
+from ledger.zones import ZoneSet
 
 
 @dataclass(frozen=True)
@@ -24,9 +31,63 @@ class Flag:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Subject:
+    """What a rule screens: a site at registration, or a purchase, on ``day``."""
+
+    kind: str
+    payload: dict[str, Any]
+    seq: int
+    state: State
+    zones: Callable[[], ZoneSet]
+    site: Row | None = None
+    geometry: BaseGeometry | None = None
+    where: str = ""
+
+    @property
+    def day(self) -> str:
+        return str(self.payload["date"])
+
+    @property
+    def licence_no(self) -> str | None:
+        if self.kind == "site.registered":
+            return str(self.payload["licence_no"])
+        return None if self.site is None else str(self.site["licence_no"])
+
+    def flag(self, code: str, detail: str, **evidence: Any) -> Flag:
+        if self.kind == "site.registered":
+            kind, ident = "site", self.payload["site_id"]
+        else:
+            kind, ident = "parcel", self.payload["parcel_id"]
+        return Flag(code, kind, ident, detail, {"seq": self.seq, **evidence})
+
+
+def subject_for(kind: str, payload: dict[str, Any], seq: int, state: State,
+                zones: Callable[[], ZoneSet]) -> Subject | None:
+    """The screening subject of an entry, or None for kinds that are not screened."""
+    if kind == "site.registered":
+        return Subject(kind, payload, seq, state, zones,
+                       geometry=shapely.geometry.shape(payload["location"]),
+                       where=f"site {payload['site_id']}")
+    if kind != "parcel.purchased":
+        return None
+    site = state.get("sites", payload["site_id"])
+    if site is not None and site["suspended_on"] and site["suspended_on"] <= payload["date"]:
+        site = None
+    subject = Subject(kind, payload, seq, state, zones, site=site)
+    if payload.get("dig_location"):
+        subject.geometry = shapely.geometry.shape(payload["dig_location"])
+        subject.where = "dig point {:.4f}, {:.4f}".format(*payload["dig_location"]["coordinates"])
+    elif site is not None:
+        subject.geometry = shapely.from_geojson(site["location"])
+        subject.where = f"site {site['site_id']}"
+    return subject
+
+
 class Rule(Protocol):
-    def check(self, state: State, kind: str, payload: dict[str, Any], seq: int) -> list[Flag]:
-        ...
+    code: str
+
+    def check(self, subject: Subject) -> list[Flag]: ...
 
 
 class UnregisteredSite:
@@ -34,20 +95,73 @@ class UnregisteredSite:
 
     code = "UNREGISTERED_SITE"
 
-    def check(self, state: State, kind: str, payload: dict[str, Any], seq: int) -> list[Flag]:
-        if kind != "parcel.purchased":
+    def check(self, s: Subject) -> list[Flag]:
+        if s.kind != "parcel.purchased" or s.site is not None:
             return []
-        site_id, day = payload["site_id"], payload["date"]
-        site = state.get("sites", site_id)
-        if site is None:
-            why = f"site '{site_id}' is not registered"
-        elif site["suspended_on"] and site["suspended_on"] <= day:
-            why = f"site '{site_id}' was suspended on {site['suspended_on']}"
-        else:
-            return []
-        return [Flag(self.code, "parcel", payload["parcel_id"],
-                     f"Bought on {day} at a site that cannot sell: {why}.",
-                     {"seq": seq, "site_id": site_id})]
+        site_id = s.payload["site_id"]
+        known = s.state.get("sites", site_id)
+        why = (f"site {site_id} is not registered" if known is None
+               else f"site {site_id} was suspended on {known['suspended_on']}")
+        return [s.flag(self.code, f"Bought on {s.day} where no registered site can sell: {why}.",
+                       site_id=site_id)]
 
 
-DEFAULT_RULES: tuple[Rule, ...] = (UnregisteredSite(),)
+class OutsideLicensedZone:
+    """OUTSIDE_LICENSED_ZONE: no licence zone valid that day with the licence_no covers it."""
+
+    code = "OUTSIDE_LICENSED_ZONE"
+
+    def check(self, s: Subject) -> list[Flag]:
+        licence_no = s.licence_no
+        if s.geometry is None or licence_no is None:
+            return []
+        if s.zones().licences_covering(s.geometry, licence_no, s.day):
+            return []
+        return [s.flag(self.code, f"The {s.where} lies outside every zone of licence "
+                       f"{licence_no} valid on {s.day}.", licence_no=licence_no)]
+
+
+class InRiskArea:
+    """IN_RISK_AREA: the point or site polygon touches a risk area valid that day."""
+
+    code = "IN_RISK_AREA"
+
+    def check(self, s: Subject) -> list[Flag]:
+        if s.geometry is None:
+            return []
+        hits = s.zones().risks_touching(s.geometry, s.day)
+        if not hits:
+            return []
+        names = ", ".join(z.describe() for z in hits)
+        return [s.flag(self.code, f"The {s.where} lies in risk area {names} on {s.day}.",
+                       zones=[z.zone_id for z in hits])]
+
+
+class LicenceInvalid:
+    """LICENCE_INVALID: the site's mining licence, or a registered seller's, is not valid."""
+
+    code = "LICENCE_INVALID"
+
+    def check(self, s: Subject) -> list[Flag]:
+        reasons = []
+        if s.licence_no is not None:
+            why = s.zones().licence_status(s.licence_no, s.day)
+            if why:
+                reasons.append(f"the mining licence is not valid on {s.day}: {why}")
+        seller = s.payload.get("seller")
+        actor = s.state.get("actors", seller) if s.kind == "parcel.purchased" and seller else None
+        if actor is not None and actor["licence_no"]:
+            end, revoked = actor["licence_valid_to"], actor["revoked_on"]
+            if (actor["licence_valid_from"] and s.day < actor["licence_valid_from"]) or (
+                end and s.day > end
+            ) or (revoked and s.day >= revoked):
+                reasons.append(f"the seller {seller}'s licence {actor['licence_no']} is not "
+                               f"valid on {s.day}")
+        if not reasons:
+            return []
+        return [s.flag(self.code, "; ".join(reasons).capitalize() + ".")]
+
+
+DEFAULT_RULES: tuple[Rule, ...] = (
+    UnregisteredSite(), OutsideLicensedZone(), InRiskArea(), LicenceInvalid(),
+)

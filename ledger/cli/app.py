@@ -1,0 +1,98 @@
+"""The `alluvial` command line (SPEC 6).
+
+Exit codes live in one table: 0 success, 1 a verification failed, 2 bad usage or
+input. Results go to stdout, progress bars and errors to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from typing import Any
+
+import click
+import sqlalchemy as sa
+
+from ledger.config import Settings
+from ledger.db import make_engine
+from ledger.errors import LedgerError, VerificationError
+from ledger.events import Ledger
+from ledger.keys import SigningKey, load_or_create
+from ledger.log import Log
+
+# The one place errors become exit codes (SPEC 6).
+EXIT_CODES: tuple[tuple[type[LedgerError], int], ...] = (
+    (VerificationError, 1),
+    (LedgerError, 2),
+)
+
+
+def exit_code(error: LedgerError) -> int:
+    return next(code for cls, code in EXIT_CODES if isinstance(error, cls))
+
+
+class Context:
+    """Lazily opened engine, key and log for one command."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def engine(self) -> sa.Engine:
+        return make_engine(self.settings.database_url)
+
+    def key(self, create: bool = False) -> SigningKey:
+        path = self.settings.log_key_path
+        if not create and not path.exists():
+            raise LedgerError(
+                f"ALLUVIAL_LOG_KEY: no log key at {path}; run `alluvial init` first.",
+                rule="CONFIG",
+            )
+        return load_or_create(path, self.settings.origin)
+
+    def close(self) -> None:
+        """Return every pooled connection when the command ends."""
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger(self.engine, self.key())
+
+    @property
+    def log(self) -> Log:
+        return self.ledger.log
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+class LedgerGroup(click.Group):
+    """Turns the ledger's errors into a message on stderr and the exit code of EXIT_CODES."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LedgerError as exc:
+            click.echo(f"{exc.rule}: {exc}", err=True)
+            ctx.exit(exit_code(exc))
+        except sa.exc.OperationalError as exc:
+            click.echo(f"database: {exc.orig}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=LedgerGroup)
+@click.version_option(package_name="alluvial-ledger")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Alluvial Ledger: a tamper-evident custody ledger for rough diamonds."""
+    ctx.obj = Context(Settings.from_env())
+    ctx.call_on_close(ctx.obj.close)
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2))
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,86 @@
+"""Commands on the log itself: init, checkpoint, prove, verify (SPEC 3, 6)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ledger.cli.app import Context, cli, pass_ctx, print_json
+from ledger.events import Ledger
+
+
+@cli.command()
+@pass_ctx
+def init(ctx: Context) -> None:
+    """Create the log, its signing key and the actor `admin` (entry 1)."""
+    key = ctx.key(create=True)
+    entry = Ledger(ctx.engine, key).initialise()
+    click.echo(f"Initialised log {key.name} in {ctx.settings.database_url}")
+    click.echo(f"Signing key: {ctx.settings.log_key_path}")
+    click.echo(f"Entry {entry.seq}: actor.registered admin")
+    click.echo(f"Verifier key: {key.verifier.to_vkey()}")
+
+
+@cli.command()
+@click.option("--vkey", is_flag=True, help="Print the log's C2SP verifier key instead.")
+@pass_ctx
+def checkpoint(ctx: Context, vkey: bool) -> None:
+    """Sign a checkpoint of the log as it is now and print the signed note."""
+    if vkey:
+        click.echo(ctx.key().verifier.to_vkey())
+        return
+    click.echo(ctx.log.checkpoint(), nl=False)
+
+
+@cli.group()
+def prove() -> None:
+    """RFC 9162 inclusion and consistency proofs, as JSON with hex hashes."""
+
+
+@prove.command("inclusion")
+@click.argument("seq", type=click.IntRange(min=1))
+@click.option("--size", type=click.IntRange(min=1), help="Tree size (default: the log's size).")
+@pass_ctx
+def prove_inclusion(ctx: Context, seq: int, size: int | None) -> None:
+    """Prove that entry SEQ is in the log of SIZE entries."""
+    print_json(ctx.log.inclusion_proof(seq, size))
+
+
+@prove.command("consistency")
+@click.argument("old", type=click.IntRange(min=1))
+@click.argument("new", type=click.IntRange(min=1))
+@pass_ctx
+def prove_consistency(ctx: Context, old: int, new: int) -> None:
+    """Prove that the log of NEW entries extends the log of OLD entries."""
+    print_json(ctx.log.consistency_proof(old, new))
+
+
+@cli.command()
+@click.option(
+    "--checkpoint",
+    "checkpoint_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An earlier signed checkpoint the log must still extend.",
+)
+@pass_ctx
+def verify(ctx: Context, checkpoint_file: Path | None) -> None:
+    """Re-derive every entry hash, the Merkle root and check the signed checkpoint."""
+    from tqdm import tqdm
+
+    from ledger.verify import verify_log
+
+    earlier = checkpoint_file.read_text(encoding="utf-8") if checkpoint_file else None
+    total = ctx.log.size()
+    with tqdm(total=total, unit="entry", file=sys.stderr, disable=None, leave=False) as bar:
+        report = verify_log(ctx.engine, ctx.key().verifier, earlier, progress=bar.update)
+    if not report.ok:
+        for line in report.lines():
+            click.echo(line)
+        sys.exit(1)
+    click.echo(f"OK: {report.size} entries, chain and Merkle root verified.")
+    click.echo(f"root {report.root.hex()}")
+    click.echo(f"latest checkpoint (size {report.checkpoint_size}) signature verified.")
+    if earlier is not None:
+        click.echo("consistent with the given checkpoint.")

@@ -1,0 +1,139 @@
+"""The map: licence zones and risk areas, as they stood on any day (SPEC 5).
+
+:class:`ZoneSet` holds every zone's geometry in two STRtrees (licence, risk),
+built once from the projections and reused until a zone changes. It answers
+"which zones valid on day D cover or touch this geometry" for one write in well
+under a millisecond, and for a million points at once in :meth:`ZoneSet.screen`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import shapely
+import sqlalchemy as sa
+from shapely.geometry.base import BaseGeometry
+
+from ledger.projections import zones
+
+FAR_FUTURE = np.datetime64("9999-12-31", "D")
+
+
+def days(values: Sequence[str | None], default: np.datetime64 = FAR_FUTURE) -> np.ndarray:
+    """ISO dates to datetime64[D]; None becomes ``default`` (an open end)."""
+    return np.array([default if v is None else v for v in values], dtype="datetime64[D]")
+
+
+@dataclass(frozen=True)
+class Zone:
+    zone_id: str
+    zone_type: str
+    licence_no: str | None
+    category: str | None
+    valid_from: str
+    valid_to: str | None
+    revoked_on: str | None
+
+    def valid_on(self, day: str) -> bool:
+        """SPEC 5: valid_from <= D <= valid_to (inclusive, null open), and not revoked by D."""
+        if day < self.valid_from or (self.valid_to is not None and day > self.valid_to):
+            return False
+        return self.revoked_on is None or day < self.revoked_on
+
+    def describe(self) -> str:
+        end = self.valid_to or "open"
+        what = f"licence {self.licence_no}" if self.zone_type == "licence" else self.category
+        return f"{self.zone_id} ({what}, valid {self.valid_from} to {end})"
+
+
+class _Tree:
+    """One STRtree over zones of one type, with their validity as arrays."""
+
+    def __init__(self, rows: list[Any]) -> None:
+        self.zones = [Zone(r.zone_id, r.zone_type, r.licence_no, r.category, r.valid_from,
+                           r.valid_to, r.revoked_on) for r in rows]
+        self.geoms = shapely.from_geojson([r.geometry for r in rows]) if rows else np.array([])
+        self.tree = shapely.STRtree(self.geoms)
+        self.start = days([z.valid_from for z in self.zones])
+        self.end = days([z.valid_to for z in self.zones])
+        self.revoked = days([z.revoked_on for z in self.zones])
+        self.licence = np.array([z.licence_no or "" for z in self.zones], dtype=object)
+
+    def query(self, geom: BaseGeometry, predicate: str, day: str) -> list[Zone]:
+        hits = self.tree.query(geom, predicate=predicate)
+        return [self.zones[i] for i in hits if self.zones[i].valid_on(day)]
+
+    def pairs(self, geoms: np.ndarray, predicate: str, when: np.ndarray) -> np.ndarray:
+        """(geometry index, zone index) pairs where the zone is valid on that geometry's day."""
+        if not len(self.zones) or not len(geoms):
+            return np.empty((2, 0), dtype=np.intp)
+        g, z = self.tree.query(geoms, predicate=predicate)
+        d = when[g]
+        ok = (self.start[z] <= d) & (d <= self.end[z]) & (d < self.revoked[z])
+        return np.vstack([g[ok], z[ok]])
+
+
+class ZoneSet:
+    """Every zone, indexed; ``version`` tells whether the projections changed since."""
+
+    def __init__(self, rows: list[Any], version: tuple[int, int]) -> None:
+        self.version = version
+        self.licence = _Tree([r for r in rows if r.zone_type == "licence"])
+        self.risk = _Tree([r for r in rows if r.zone_type == "risk"])
+        self.by_licence: dict[str, list[Zone]] = {}
+        for z in self.licence.zones:
+            self.by_licence.setdefault(z.licence_no or "", []).append(z)
+
+    @staticmethod
+    def current_version(conn: sa.Connection) -> tuple[int, int]:
+        row = conn.execute(sa.select(sa.func.count(), sa.func.max(zones.c.last_seq))).one()
+        return int(row[0]), int(row[1] or 0)
+
+    @classmethod
+    def load(cls, conn: sa.Connection) -> ZoneSet:
+        version = cls.current_version(conn)
+        rows = list(conn.execute(sa.select(zones).order_by(zones.c.zone_id)))
+        return cls(rows, version)
+
+    # -- one geometry (a write) --------------------------------------------------
+    def licences_covering(self, geom: BaseGeometry, licence_no: str, day: str) -> list[Zone]:
+        """Licence zones valid on ``day`` for ``licence_no`` that cover ``geom`` (boundary in)."""
+        return [z for z in self.licence.query(geom, "covered_by", day)
+                if z.licence_no == licence_no]
+
+    def risks_touching(self, geom: BaseGeometry, day: str) -> list[Zone]:
+        return self.risk.query(geom, "intersects", day)
+
+    def licence_status(self, licence_no: str, day: str) -> str | None:
+        """Why the mining licence is not valid on ``day``, or None when it is."""
+        found = self.by_licence.get(licence_no)
+        if not found:
+            return f"no licence zone carries licence {licence_no}"
+        if any(z.valid_on(day) for z in found):
+            return None
+        z = found[0]
+        if z.revoked_on is not None and day >= z.revoked_on:
+            return f"licence {licence_no} was revoked on {z.revoked_on}"
+        if day < z.valid_from:
+            return f"licence {licence_no} is not valid until {z.valid_from}"
+        return f"licence {licence_no} expired on {z.valid_to}"
+
+    # -- many points at once (rescreen) -----------------------------------------
+    def screen(
+        self, geoms: np.ndarray, licence_nos: np.ndarray, when: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """For each geometry: covered by a valid licence zone of its licence_no; in a risk area.
+
+        Returns two boolean arrays (``licensed``, ``at_risk``), vectorised over STRtrees.
+        """
+        licensed = np.zeros(len(geoms), dtype=bool)
+        g, z = self.licence.pairs(geoms, "covered_by", when)
+        match = licence_nos[g] == self.licence.licence[z]
+        licensed[g[match]] = True
+        at_risk = np.zeros(len(geoms), dtype=bool)
+        g, _ = self.risk.pairs(geoms, "intersects", when)
+        at_risk[g] = True
+        return licensed, at_risk
