@@ -7,6 +7,7 @@ Every write is one transaction: a refusal writes nothing and names its rule id.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,13 +23,17 @@ from ledger.db import entries, make_engine
 from ledger.errors import Conflict, InputError
 from ledger.keys import SigningKey, load_or_create
 from ledger.log import ADMIN, Appender, Entry, Log, admin_payload
-from ledger.schema import validate_event, validate_payload
+from ledger.schema import validate_payload
 from ledger.screening import DEFAULT_RULES, Flag, Rule, subject_for
 from ledger.state import State
 from ledger.zones import ZoneSet
 
 # Entries that change the map: screening must see them at once.
 MAP_KINDS = frozenset({"zone.registered", "zone.amended", "zone.retired", "licence.revoked"})
+
+
+ENVELOPE = frozenset({"kind", "actor", "payload", "event_id"})
+ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -42,14 +47,33 @@ class Event:
 
     @classmethod
     def from_json(cls, obj: Any, actor: str | None = None) -> Event:
-        """An ingest line (``actor`` inside) or an API body (``actor`` from the token)."""
-        if actor is not None and isinstance(obj, dict) and "actor" in obj:
-            raise InputError("actor: the API writes as the token's actor; leave `actor` out.",
-                             field="actor")
-        validate_event(obj)
-        if actor is None and "actor" not in obj:
+        """An ingest line (``actor`` inside) or an API body (``actor`` from the token).
+
+        Only the envelope is checked here (schemas/event.json describes it); the
+        payload is validated against its kind's schema when it is written.
+        """
+        if not isinstance(obj, dict):
+            raise InputError("event: must be a JSON object with kind and payload.", field="")
+        allowed = ENVELOPE if actor is None else ENVELOPE - {"actor"}
+        extra = sorted(set(obj) - allowed)
+        if extra:
+            why = ("the API writes as the token's actor; leave it out" if extra == ["actor"]
+                   else f"expected only {', '.join(sorted(allowed))}")
+            raise InputError(f"{extra[0]}: unknown field: {why}.", field=extra[0])
+        kind, payload, event_id = obj.get("kind"), obj.get("payload"), obj.get("event_id")
+        writer = actor if actor is not None else obj.get("actor")
+        if not isinstance(kind, str):
+            raise InputError("kind: required: the event kind, such as parcel.purchased.",
+                             field="kind")
+        if not isinstance(writer, str) or not writer:
             raise InputError("actor: required: the actor who writes this event.", field="actor")
-        return cls(obj["kind"], actor or obj["actor"], obj["payload"], obj.get("event_id"))
+        if not isinstance(payload, dict):
+            raise InputError("payload: required: a JSON object with the event's fields.",
+                             field="payload")
+        if event_id is not None and not (isinstance(event_id, str) and ID.fullmatch(event_id)):
+            raise InputError("event_id: must be an id of 1 to 64 letters, digits or . _ : / - "
+                             "starting with a letter or digit, such as a UUID.", field="event_id")
+        return cls(kind, writer, payload, event_id)
 
 
 @dataclass
@@ -157,9 +181,10 @@ class Session:
             self.state.prefetch(table, keys)
 
 
-_MENTIONS = {"actor_id": "actors", "to_actor": "actors", "parcel_id": "parcels",
-             "parent_id": "parcels", "site_id": "sites", "zone_id": "zones",
-             "certificate_no": "exports", "flag_id": "flags"}
+# Payload fields naming something the rules or screening look up (a seller may be an actor).
+_MENTIONS = {"actor_id": "actors", "to_actor": "actors", "seller": "actors",
+             "parcel_id": "parcels", "parent_id": "parcels", "site_id": "sites",
+             "zone_id": "zones", "certificate_no": "exports", "flag_id": "flags"}
 
 
 def _mentions(payload: dict[str, Any]) -> Iterator[tuple[str, str]]:

@@ -99,6 +99,8 @@ def _write_unit(
                 written += result.created
                 repeated += not result.created
                 flags += len(result.flags)
+            # Write the chunk's projections back so memory does not grow with the file.
+            session.state.flush()
             if progress is not None:
                 progress(len(chunk))
     report.lines += count

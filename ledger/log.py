@@ -25,6 +25,7 @@ from ledger.db import (
     checkpoints,
     create_schema,
     entries,
+    insert_many,
     log_head,
     merkle_nodes,
     write_transaction,
@@ -40,7 +41,7 @@ _quote: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[at
 
 def format_ts(moment: datetime) -> str:
     """RFC 3339 UTC with microseconds and a ``Z``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def entry_bytes(
@@ -214,11 +215,11 @@ class Appender:
 
     def flush(self) -> None:
         if self._rows:
-            self.conn.execute(entries.insert(), self._rows)
+            insert_many(self.conn, entries, self._rows)
             self._rows = []
             self._pending = {}
         if self._nodes:
-            self.conn.execute(merkle_nodes.insert(), self._nodes)
+            insert_many(self.conn, merkle_nodes, self._nodes)
             self._nodes = []
 
     def finish(self, key: SigningKey) -> str | None:

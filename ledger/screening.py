@@ -76,7 +76,7 @@ def subject_for(kind: str, payload: dict[str, Any], seq: int, state: State,
         site = None
     subject = Subject(kind, payload, seq, state, zones, site=site)
     if payload.get("dig_location"):
-        subject.geometry = shapely.geometry.shape(payload["dig_location"])
+        subject.geometry = shapely.Point(payload["dig_location"]["coordinates"][:2])
         subject.where = "dig point {:.4f}, {:.4f}".format(*payload["dig_location"]["coordinates"])
     elif site is not None:
         subject.geometry = shapely.from_geojson(site["location"])

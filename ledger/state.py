@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ledger.canonical import canonical_text
+from ledger.db import insert_many, update_many
 from ledger.projections import KEYS, cents, points, projection_metadata
 
 Row = dict[str, Any]
@@ -71,28 +72,14 @@ class State:
         for table in CACHED:
             t = projection_metadata.tables[table]
             cache = self.cache[table]
-            if self.new[table]:
-                self.conn.execute(t.insert(), [cache[k] for k in self.new[table]])
-            if self.dirty[table]:
-                pk = KEYS[table]
-                cols = [c.name for c in t.columns if c.name != pk]
-                stmt = (
-                    t.update()
-                    .where(t.c[pk] == sa.bindparam("k_"))
-                    .values({c: sa.bindparam("v_" + c) for c in cols})
-                )
-                rows = []
-                for k in self.dirty[table]:
-                    row = cache[k]
-                    assert row is not None
-                    rows.append({"k_": k, **{"v_" + c: row[c] for c in cols}})
-                self.conn.execute(stmt, rows)
+            insert_many(self.conn, t, [cache[k] for k in self.new[table]])  # type: ignore[misc]
+            update_many(self.conn, t, KEYS[table],
+                        [cache[k] for k in self.dirty[table]])  # type: ignore[misc]
             self.cache[table] = {}
             self.new[table] = set()
             self.dirty[table] = set()
-        if self.edges:
-            self.conn.execute(projection_metadata.tables["custody_edges"].insert(), self.edges)
-            self.edges = []
+        insert_many(self.conn, projection_metadata.tables["custody_edges"], self.edges)
+        self.edges = []
 
     # -- folding entries in ------------------------------------------------------
     def apply(self, seq: int, kind: str, actor: str, p: dict[str, Any]) -> None:
