@@ -12,8 +12,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
+
 from ledger.errors import RuleViolation
-from ledger.projections import points
+from ledger.projections import flags, points
 from ledger.state import Row, State
 
 SYSTEM = "system"
@@ -176,12 +178,26 @@ def duplicate(ctx: Ctx) -> None:
                          f"the flag '{ctx.p['flag_id']}' was already resolved.")
 
 
+def open_flags(state: State, parcel_id: str) -> str:
+    """The open flags on a parcel, named for a refusal: "F-7 IN_RISK_AREA, F-8 ..."."""
+    state.flush()  # flags raised earlier in this transaction; a refusal rolls back anyway
+    rows = state.conn.execute(
+        sa.select(flags.c.flag_id, flags.c.code)
+        .where(flags.c.subject_type == "parcel", flags.c.subject_id == parcel_id,
+               flags.c.status == "open")
+        .order_by(flags.c.seq)
+    )
+    return ", ".join(f"{flag_id} {code}" for flag_id, code in rows)
+
+
 def holder(ctx: Ctx) -> None:
     # SPEC 4: only the current holder transfers, splits, merges or exports a parcel.
     for row in ctx.parcels():
         if row["holder"] != ctx.actor_id:
+            named = open_flags(ctx.state, row["parcel_id"]) if row["open_flags"] else ""
+            also = f" It is also on hold with open flags {named}." if named else ""
             raise refuse("HOLDER", "payload", f"parcel '{row['parcel_id']}' is held by "
-                         f"'{row['holder']}', not by '{ctx.actor_id}'.")
+                         f"'{row['holder']}', not by '{ctx.actor_id}'.{also}")
 
 
 def spent(ctx: Ctx) -> None:
@@ -222,9 +238,9 @@ def mass(ctx: Ctx) -> None:
 def hold(ctx: Ctx) -> None:
     for row in ctx.parcels():
         if row["open_flags"]:
-            raise refuse("HOLD", "payload", f"parcel '{row['parcel_id']}' is on hold: it has "
-                         f"{row['open_flags']} open flag(s) an auditor must resolve first.",
-                         parcel_id=row["parcel_id"])
+            raise refuse("HOLD", "payload", f"parcel '{row['parcel_id']}' is on hold with open "
+                         f"flags {open_flags(ctx.state, row['parcel_id'])}; an auditor must "
+                         "resolve them first.", parcel_id=row["parcel_id"])
 
 
 def certificate(ctx: Ctx) -> None:
