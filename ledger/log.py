@@ -36,7 +36,7 @@ from ledger.tree import NODE_MIN_LEVEL, LedgerTree, node_id
 
 ZERO_HASH = "0" * 64
 ADMIN = "admin"
-_quote: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_quote: Callable[[str], str] = json.encoder.encode_basestring
 
 
 def format_ts(moment: datetime) -> str:

@@ -47,7 +47,7 @@ class Report:
         return first + self.problems
 
 
-def _stream(conn: sa.Connection, sql: str) -> sa.CursorResult[Any]:
+def _stream(conn: sa.Connection, sql: str) -> Any:
     return conn.exec_driver_sql(
         sql, execution_options={"stream_results": True, "yield_per": STREAM_BATCH}
     )
