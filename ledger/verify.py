@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from ledger import merkle
 from ledger.checkpoint import Checkpoint
-from ledger.db import existing_triggers, expected_triggers, log_head
+from ledger.db import existing_triggers, expected_triggers, is_sqlite, log_head
 from ledger.errors import LedgerError
 from ledger.keys import VerifierKey
 from ledger.log import ZERO_HASH, _latest_note, entry_bytes
@@ -47,10 +47,21 @@ class Report:
         return first + self.problems
 
 
-def _stream(conn: sa.Connection, sql: str) -> Any:
-    return conn.exec_driver_sql(
-        sql, execution_options={"stream_results": True, "yield_per": STREAM_BATCH}
-    )
+def _stream(conn: sa.Connection, sql: str, name: str) -> Any:
+    """Rows straight from the driver's cursor, in this connection's transaction.
+
+    Verification reads every row once; SQLAlchemy's row objects would cost more
+    than the hashing. On PostgreSQL a named (server-side) cursor keeps memory flat.
+    """
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    if is_sqlite(conn):
+        cursor = driver.cursor()
+    else:
+        cursor = driver.cursor(name=name)
+        cursor.itersize = STREAM_BATCH
+    cursor.execute(sql)
+    return cursor
 
 
 def verify_log(
@@ -79,7 +90,7 @@ def _verify_in(
     roots: dict[int, bytes] = {0: merkle.EMPTY_ROOT} if 0 in wanted else {}
 
     frontier = merkle.CompactRange()
-    node_rows = _stream(conn, "SELECT id, hash FROM merkle_nodes ORDER BY id")
+    node_rows = _stream(conn, "SELECT id, hash FROM merkle_nodes ORDER BY id", "verify_nodes")
     nodes = iter(node_rows)
     node_problem: str | None = None
     prev = ZERO_HASH
@@ -91,7 +102,7 @@ def _verify_in(
 
     rows = _stream(
         conn, "SELECT seq, ts, kind, actor, payload, event_id, prev, entry_hash "
-        "FROM entries ORDER BY seq"
+        "FROM entries ORDER BY seq", "verify_entries"
     )
     for seq, ts, kind, actor, payload, event_id, row_prev, stored in rows:
         if seq != expected:
@@ -124,6 +135,7 @@ def _verify_in(
     if node_problem is None and next(nodes, None) is not None:
         node_problem = "merkle_nodes holds nodes that no entry completes."
     node_rows.close()
+    rows.close()
 
     size = frontier.size
     report.size, report.root = size, frontier.root()
