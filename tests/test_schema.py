@@ -152,7 +152,7 @@ def test_every_kind_has_a_schema_and_an_example() -> None:
     assert len(KINDS) == len(set(KINDS)) == 15
     assert set(VALID) == set(KINDS)
     names = {p.stem for p in SCHEMAS.glob("*.json")}
-    assert names == set(KINDS) | {"defs", "event", "entry"}
+    assert names == set(KINDS) | {"defs", "event", "entry", "bundle"}
 
 
 @pytest.mark.parametrize("name", [*KINDS, "defs", "event", "entry"])
