@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import bundle_verify, merkle
+from ledger import bundle_verify, jcs, merkle
 from ledger.bundle import build_bundle, dumps, inclusion_paths
 from ledger.bundle_verify import (
     Bundle,
@@ -559,21 +559,31 @@ def test_each_entry_is_a_c2sp_tlog_proof(built: Built) -> None:
                                        checkpoint.root_hash)
 
 
-def test_the_verifier_core_imports_only_stdlib_merkle_and_signatures() -> None:
-    code = textwrap.dedent("""
+CORE = {"ledger", "ledger.bundle_verify", "ledger.jcs", "ledger.bundle_replay", "ledger.merkle",
+        "ledger.keys", "ledger.checkpoint", "ledger.errors"}
+SIGNATURES = {"cryptography", "_cffi_backend", "_openssl"}
+
+
+@pytest.mark.parametrize(("module", "ours", "third_allowed"), [
+    ("ledger.bundle_verify", CORE, SIGNATURES),
+    ("ledger.jcs", {"ledger", "ledger.jcs"}, set()),
+    ("ledger.bundle_replay", {"ledger", "ledger.bundle_replay"}, set()),  # shapely: lazily
+], ids=["core", "jcs", "replay"])
+def test_the_verifier_core_imports_only_stdlib_merkle_and_signatures(
+        module: str, ours: set[str], third_allowed: set[str]) -> None:
+    code = textwrap.dedent(f"""
         import json, sys
         before = set(sys.modules)
-        import ledger.bundle_verify
-        new = {m.split(".")[0] for m in set(sys.modules) - before}
-        third = sorted(new - set(sys.stdlib_module_names) - {"ledger"})
+        import {module}
+        new = {{m.split(".")[0] for m in set(sys.modules) - before}}
+        third = sorted(new - set(sys.stdlib_module_names) - {{"ledger"}})
         print(json.dumps([third, sorted(m for m in sys.modules if m.startswith("ledger"))]))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=ROOT).stdout
-    third, ours = json.loads(out)
-    assert set(third) <= {"cryptography", "_cffi_backend", "_openssl"}, third
-    assert set(ours) == {"ledger", "ledger.bundle_verify", "ledger.merkle", "ledger.keys",
-                         "ledger.checkpoint", "ledger.errors"}
+    third, imported = json.loads(out)
+    assert set(third) <= third_allowed, third
+    assert set(imported) == ours
 
 
 def test_rescreening_is_skipped_and_said_so_without_shapely(built: Built, tmp_path: Path) -> None:
@@ -742,15 +752,15 @@ def test_stdlib_jcs_matches_the_ledgers_canonical_bytes(value: Any) -> None:
         expected = canonical_bytes(value)
     except ValueError:
         with pytest.raises((ValueError, UnicodeEncodeError)):
-            bundle_verify.canonical_bytes(value)
+            jcs.canonical_bytes(value)
         return
-    assert bundle_verify.canonical_bytes(value) == expected
+    assert jcs.canonical_bytes(value) == expected
 
 
 @pytest.mark.parametrize("number", [0.0, -0.0, 1e21, 1e-7, 123e-20, 2.0**60, 5e-324, 1.5e300,
                                     0.000001, 123456789012345680000.0, -4.25])
 def test_stdlib_jcs_numbers_match_rfc8785(number: float) -> None:
-    assert bundle_verify.canonical_bytes([number]) == canonical_bytes([number])
+    assert jcs.canonical_bytes([number]) == canonical_bytes([number])
 
 
 @given(st.sets(st.integers(1, 5000), max_size=300), st.integers(5000, 10**9))
@@ -764,6 +774,15 @@ def test_manifest_text_parses_back_to_the_same_entries(seqs: set[int], size: int
 @given(st.dictionaries(st.text(max_size=6), JSON, max_size=6))
 def test_the_verifiers_fast_hash_path_agrees_with_jcs(value: dict[str, Any]) -> None:
     """Where loads() finds every number and key JCS-safe, one C encoder call hashes alike."""
-    parsed, fast = bundle_verify.loads(json.dumps(value))
+    parsed, fast = jcs.loads(json.dumps(value))
     if fast:
         assert bundle_verify._fast_entry_hash(parsed) == bundle_verify.entry_hash(parsed)
+
+
+def test_the_offline_verifier_uses_the_ledgers_own_roles_and_map_kinds() -> None:
+    """The vendorable verifier copies two tables of the ledger: they must not drift apart."""
+    from ledger import bundle_replay, events, rules
+
+    assert {k: set(v) for k, v in bundle_replay.ROLES.items()} == {
+        k: set(v) for k, v in rules.ROLES.items()}
+    assert set(bundle_replay.MAP_KINDS) == set(events.MAP_KINDS)

@@ -1,0 +1,447 @@
+"""The custody replay and the re-screening of origins: a bundle's entries, folded offline.
+
+:mod:`ledger.bundle_verify` checks a provenance bundle's signatures and proofs, then
+hands the entries whose proofs hold, in seq order, to :func:`replay`, which rebuilds
+what the log's database would know from those entries alone and writes what it finds
+into the verifier's report:
+
+* ``custody``: the graph replayed (ROLE of every writer, HOLDER, SPENT, MASS, HOLD,
+  CERTIFICATE, dates never going back along a parcel's path; SPEC 4). A dropped entry
+  shows as a graph that no longer balances.
+* ``screening`` of every purchase the export descends from (on its dig point, else its
+  site's location, on its date, against the bundle's zones as they now stand:
+  OUTSIDE_LICENSED_ZONE, IN_RISK_AREA, UNREGISTERED_SITE; SPEC 5). A dirty origin passes
+  only when the bundle carries a flag of that code on that purchase that an auditor
+  resolved. Geometry needs shapely, imported lazily: where it is not installed the
+  geometric tests are skipped and the report says so plainly.
+* ``flags``: any open flag in the bundle fails it (SPEC 1: no export holding tainted
+  diamonds is certified).
+
+Shares of origin: a purchase is an origin; the export's carats flow back through
+transfers unchanged, from a split child wholly to its parent, and from a merge child to
+its parents in proportion to their carats. Exact fractions, so shares sum to the
+export's carats.
+
+Standard library only (plus shapely, optionally), and no import of the verifier: it
+reads entries and writes findings through the two small protocols below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from typing import Any, Protocol
+
+SYSTEM = "system"
+MAP_KINDS = frozenset({"zone.registered", "zone.amended", "zone.retired", "licence.revoked"})
+
+# SPEC 4: who may write each kind (repeated from ledger.rules, which needs a database).
+ROLES: dict[str, frozenset[str]] = {
+    "actor.registered": frozenset({"officer", "admin"}),
+    "licence.revoked": frozenset({"officer", "admin"}),
+    "zone.registered": frozenset({"officer", "admin"}),
+    "zone.amended": frozenset({"officer", "admin"}),
+    "zone.retired": frozenset({"officer", "admin"}),
+    "site.registered": frozenset({"officer", "admin"}),
+    "site.suspended": frozenset({"officer", "auditor"}),
+    "parcel.purchased": frozenset({"buyer"}),
+    "parcel.transferred": frozenset({"buyer", "exporter"}),
+    "parcel.split": frozenset({"buyer", "exporter"}),
+    "parcel.merged": frozenset({"buyer", "exporter"}),
+    "export.declared": frozenset({"exporter"}),
+    "import.confirmed": frozenset({"auditor"}),
+    "flag.raised": frozenset({"auditor"}),
+    "flag.resolved": frozenset({"auditor"}),
+}
+
+
+
+@dataclass
+class Share:
+    """Carats of the export (in points, exact) traced back to one origin site or zone."""
+
+    label: str
+    points: Fraction = Fraction(0)
+
+
+class Logged(Protocol):
+    """An entry of the bundle whose hash and proof held (``bundle_verify.Item``)."""
+
+    @property
+    def entry(self) -> dict[str, Any]: ...
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def where(self) -> str: ...
+
+
+class Findings(Protocol):
+    """What the replay writes to (``bundle_verify.Report``); it also reads ``problems``."""
+
+    problems: list[str]
+    facts: list[str]
+    notes: list[str]
+    export_points: int
+    sites: dict[str, Share]
+    zones: dict[str, Share]
+
+    def fail(self, part: str, message: str) -> None: ...
+
+
+def replay(certificate_no: str, items: Iterable[Logged], findings: Findings, screen: bool
+           ) -> None:
+    """Replay custody over ``items`` for the export ``certificate_no``, then re-screen its
+    origins (when ``screen``) and check its flags, writing into ``findings``."""
+    custody = _Replay(certificate_no, findings)
+    for item in sorted(items, key=lambda it: it.seq):
+        custody.apply(item)
+    custody.finish(screen)
+
+
+def _points(value: Any) -> int:
+    """Carats as integer hundredths, exactly (SPEC 4: decimals, never binary floats)."""
+    if type(value) not in (int, float):
+        raise ValueError(f"{value!r} is not a number of carats")
+    try:
+        hundredths = Decimal(repr(value)) * 100
+    except InvalidOperation as exc:
+        raise ValueError(f"{value!r} is not a number of carats") from exc
+    if hundredths != hundredths.to_integral_value():
+        raise ValueError(f"{value!r} has more than two decimals")
+    return int(hundredths)
+
+
+@dataclass
+class _Parcel:
+    holder: str
+    points: int
+    stones: int
+    date: str
+    made: Logged
+    consumed: int | None = None
+
+
+class _Replay:
+    """The custody graph and the map, folded from the bundle's entries in seq order."""
+
+    def __init__(self, certificate_no: str, findings: Findings) -> None:
+        self.cert, self.r = certificate_no, findings
+        self.roles: dict[str, str] = {}
+        self.parcels: dict[str, _Parcel] = {}
+        self.sites: dict[str, dict[str, Any]] = {}
+        self.zones: dict[str, dict[str, Any]] = {}
+        self.flags: dict[str, dict[str, Any]] = {}
+        self.open: dict[str, set[str]] = {}  # parcel -> open flag ids (SPEC 4 HOLD)
+        self.export: Logged | None = None
+        self.steps: list[Logged] = []  # splits and merges, in seq order
+
+    def apply(self, item: Logged) -> None:
+        e, p = item.entry, item.entry["payload"]
+        kind, actor, seq = e["kind"], e["actor"], item.seq
+        try:
+            self._role(item, kind, actor, p)
+            if kind == "actor.registered":
+                self.roles.setdefault(p["actor_id"], p["role"])
+            elif kind in MAP_KINDS:
+                self._zone(kind, p, item)
+            elif kind == "site.registered":
+                self.sites[p["site_id"]] = {k: p[k] for k in ("name", "licence_no", "location")}
+            elif kind == "site.suspended" and p["site_id"] in self.sites:
+                self.sites[p["site_id"]].setdefault("suspended_on", p["date"])
+            elif kind == "flag.raised":
+                self.flags[p["flag_id"]] = {"p": p, "seq": seq, "resolved": None}
+                if p["subject"]["type"] == "parcel":
+                    self.open.setdefault(p["subject"]["id"], set()).add(p["flag_id"])
+            elif kind == "flag.resolved":
+                self._resolve(item, p)
+            elif kind.startswith("parcel.") or kind == "export.declared":
+                self._custody(item, kind, actor, p)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            self.r.fail(item.where, f"its {kind} payload cannot be read: {exc!r}.")
+
+    # -- ROLE ------------------------------------------------------------------------
+    def _role(self, item: Logged, kind: str, actor: str, p: dict[str, Any]) -> None:
+        if actor == SYSTEM:
+            if kind != "flag.raised":
+                self.r.fail("custody", f"entry {item.seq}: 'system' may only raise flags.")
+            return
+        if item.seq == 1 and kind == "actor.registered" and p.get("actor_id") == actor:
+            return  # SPEC 3: entry 1 registers the admin, who writes it
+        role = self.roles.get(actor)
+        if role is None:
+            self.r.fail("custody", f"entry {item.seq} ({kind}) is written by '{actor}', whose "
+                        "registration is not in the bundle.")
+        elif role not in ROLES.get(kind, ()):
+            self.r.fail("custody", f"entry {item.seq}: '{actor}' is a {role} and may not "
+                        f"write {kind} (SPEC 4 ROLE).")
+
+    # -- the map -----------------------------------------------------------------------
+    def _zone(self, kind: str, p: dict[str, Any], item: Logged) -> None:
+        if kind == "zone.registered":
+            self.zones[p["zone_id"]] = {"type": p["zone_type"], "licence_no": p.get("licence_no"),
+                                        "category": p.get("category"), "valid_from":
+                                        p["valid_from"], "valid_to": p.get("valid_to"),
+                                        "revoked_on": None, "geometry": p["geometry"]}
+            return
+        zone = self.zones.get(p.get("zone_id") or "")
+        if zone is None:
+            if kind != "licence.revoked" or p.get("zone_id"):
+                self.r.fail(item.where, f"{kind} of zone {p.get('zone_id')!r}, which the "
+                            "bundle does not register.")
+        elif kind == "zone.amended":
+            zone.update({k: p[k] for k in ("geometry", "valid_from", "valid_to") if k in p})
+        elif kind == "zone.retired":
+            zone["valid_to"] = p.get("valid_to") or p["date"]
+        else:
+            zone["revoked_on"] = p["date"]
+
+    # -- custody -------------------------------------------------------------------------
+    def _take(self, item: Logged, pid: str, actor: str, date: str) -> _Parcel | None:
+        """The parcel an entry moves, after HOLDER, SPENT, HOLD and date checks."""
+        fail = self.r.fail
+        parcel = self.parcels.get(pid)
+        what = f"entry {item.seq} ({item.entry['kind']})"
+        if parcel is None:
+            fail("custody", f"{what} moves parcel {pid}, but no entry in the bundle made it: "
+                 "the custody graph does not balance.")
+            return None
+        if parcel.consumed is not None:
+            fail("custody", f"{what}: parcel {pid} was already consumed by entry "
+                 f"{parcel.consumed} (SPEC 4 SPENT: spent twice).")
+        if parcel.holder != actor:
+            fail("custody", f"{what}: parcel {pid} is held by '{parcel.holder}', not by "
+                 f"'{actor}' (SPEC 4 HOLDER).")
+        if date < parcel.date:
+            fail("custody", f"{what} is dated {date}, before {parcel.date}, when parcel {pid} "
+                 "last changed.")
+        for flag_id in sorted(self.open.get(pid, ())):
+            fail("custody", f"{what}: parcel {pid} moved while flag {flag_id} was open "
+                 "(SPEC 4 HOLD).")
+        return parcel
+
+    def _new(self, item: Logged, pid: str, holder: str, points: int, stones: int, date: str
+             ) -> None:
+        if pid in self.parcels:
+            self.r.fail("custody", f"entry {item.seq} makes parcel {pid} again (entry "
+                        f"{self.parcels[pid].made.seq} made it).")
+        self.parcels[pid] = _Parcel(holder, points, stones, date, item)
+
+    def _custody(self, item: Logged, kind: str, actor: str, p: dict[str, Any]) -> None:
+        fail, seq, date = self.r.fail, item.seq, p["date"]
+        if kind == "parcel.purchased":
+            if not isinstance(p["site_id"], str):
+                raise TypeError("site_id is not a string")
+            self._new(item, p["parcel_id"], actor, _points(p["carats"]), p["stones"], date)
+        elif kind == "parcel.transferred":
+            parcel = self._take(item, p["parcel_id"], actor, date)
+            if parcel is not None:
+                parcel.holder, parcel.date = p["to_actor"], date
+        elif kind == "parcel.split":
+            parent = self._take(item, p["parent_id"], actor, date)
+            kids = [(c["parcel_id"], _points(c["carats"]), c["stones"]) for c in p["children"]]
+            if parent is not None:
+                parent.consumed = seq
+                if sum(k[1] for k in kids) > parent.points or sum(k[2] for k in kids) > \
+                        parent.stones:
+                    fail("custody", f"entry {seq}: the children of {p['parent_id']} outweigh "
+                         "it (SPEC 4 MASS).")
+            for pid, pts, stones in kids:
+                self._new(item, pid, actor, pts, stones, date)
+            self.steps.append(item)
+        elif kind == "parcel.merged":
+            parents = [self._take(item, pid, actor, date) for pid in p["parent_ids"]]
+            for parent in parents:
+                if parent is not None:
+                    parent.consumed = seq
+            child = p["child"]
+            pts = _points(child["carats"])
+            if all(x is not None for x in parents) and (pts > sum(x.points for x in parents if x) or
+                                        child["stones"] > sum(x.stones for x in parents if x)):
+                fail("custody", f"entry {seq}: merged parcel {child['parcel_id']} outweighs "
+                     "its parents (SPEC 4 MASS).")
+            self._new(item, child["parcel_id"], actor, pts, child["stones"], date)
+            self.steps.append(item)
+        elif kind == "export.declared":
+            self._export(item, actor, p)
+
+    def _export(self, item: Logged, actor: str, p: dict[str, Any]) -> None:
+        fail, seq = self.r.fail, item.seq
+        if p["certificate_no"] != self.cert:
+            return
+        if self.export is not None:
+            fail("custody", f"entries {self.export.seq} and {seq} both declare {self.cert}.")
+        declared, pids = _points(p["carats"]), list(p["parcel_ids"])
+        self.export = item
+        parcels = [self._take(item, pid, actor, p["date"]) for pid in pids]
+        for parcel in parcels:
+            if parcel is not None:
+                parcel.consumed = seq
+        total = sum(x.points for x in parcels if x is not None)
+        if all(x is not None for x in parcels) and total != declared:
+            fail("custody", f"entry {seq}: {self.cert} declares {declared / 100:.2f} ct but its "
+                 f"parcels weigh {total / 100:.2f} ct (SPEC 4 CERTIFICATE).")
+        if p["exporter"] != actor or not p["expires"] > p["date"]:
+            fail("custody", f"entry {seq}: the exporter is not the writer, or the certificate "
+                 "expires before it is issued (SPEC 4 CERTIFICATE).")
+        self.r.export_points = declared
+
+    def _resolve(self, item: Logged, p: dict[str, Any]) -> None:
+        flag = self.flags.get(p["flag_id"])
+        if flag is None:
+            self.r.fail("flags", f"entry {item.seq} resolves flag {p['flag_id']}, whose "
+                        "flag.raised entry is not in the bundle.")
+            return
+        flag["resolved"] = p["resolution"]
+        subject = flag["p"]["subject"]
+        self.open.get(subject["id"] if subject["type"] == "parcel" else "", set()).discard(
+            p["flag_id"])
+
+    # -- after the last entry -------------------------------------------------------------
+    def finish(self, screen: bool) -> None:
+        r = self.r
+        if self.export is None:
+            r.fail("custody", f"the bundle holds no export.declared entry for {self.cert}.")
+            return
+        origins = self._origins()
+        moved = len(self.parcels)
+        if not r.problems:
+            r.facts.append(f"custody: {moved} parcels from {len(origins)} purchases; holders, "
+                           "mass, dates and holds verified; no parcel spent twice.")
+        _Screen(self, origins).run(screen)
+        for flag_id, flag in sorted(self.flags.items(), key=lambda kv: kv[1]["seq"]):
+            if flag["resolved"] is None:
+                p = flag["p"]
+                r.fail("flags", f"flag {flag_id} ({p['code']} on {p['subject']['type']} "
+                       f"{p['subject']['id']}, entry {flag['seq']}) is open: {p['detail']}")
+        resolved = sum(f["resolved"] is not None for f in self.flags.values())
+        if not any(x.startswith("flags:") for x in r.problems):
+            r.facts.append(f"flags: {len(self.flags)} on the custody path, {resolved} resolved "
+                           "by an auditor, none open.")
+
+    def _origins(self) -> dict[str, tuple[Logged, Fraction]]:
+        """Purchases the export descends from, with the points of the export each gave."""
+        assert self.export is not None
+        weight: dict[str, Fraction] = {}
+        for pid in self.export.entry["payload"]["parcel_ids"]:
+            if pid in self.parcels:
+                weight[pid] = weight.get(pid, Fraction(0)) + self.parcels[pid].points
+        for item in reversed(self.steps):  # children are consumed after they are made
+            p = item.entry["payload"]
+            if item.entry["kind"] == "parcel.split":
+                got = sum((weight.pop(c["parcel_id"], Fraction(0)) for c in p["children"]),
+                          Fraction(0))
+                if got:
+                    weight[p["parent_id"]] = weight.get(p["parent_id"], Fraction(0)) + got
+            else:
+                got = weight.pop(p["child"]["parcel_id"], Fraction(0))
+                parents = [(pid, self.parcels[pid].points) for pid in p["parent_ids"]
+                           if pid in self.parcels]
+                total = sum(pts for _, pts in parents)
+                for pid, pts in parents if got and total else ():
+                    weight[pid] = weight.get(pid, Fraction(0)) + got * pts / total
+        origins = {}
+        for pid, w in weight.items():
+            parcel = self.parcels.get(pid)  # missing: already failed as custody
+            if parcel is not None and parcel.made.entry["kind"] == "parcel.purchased":
+                origins[pid] = (parcel.made, w)
+        return origins
+
+
+class _Screen:
+    """Re-screening of each origin purchase against the bundle's zones (SPEC 5)."""
+
+    def __init__(self, replay: _Replay, origins: dict[str, tuple[Logged, Fraction]]) -> None:
+        self.replay, self.origins, self.r = replay, origins, replay.r
+
+    def run(self, screen: bool) -> None:
+        shapely = _shapely() if screen else None
+        zones = self.replay.zones
+        licence = {z: v for z, v in zones.items() if v["type"] == "licence"}
+        risk = {z: v for z, v in zones.items() if v["type"] == "risk"}
+        if shapely is None:
+            self.r.notes.append("re-screening skipped: shapely is not installed." if screen else
+                                "re-screening skipped: not asked for.")
+        else:
+            for z in zones.values():
+                z["shape"] = shapely.prepared.prep(shapely.geometry.shape(z["geometry"]))
+        clean = True
+        for pid, (item, weight) in sorted(self.origins.items(), key=lambda kv: kv[1][0].seq):
+            p = item.entry["payload"]
+            site = self.replay.sites.get(p["site_id"])
+            day = p["date"]
+            dirty: list[tuple[str, str]] = []
+            if site is None or (site.get("suspended_on") or "9999") <= day:
+                dirty.append(("UNREGISTERED_SITE", f"site {p['site_id']} is not registered in "
+                              "the bundle, or was suspended"))
+            valid = {z: v for z, v in licence.items() if site is not None and
+                     v["licence_no"] == site["licence_no"] and _valid(v, day)}
+            covering = sorted(valid)
+            if shapely is not None:
+                where = p.get("dig_location") or (site or {}).get("location")
+                geom = shapely.geometry.shape(where) if where else None
+                covering = [z for z in covering if geom is not None and
+                            valid[z]["shape"].covers(geom)]
+                if site is not None and not covering:
+                    dirty.append(("OUTSIDE_LICENSED_ZONE", f"no zone of licence "
+                                  f"{site['licence_no']} valid on {day} covers it"))
+                hits = sorted(z for z, v in risk.items() if geom is not None and
+                              _valid(v, day) and v["shape"].intersects(geom))
+                if hits:
+                    dirty.append(("IN_RISK_AREA", "it lies in risk area " + ", ".join(
+                        f"{z} ({risk[z]['category']})" for z in hits)))
+            clean = self._judge(pid, item, dirty) and clean
+            self._share(site, p["site_id"], covering, weight)
+        if shapely is not None and clean:
+            self.r.facts.append(f"screening: {len(self.origins)} purchases re-screened offline "
+                                f"against {len(licence)} licence and {len(risk)} risk zones: "
+                                "every origin is clean or cleared by an auditor.")
+
+    def _judge(self, pid: str, item: Logged, dirty: list[tuple[str, str]]) -> bool:
+        ok = True
+        for code, why in dirty:
+            resolved = [(fid, f["resolved"]) for fid, f in self.replay.flags.items()
+                        if f["p"]["code"] == code and f["p"]["subject"] == {"type": "parcel",
+                                                                            "id": pid}
+                        and f["resolved"] is not None]
+            if resolved:
+                self.r.notes.append(f"screening: purchase {pid} (entry {item.seq}): {code}, "
+                                    f"cleared by flag {resolved[0][0]}: {resolved[0][1]}")
+            else:
+                ok = False
+                self.r.fail("screening", f"purchase {pid} (entry {item.seq}, "
+                            f"{item.entry['payload']['date']}): {code}: {why}; the bundle holds "
+                            "no flag an auditor resolved for it.")
+        return ok
+
+    def _share(self, site: dict[str, Any] | None, site_id: str, zones: list[str],
+               weight: Fraction) -> None:
+        if site is None:
+            label = f"{site_id} (not registered in the bundle)"
+        else:
+            label = (f"{site_id} ({site['name']}, licence {site['licence_no']}, zone "
+                     f"{', '.join(zones) or 'none'})")
+        self.r.sites.setdefault(site_id, Share(label)).points += weight
+        zone = zones[0] if zones else None
+        zlabel = (f"{zone} (licence {self.replay.zones[zone]['licence_no']})" if zone
+                  else "outside every licence zone")
+        self.r.zones.setdefault(zone or "", Share(zlabel)).points += weight
+
+
+def _valid(zone: dict[str, Any], day: str) -> bool:
+    """SPEC 5: valid_from <= D <= valid_to (null open), and not revoked by D."""
+    return bool(zone["valid_from"] <= day and (zone["valid_to"] is None or day <= zone["valid_to"])
+                and (zone["revoked_on"] is None or day < zone["revoked_on"]))
+
+
+def _shapely() -> Any:
+    try:
+        import shapely
+        import shapely.geometry
+        import shapely.prepared
+    except ImportError:
+        return None
+    return shapely
