@@ -94,8 +94,8 @@ def add_user(engine: sa.Engine, name: str, role: str, actor_id: str | None = Non
         raise InputError(f"role: {role!r} is not one of {', '.join(ROLES)}.", field="role")
     if actor_id is None:
         if role != "admin":
-            raise InputError(f"--actor: a {role} user needs the registered actor it acts as.",
-                             field="actor")
+            raise InputError(f"--actor: a user with the role {role} needs the registered "
+                             "actor it acts as.", field="actor")
         actor_id = ADMIN
     with so.Session(engine) as session, session.begin():
         actor = session.execute(
@@ -104,8 +104,8 @@ def add_user(engine: sa.Engine, name: str, role: str, actor_id: str | None = Non
             raise NotFound(f"actor: '{actor_id}' is not a registered actor.",
                            rule="UNKNOWN_REFERENCE", field="actor")
         if actor.role != role:
-            raise PermissionDenied(f"actor: '{actor_id}' is registered as a {actor.role}, "
-                                   f"not as a {role}.", field="actor")
+            raise PermissionDenied(f"actor: '{actor_id}' is registered with the role "
+                                   f"{actor.role}, not {role}.", field="actor")
         if session.get(User, name) is not None:
             raise Conflict(f"name: the user '{name}' already exists.", rule="DUPLICATE",
                            field="name")
@@ -148,6 +148,7 @@ READS: dict[str, frozenset[str] | None] = {
     "checkpoint": None,
     "proofs": None,
     "stats": None,
+    "openapi": None,
     "events": EVERYONE,
     "zones": EVERYONE,
     "sites": EVERYONE,
@@ -167,7 +168,7 @@ def require(principal: Principal | None, area: str) -> None:
     if principal is None:
         raise Unauthenticated("Authorization: this needs a bearer token.")
     if principal.role not in allowed:
-        raise PermissionDenied(f"role: a {principal.role} may not read {area}; "
+        raise PermissionDenied(f"role: the role {principal.role} may not read {area}; "
                                f"only {' or '.join(sorted(allowed))} may.", field="role")
 
 
@@ -221,7 +222,8 @@ class Scope:
 
     def flags(self, status: str | None = None,
               subject: tuple[str, str] | None = None) -> list[dict[str, Any]]:
-        """Flags in the shape of `flags --json`; a scoped caller's are its parcels' flags."""
+        """Flags in the shape of `flags --json`; a scoped caller's are those on its parcels
+        (held or once held) and on its exports."""
         f = pj.flags
         query = sa.select(f).order_by(f.c.seq)
         if status is not None:
@@ -229,13 +231,16 @@ class Scope:
         if subject is not None:
             query = query.where(f.c.subject_type == subject[0], f.c.subject_id == subject[1])
         elif not self.sees_all:
-            query = query.where(f.c.subject_type == "parcel",
-                                f.c.subject_id.in_(self._held_parcels()))
+            mine = pj.exports.c.exporter == self.principal.actor_id
+            query = query.where(sa.or_(
+                sa.and_(f.c.subject_type == "parcel", f.c.subject_id.in_(self._held_parcels())),
+                sa.and_(f.c.subject_type == "export", f.c.subject_id.in_(
+                    sa.select(pj.exports.c.certificate_no).where(mine)))))
         return [{"flag_id": r.flag_id, "seq": r.seq, "code": r.code,
                  "subject": {"type": r.subject_type, "id": r.subject_id}, "detail": r.detail,
                  "status": r.status} for r in self.conn.execute(query)]
 
-    def _held_parcels(self) -> sa.Select[Any]:
+    def _held_parcels(self) -> sa.CompoundSelect[Any]:
         me, p, e = self.principal.actor_id, pj.parcels, pj.edges
         return sa.union(
             sa.select(p.c.parcel_id).where(p.c.holder == me),

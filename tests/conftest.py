@@ -83,3 +83,69 @@ def ledger(engine, settings: Settings) -> Ledger:  # type: ignore[no-untyped-def
 @pytest.fixture
 def runner(env: dict[str, str]) -> CliRunner:
     return CliRunner(env=env)
+
+
+@pytest.fixture
+def app(ledger: Ledger):  # type: ignore[no-untyped-def]
+    from webui import create_app
+
+    return create_app({"TESTING": True, "LEDGER": ledger})
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+AUTH_ACTORS = {"admin": "admin", "officer": "off-gh", "buyer": "buyer-a", "exporter": "exp-gh",
+               "auditor": "aud-1"}
+
+
+class Auth:
+    """One bearer token per role, each user acting as a registered actor of that role."""
+
+    ACTORS = AUTH_ACTORS
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.tokens: dict[tuple[str, str], str] = {}
+
+    def token(self, role: str, actor: str | None = None) -> str:
+        from ledger import accounts
+
+        actor = actor or self.ACTORS[role]
+        if (role, actor) not in self.tokens:
+            self.register(role, actor)
+            name = f"{role}.{actor}"
+            accounts.add_user(self.ledger.engine, name, role, actor)
+            self.tokens[role, actor] = accounts.create_token(self.ledger.engine, name)
+        return self.tokens[role, actor]
+
+    def headers(self, role: str | None, actor: str | None = None) -> dict[str, str]:
+        return {} if role is None else {"Authorization": f"Bearer {self.token(role, actor)}"}
+
+    def register(self, role: str, actor: str) -> None:
+        """Register the actor (GH, licensed 2000-2030) unless it already is."""
+        from ledger.events import Event
+        from ledger.projections import actors
+
+        with self.ledger.engine.connect() as conn:
+            if conn.execute(actors.select().where(actors.c.actor_id == actor)).first():
+                return
+        if role != "officer":
+            self.register("officer", self.ACTORS["officer"])
+        payload = {"actor_id": actor, "name": actor.title(), "role": role, "country": "GH",
+                   "date": "2004-01-02"}
+        if role in ("buyer", "exporter"):
+            payload.update(licence_no=f"LIC-{actor}", licence_valid_from="2000-01-01",
+                           licence_valid_to="2030-12-31")
+        writer = "admin" if role == "officer" else self.ACTORS["officer"]
+        self.ledger.write(Event("actor.registered", writer, payload))
+
+
+@pytest.fixture
+def auth(app, ledger: Ledger) -> Auth:  # type: ignore[no-untyped-def]
+    from ledger.accounts import create_tables
+
+    create_tables(ledger.engine)
+    return Auth(ledger)

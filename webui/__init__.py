@@ -1,0 +1,58 @@
+"""The web layer (SPEC 6): a Flask app that translates HTTP to ledger calls and back.
+
+``create_app(test_config=None)`` reads the configuration of SPEC 2 from the
+environment; ``test_config`` may instead name ``DATABASE_URL``, ``LOG_KEY`` and
+``LOG_ORIGIN``, or hand over an open ``LEDGER``. One ledger, one group writer and
+one token cache serve every request of the app.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from ledger import accounts
+from ledger.config import DEFAULT_ORIGIN, Settings
+from ledger.events import Ledger
+from webui import api, errors, pages, reqlog, sessions
+from webui.auth import TokenCache
+from webui.http import MAX_BODY
+from webui.services import Services
+from webui.writer import GroupWriter
+
+
+def _settings(config: Mapping[str, Any]) -> Settings:
+    if "DATABASE_URL" not in config:
+        return Settings.from_env()
+    return Settings(database_url=config["DATABASE_URL"], log_key_path=Path(config["LOG_KEY"]),
+                    origin=config.get("LOG_ORIGIN") or DEFAULT_ORIGIN,
+                    secret_key=config.get("SECRET_KEY"))
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    app = Flask(__name__)
+    # WRITE_LINGER: how long a group commit waits for more writes to join (like
+    # PostgreSQL's commit_delay): a little latency for fewer, larger transactions.
+    app.config.from_mapping(MAX_CONTENT_LENGTH=MAX_BODY, TOKEN_TTL=60.0, WRITE_LINGER=0.0005)
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+    book: Ledger | None = app.config.get("LEDGER")
+    if book is None:
+        settings = _settings(app.config)
+        app.config["SECRET_KEY"] = settings.secret_key or secrets.token_hex(32)
+        book = Ledger.open(settings)
+    accounts.create_tables(book.engine)
+    app.extensions["alluvial"] = Services(
+        ledger=book, writer=GroupWriter(book, linger=app.config["WRITE_LINGER"]),
+        tokens=TokenCache(book.engine, ttl=app.config["TOKEN_TTL"]),
+        vkey=book.log.verifier.to_vkey())
+    sessions.init_app(app)
+    errors.init_app(app)
+    reqlog.init_app(app)
+    api.init_app(app)
+    pages.init_app(app)
+    return app

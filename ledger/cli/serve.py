@@ -1,0 +1,48 @@
+"""`alluvial serve`: the web app on waitress, a production WSGI server (SPEC 6)."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from ledger.cli.app import Context, cli, pass_ctx
+
+# waitress refuses bodies past this before the app sees them; the app answers 413
+# problem+json past its own 1 MiB limit (webui.http.MAX_BODY), so only bodies beyond
+# this get waitress's plain 413.
+WAITRESS_MAX_BODY = 8 << 20
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port, printed on stderr).")
+@click.option("--threads", default=16, show_default=True, type=click.IntRange(1, 256),
+              help="Worker threads: requests served at once.")
+@pass_ctx
+def serve(ctx: Context, host: str, port: int, threads: int) -> None:
+    """Serve the web pages and the /api/v1 REST API until interrupted."""
+    from waitress import create_server
+
+    from webui import create_app, reqlog
+
+    app = create_app({"DATABASE_URL": ctx.settings.database_url,
+                      "LOG_KEY": str(ctx.settings.log_key_path),
+                      "LOG_ORIGIN": ctx.settings.origin,
+                      "SECRET_KEY": ctx.settings.secret_key})
+    reqlog.to_stderr()
+    # "Task queue depth is N" is waitress thinking aloud under load, not an error.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    server = create_server(app, host=host, port=port, threads=threads,
+                           max_request_body_size=WAITRESS_MAX_BODY, expose_tracebacks=False,
+                           ident="alluvial", clear_untrusted_proxy_headers=True)
+    click.echo(f"Serving Alluvial Ledger on http://{server.effective_host}:"
+               f"{server.effective_port}/ (API under /api/v1)", err=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        app.extensions["alluvial"].ledger.engine.dispose()

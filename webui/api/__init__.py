@@ -1,0 +1,15 @@
+"""The REST API under /api/v1 (SPEC 6): one blueprint per module."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from webui import openapi
+from webui.api import custody, events, log, map, stats
+
+BLUEPRINTS = (events.bp, log.bp, map.bp, custody.bp, stats.bp, openapi.bp)
+
+
+def init_app(app: Flask) -> None:
+    for bp in BLUEPRINTS:
+        app.register_blueprint(bp)

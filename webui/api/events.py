@@ -1,0 +1,26 @@
+"""POST /events: write one event as the token's actor (SPEC 4, 6)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from ledger.events import Event
+from webui.auth import member
+from webui.http import json_body, json_response
+from webui.openapi import PREFIX, operation
+from webui.services import services
+
+bp = Blueprint("events", __name__, url_prefix=PREFIX)
+
+
+@bp.post("/events")
+@operation("Write one event as the token's actor", area="events",
+           ok={201: "WriteResult", 200: "WriteResult"}, body="Event", refusals=(409,),
+           description="201 with the new entry; 200 with the entry already written when "
+                       "the event_id was seen before with the same content (nothing is "
+                       "written). The writing actor is the token's, never one in the body.")
+def write() -> Response:
+    principal = member("events")
+    event = Event.from_json(json_body(), actor=principal.actor_id)
+    result = services().writer.write(event)
+    return json_response(result.to_json(), 201 if result.created else 200)

@@ -1,0 +1,31 @@
+"""The map: zones, risk areas and sites as GeoJSON, for any account (SPEC 5, 6)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from ledger import accounts
+from webui.auth import caller
+from webui.http import json_response
+from webui.openapi import PREFIX, operation
+from webui.services import reading
+
+bp = Blueprint("map", __name__, url_prefix=PREFIX)
+
+
+@bp.get("/zones")
+@operation("Licence zones and risk areas", area="zones", ok={200: "FeatureCollection"})
+def zones() -> Response:
+    caller("zones")
+    with reading() as conn:
+        features = list(accounts.zones(conn))
+    return json_response({"type": "FeatureCollection", "features": features})
+
+
+@bp.get("/sites")
+@operation("Registered mine sites", area="sites", ok={200: "FeatureCollection"})
+def sites() -> Response:
+    caller("sites")
+    with reading() as conn:
+        features = list(accounts.sites(conn))
+    return json_response({"type": "FeatureCollection", "features": features})

@@ -1,0 +1,54 @@
+"""The admin's page: user accounts, their web passwords and their API tokens (SPEC 1)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from ledger import accounts
+from ledger.errors import LedgerError
+from webui import login
+from webui.pages import access, reads
+from webui.pages.forms import refusals
+from webui.services import ledger, reading
+
+bp = Blueprint("admin", __name__)
+USER_FIELDS = ("name", "role", "actor", "password")
+
+
+def _users(values: dict[str, str], errors: dict[str, list[object]], token: str = "",
+           status: int = 200) -> tuple[str, int]:
+    with reading() as conn:
+        listed = reads.users(conn)
+    return render_template("users.html", users=listed, values=values, errors=errors,
+                           token=token, roles=accounts.ROLES), status
+
+
+@bp.get("/admin/users")
+@access.administers()
+def users() -> tuple[str, int]:
+    return _users({"role": "buyer"}, {})
+
+
+@bp.post("/admin/users")
+@access.administers()
+def add_user() -> Response | tuple[str, int]:
+    """`alluvial users add`, with a web password; the account and the password go together."""
+    values = {k: request.form.get(k, "").strip() for k in USER_FIELDS}
+    engine = ledger().engine
+    try:
+        login.check_new_password(values["password"])
+        accounts.add_user(engine, values["name"], values["role"], values["actor"] or None)
+        login.set_password(engine, values["name"], request.form.get("password", ""))
+    except LedgerError as exc:
+        return _users({**values, "password": ""}, refusals(exc, None, USER_FIELDS), status=422)
+    flash(f"User {values['name']} added; it can sign in now.", "written")
+    return redirect(url_for("pages.admin.users"))
+
+
+@bp.post("/admin/users/<name>/token")
+@access.administers()
+def new_token(name: str) -> tuple[str, int]:
+    """`alluvial tokens create`: the token is shown on this page once and never again."""
+    token = accounts.create_token(ledger().engine, name)
+    return _users({"role": "buyer"}, {}, token=f"{name}: {token}")

@@ -1,0 +1,90 @@
+"""The auditor's pages: search, flags to resolve, verification of the whole log, and
+the flags as CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from flask import Blueprint, redirect, render_template, request
+from werkzeug.wrappers import Response
+
+from ledger.accounts import Scope
+from ledger.verify import verify_log
+from webui.http import choice_arg
+from webui.pages import access, links, reads
+from webui.pages.forms import RESOLVE
+from webui.pages.submit import Round, announce, handle
+from webui.services import ledger, reading
+
+bp = Blueprint("audit", __name__)
+KINDS = {"parcels": "parcel", "sites": "site", "actors": "actor", "exports": "export",
+         "zones": "zone"}
+
+
+@bp.get("/audit")
+@access.reads_all()
+def overview() -> str:
+    with reading() as conn:
+        flags = Scope(conn, access.principal()).flags("open")
+    return render_template("audit.html", flags=flags, report=None, note="")
+
+
+@bp.post("/audit/verify")
+@access.reads_all()
+def verify() -> str:
+    """SPEC 6 `verify`: the chain, the Merkle root against the latest signed checkpoint,
+    the triggers; and consistency with a checkpoint the auditor saved earlier, if pasted."""
+    note = request.form.get("checkpoint", "").replace("\r\n", "\n").strip()
+    book = ledger()
+    report = verify_log(book.engine, book.log.verifier, (note + "\n") if note else None)
+    with reading() as conn:
+        flags = Scope(conn, access.principal()).flags("open")
+    return render_template("audit.html", flags=flags, report=report, note=note)
+
+
+@bp.get("/search")
+@access.reads_all()
+def search() -> Response | str:
+    """By parcel, site, actor, certificate, zone or flag: one exact match opens its page."""
+    text = request.args.get("q", "").strip()
+    with reading() as conn:
+        found = reads.search(conn, text) if text else {}
+    exact = [(KINDS[k], text) for k, ids in found.items() if text in ids and k in KINDS]
+    if len(exact) == 1:
+        return redirect(links.record(*exact[0]))
+    return render_template("search.html", q=text, found=found)
+
+
+@bp.get("/flags")
+@access.reads("flags")
+def flags() -> str:
+    status = choice_arg("status", ("open", "resolved"))
+    with reading() as conn:
+        listed = Scope(conn, access.principal()).flags(status)
+    return render_template("flags.html", flags=listed, status=status)
+
+
+@bp.route("/flags/<path:flag_id>/resolve", methods=["GET", "POST"])
+@access.writes("flag.resolved")
+def resolve(flag_id: str) -> Response | tuple[str, int]:
+    with reading() as conn:
+        flag = reads.flag(conn, flag_id)
+    step: Round = handle(RESOLVE, flag_id=flag_id)
+    if step.result is not None:
+        announce(step.result, f"Resolution of flag {flag_id}")
+        return redirect(links.record(flag["subject_type"], flag["subject_id"]))
+    return render_template("resolve.html", form=RESOLVE, step=step, flag=flag), step.status
+
+
+@bp.get("/flags.csv")
+@access.reads("flags")
+def flags_csv() -> Response:
+    with reading() as conn:
+        listed = Scope(conn, access.principal()).flags()
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["flag_id", "seq", "code", "subject_type", "subject_id", "status", "detail"])
+    writer.writerows([f["flag_id"], f["seq"], f["code"], f["subject"]["type"],
+                      f["subject"]["id"], f["status"], f["detail"]] for f in listed)
+    return links.download(out.getvalue(), "alluvial-flags.csv", "text/csv")

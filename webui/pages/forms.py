@@ -1,0 +1,310 @@
+"""HTML forms for event kinds: what each asks for, how its inputs become a payload,
+and where a refusal is shown.
+
+A form checks nothing itself: inputs become the payload as typed (a number that
+reads as a JSON number becomes one, anything else stays text), and the ledger's
+schema and rules judge it, as they judge an API body. A refusal names its rule
+and the payload field at fault (``payload.price.amount``); :func:`refusals` puts
+each message next to the input that field came from, and the form is shown again
+with everything the user typed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from ledger.canonical import parse
+from ledger.errors import InputError, LedgerError
+from ledger.rules import HS_CODES
+
+# SPEC 4 (and the web layer's own refusals), in plain words.
+RULE_WORDS = {
+    "SCHEMA": "This is not in the form the ledger accepts",
+    "ROLE": "Your role may not do this",
+    "LICENCE": "A buyer's or exporter's own licence must be valid on the event's date",
+    "UNKNOWN_REFERENCE": "Everything named here must already be registered",
+    "DUPLICATE": "This id is already taken",
+    "HOLDER": "Only the current holder may move a parcel",
+    "SPENT": "A parcel that was split, merged or exported can never move again",
+    "MASS": "Splits and merges may never add carats or stones",
+    "HOLD": "A parcel with an open flag does not move until an auditor resolves the flag",
+    "CERTIFICATE": "A KP certificate must match its exporter and the exact carats of its "
+                   "parcels",
+    "EVENT_ID_CONFLICT": "This event id was already used for something else",
+    "NOT_FOUND": "There is no such record",
+    "UNAUTHENTICATED": "You must sign in first",
+    "BAD_REQUEST": "This request is not one the ledger understands",
+}
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One input (or a group of inputs for a point or a location).
+
+    ``name`` is the payload path it fills (``price.amount``, ``children[0].carats``).
+    """
+
+    name: str
+    label: str
+    type: str = "text"  # text | number | date | select | ids | textarea | point | location
+    optional: bool = False
+    choices: tuple[str, ...] = ()
+    hint: str = ""
+    today: bool = False  # filled with today's date when the form is first shown
+    value: str = ""  # first shown value
+    suggest: str = ""  # the list of known ids offered while typing (a <datalist>)
+    group: str = ""  # inputs of one group are shown together, in one row
+
+    @property
+    def input_id(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_-]", "-", self.name)
+
+
+@dataclass(frozen=True)
+class Form:
+    """The inputs of one event kind; ``whole`` takes the refusals of the event as a whole."""
+
+    kind: str
+    fields: tuple[Field, ...]
+    whole: str = ""
+    own: tuple[str, ...] = ()  # payload fields that are the writing actor's id
+
+    @property
+    def sections(self) -> list[tuple[str, list[Field]]]:
+        """Consecutive fields of one group together, in order ('' for ungrouped ones)."""
+        out: list[tuple[str, list[Field]]] = []
+        for f in self.fields:
+            if out and f.group and out[-1][0] == f.group:
+                out[-1][1].append(f)
+            else:
+                out.append((f.group, [f]))
+        return out
+
+    def initial(self) -> dict[str, str]:
+        values = {f.name: f.value for f in self.fields if f.value}
+        values.update({f.name: date.today().isoformat() for f in self.fields if f.today})
+        return values
+
+    def payload(self, form: Mapping[str, str], actor_id: str) -> dict[str, Any]:
+        """The payload the inputs describe; InputError when pasted GeoJSON is not JSON."""
+        payload: dict[str, Any] = {}
+        for f in self.fields:
+            value = READERS[f.type](form, f.name)
+            if value is not None:
+                _put(payload, f.name, value)
+        for name in self.own:
+            payload[name] = actor_id
+        _empty_rows(payload)
+        return payload
+
+
+# -- reading inputs ------------------------------------------------------------------
+
+def _text(form: Mapping[str, str], name: str) -> str | None:
+    raw = (form.get(name) or "").strip()
+    return raw or None
+
+
+def _number(form: Mapping[str, str], name: str) -> Any:
+    raw = _text(form, name)
+    return None if raw is None else number(raw)
+
+
+def number(raw: str) -> Any:
+    """A JSON number when the text is one (as the API would read it), else the text itself,
+    so that the schema names what is wrong with it."""
+    try:
+        value = parse(raw)
+    except InputError:
+        return raw
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else raw
+
+
+def _ids(form: Mapping[str, str], name: str) -> list[str] | None:
+    raw = _text(form, name)
+    return None if raw is None else [p for p in re.split(r"[\s,;]+", raw) if p]
+
+
+def _point(form: Mapping[str, str], name: str) -> dict[str, Any] | None:
+    lon, lat = _number(form, f"{name}.lon"), _number(form, f"{name}.lat")
+    if lon is None and lat is None:
+        return None
+    return {"type": "Point", "coordinates": [lon, lat]}
+
+
+def _location(form: Mapping[str, str], name: str) -> Any:
+    """Coordinates typed, or a GeoJSON geometry (or Feature) pasted; the paste wins."""
+    pasted = _text(form, f"{name}.geojson")
+    if pasted is None:
+        return _point(form, name)
+    try:
+        value = parse(pasted)
+    except InputError as exc:
+        raise InputError(f"payload.{name}: the pasted text is not JSON: {exc}",
+                         field=f"payload.{name}") from exc
+    if isinstance(value, dict) and value.get("type") == "Feature":
+        value = value.get("geometry")
+    return value
+
+
+READERS = {"text": _text, "date": _text, "select": _text, "textarea": _text,
+           "number": _number, "ids": _ids, "point": _point, "location": _location}
+
+
+def _put(payload: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``children[1].carats`` style paths, making objects and lists on the way."""
+    keys: list[str | int] = []
+    for part in path.split("."):
+        name, *indexes = _INDEX.split(part)
+        keys.append(name)
+        keys.extend(int(i) for i in indexes if i)
+    node: Any = payload
+    for key, nxt in itertools.pairwise(keys):
+        if isinstance(key, int):
+            while len(node) <= key:
+                node.append(None)
+            if node[key] is None:
+                node[key] = [] if isinstance(nxt, int) else {}
+            node = node[key]
+        else:
+            node = node.setdefault(key, [] if isinstance(nxt, int) else {})
+    last = keys[-1]
+    if isinstance(last, int):
+        while len(node) <= last:
+            node.append(None)
+    node[last] = value
+
+
+def _empty_rows(payload: dict[str, Any]) -> None:
+    """Rows of a list (a split's children) left blank at the end are dropped; a blank row
+    between typed ones stays, empty, so that refusals keep pointing at the right row."""
+    for key, value in list(payload.items()):
+        if isinstance(value, list) and any(v is None or isinstance(v, dict) for v in value):
+            while value and value[-1] is None:
+                value.pop()
+            payload[key] = [{} if v is None else v for v in value]
+
+
+# -- showing refusals -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Refusal:
+    rule: str
+    words: str
+    message: str
+
+
+def refusals(error: LedgerError, form: Form | None, known: tuple[str, ...] = ()
+             ) -> dict[str, list[Refusal]]:
+    """Each message of the refusal under the input it is about ('' for the form as a whole)."""
+    names = known or (tuple(f.name for f in form.fields) if form else ())
+    whole = form.whole if form else ""
+    problems = error.data.get("errors") or [{"field": error.data.get("field") or "",
+                                             "message": str(error)}]
+    placed: dict[str, list[Refusal]] = {}
+    for problem in problems:
+        where = _nearest(str(problem.get("field") or ""), names, whole)
+        message = str(problem["message"])
+        prefix = f"{problem.get('field')}: "
+        if message.startswith(prefix) and where:
+            message = message[len(prefix):]
+        placed.setdefault(where, []).append(
+            Refusal(error.rule, RULE_WORDS.get(error.rule, "Refused"), message))
+    return placed
+
+
+def _nearest(path: str, names: tuple[str, ...], whole: str) -> str:
+    """The input a payload path belongs to: the longest name it starts with."""
+    path = path.removeprefix("payload.").removeprefix("payload")
+    best = ""
+    for name in names:
+        if (path == name or path.startswith((f"{name}.", f"{name}["))) and len(name) > len(best):
+            best = name
+    return best or (whole if path in ("", "actor") else "")
+
+
+# -- the forms ------------------------------------------------------------------------
+
+ID_HINT = "letters, digits and . _ : / - (up to 64)"
+DATE = Field("date", "Date", "date", today=True)
+
+
+def _children(rows: int) -> tuple[Field, ...]:
+    return tuple(Field(f"children[{i}].{part}", label, kind, group=f"New parcel {i + 1}")
+                 for i in range(rows)
+                 for part, label, kind in (("parcel_id", "Parcel id", "text"),
+                                           ("carats", "Carats", "number"),
+                                           ("stones", "Stones", "number")))
+
+
+PRICE = (Field("price.amount", "Amount", "number", group="Price"),
+         Field("price.currency", "Currency (ISO 4217)", value="USD", group="Price"))
+
+SITE = Form("site.registered", (
+    Field("site_id", "Site id", hint=ID_HINT), Field("name", "Name"),
+    Field("location", "Location", "location",
+          hint="longitude and latitude in degrees (WGS 84), or paste a GeoJSON Point or Polygon"),
+    Field("licence_no", "Mining licence number",
+          hint="the licence_no of the licence zone the site works under"),
+    Field("operator", "Operator"), Field("country", "Country", hint="ISO 3166 alpha-2, e.g. GH"),
+    DATE,
+))
+
+ACTOR = Form("actor.registered", (
+    Field("actor_id", "Actor id", hint=ID_HINT), Field("name", "Name"),
+    Field("role", "Role", "select", choices=("buyer", "exporter", "officer", "auditor")),
+    Field("country", "Country", hint="ISO 3166 alpha-2, e.g. GH"),
+    Field("licence_no", "Licence number", optional=True, hint="buyers and exporters"),
+    Field("licence_valid_from", "Licence valid from", "date", optional=True),
+    Field("licence_valid_to", "Licence valid to", "date", optional=True),
+    DATE,
+))
+
+PURCHASE = Form("parcel.purchased", (
+    Field("parcel_id", "New parcel id", hint=ID_HINT),
+    Field("site_id", "Site", suggest="sites", hint="the registered site it was bought at"),
+    Field("seller", "Seller", hint="the digger or licensed miner, or a registered actor id"),
+    DATE, Field("carats", "Carats", "number"), Field("stones", "Stones", "number"), *PRICE,
+    Field("dig_location", "Dig point", "point", optional=True,
+          hint="where the stones were dug, if known: longitude and latitude"),
+))
+
+TRANSFER = Form("parcel.transferred", (
+    Field("parcel_id", "Parcel", hint="a parcel you hold", suggest="parcels"),
+    Field("to_actor", "To actor", hint="the registered actor who takes it", suggest="actors"),
+    DATE, *PRICE,
+), whole="parcel_id")
+
+SPLIT = Form("parcel.split", (
+    Field("parent_id", "Parcel to split", hint="a parcel you hold", suggest="parcels"), DATE,
+    *_children(4),
+), whole="parent_id")
+
+MERGE = Form("parcel.merged", (
+    Field("parent_ids", "Parcels to merge", "ids", hint="two or more, separated by commas"),
+    Field("child.parcel_id", "Parcel id", group="New parcel"),
+    Field("child.carats", "Carats", "number", group="New parcel"),
+    Field("child.stones", "Stones", "number", group="New parcel"), DATE,
+), whole="parent_ids")
+
+EXPORT = Form("export.declared", (
+    Field("certificate_no", "KP certificate number",
+          hint="your country's two-letter code, then the number, e.g. GH-2017-000003"),
+    Field("importer", "Importer"),
+    Field("destination", "Destination country", hint="ISO 3166 alpha-2, e.g. BE"),
+    Field("hs_code", "HS code", "select", choices=HS_CODES),
+    Field("parcel_ids", "Parcels", "ids", hint="the parcels you export, separated by commas"),
+    Field("carats", "Carats", "number", hint="exactly the sum of the parcels' carats"),
+    Field("value_usd", "Value (USD)", "number"),
+    Field("date", "Issued", "date", today=True), Field("expires", "Expires", "date"),
+), whole="parcel_ids", own=("exporter",))
+
+RESOLVE = Form("flag.resolved", (
+    Field("resolution", "Resolution", "textarea"), DATE,
+), whole="resolution")

@@ -1,0 +1,52 @@
+"""The officer's forms: register a site (with its screening shown before and after
+saving), import a zone file, register an actor."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from ledger.errors import LedgerError
+from webui.pages import access, links
+from webui.pages.forms import ACTOR, SITE, refusals
+from webui.pages.submit import announce, handle, import_zones
+
+bp = Blueprint("officer", __name__)
+
+
+@bp.route("/sites/new", methods=["GET", "POST"])
+@access.writes("site.registered")
+def new_site() -> Response | tuple[str, int]:
+    step = handle(SITE)
+    if step.result is not None:
+        announce(step.result, f"Site {step.result.entry.payload['site_id']}")
+        return redirect(links.record("site", step.result.entry.payload["site_id"]))
+    return render_template("form.html", form=SITE, step=step, title="Register a mine site",
+                           intro="site", previews=True), step.status
+
+
+@bp.route("/actors/new", methods=["GET", "POST"])
+@access.writes("actor.registered")
+def new_actor() -> Response | tuple[str, int]:
+    step = handle(ACTOR)
+    if step.result is not None:
+        announce(step.result, f"Actor {step.result.entry.payload['actor_id']}")
+        return redirect(links.record("actor", step.result.entry.payload["actor_id"]))
+    return render_template("form.html", form=ACTOR, step=step, title="Register an actor",
+                           intro="actor"), step.status
+
+
+@bp.route("/zones/import", methods=["GET", "POST"])
+@access.writes("zone.registered")
+def import_zones_page() -> Response | tuple[str, int]:
+    zone_type = request.form.get("zone_type", "licence")
+    if request.method == "POST":
+        try:
+            count = import_zones(request.files.get("file"), zone_type)
+        except LedgerError as exc:
+            errors = refusals(exc, None, known=("file", "zone_type"))
+            return render_template("zones_import.html", zone_type=zone_type,
+                                   errors=errors), 422
+        flash(f"{count} {zone_type} zones registered.", "written")
+        return redirect(url_for("pages.map.world"))
+    return render_template("zones_import.html", zone_type=zone_type, errors={}), 200

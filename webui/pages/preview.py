@@ -1,0 +1,42 @@
+"""Screening before saving: what writing an event would raise, without writing it.
+
+The same steps as ``ledger.events.Session.write``, read-only: the kind's schema,
+the custody rules of SPEC 4 (a refusal is raised as it would be on saving), then
+the ledger's own screening rules on a subject built by ``ledger.screening.subject_for``
+against the committed map. Nothing is appended and the read transaction ends in a
+rollback, so a preview can never change the log; the answer is what saving would give
+if nothing else were written in between.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ledger import rules
+from ledger.events import Event, Ledger
+from ledger.schema import validate_payload
+from ledger.screening import Flag, subject_for
+from ledger.state import State
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The flags saving would raise (none: it would be recorded clean)."""
+
+    flags: tuple[Flag, ...]
+    screened: bool  # False: this kind is not screened (only sites and purchases are)
+
+
+def preview(book: Ledger, event: Event) -> Preview:
+    """Screen ``event`` as of its date; raises the refusal saving it would meet."""
+    validate_payload(event.kind, event.payload)
+    with book.engine.connect() as conn:
+        state = State(conn)
+        rules.check(state, event.actor, event.kind, event.payload)
+        zones = book.zoneset(conn)
+        size = book.log.size()
+        subject = subject_for(event.kind, event.payload, size + 1, state, lambda: zones)
+        if subject is None:
+            return Preview((), screened=False)
+        flags = tuple(flag for rule in book.screening for flag in rule.check(subject))
+    return Preview(flags, screened=True)

@@ -1,0 +1,110 @@
+"""One record a page: parcel and export (with the custody graph and the origin map),
+site, zone, actor, and a log entry with its inclusion proof."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, render_template
+
+from ledger.accounts import Scope
+from ledger.custody import Trace, trace
+from ledger.errors import NotFound
+from ledger.maps import feature_collection
+from webui.api.log import _checkpoint_json
+from webui.openapi import MAX_SEQ
+from webui.pages import access, links, reads
+from webui.pages.drawing import GraphDrawing, draw_graph, draw_map
+from webui.services import ledger, reading
+
+bp = Blueprint("records", __name__)
+
+
+def _graph(conn: object, graph: Trace) -> GraphDrawing:
+    nodes = graph.nodes
+    return draw_graph(graph, reads.node_seqs(conn, nodes),  # type: ignore[arg-type]
+                      reads.flagged_nodes(conn, nodes), links.node)  # type: ignore[arg-type]
+
+
+@bp.get("/parcels/<path:parcel_id>")
+@access.reads("parcels")
+def parcel(parcel_id: str) -> str:
+    with reading() as conn:
+        scope = Scope(conn, access.principal())
+        record = scope.parcel(parcel_id)
+        back, forward = scope.custody(parcel_id, "backward"), scope.custody(parcel_id, "forward")
+        return render_template(
+            "parcel.html", parcel=record, back=back, forward=forward,
+            back_drawing=_graph(conn, back), forward_drawing=_graph(conn, forward),
+            origins=draw_map(reads.origin_features(conn, back), links.feature,
+                             fit=("site", "dig_point", "flagged_purchase")))
+
+
+@bp.get("/exports/<path:certificate_no>")
+@access.reads("bundles")
+def export(certificate_no: str) -> str:
+    with reading() as conn:
+        Scope(conn, access.principal()).check_export(certificate_no)
+        record = reads.export(conn, certificate_no)
+        back = trace(conn, certificate_no, "backward")
+        return render_template(
+            "export.html", export=record, back=back, back_drawing=_graph(conn, back),
+            origins=draw_map(reads.origin_features(conn, back), links.feature,
+                             fit=("site", "dig_point", "flagged_purchase")))
+
+
+@bp.get("/exports/<path:certificate_no>/bundle.json")
+@access.reads("bundles")
+def bundle(certificate_no: str) -> Response:
+    """The provenance bundle (SPEC 7), as `GET /api/v1/exports/{no}/bundle` gives it."""
+    with reading() as conn:
+        Scope(conn, access.principal()).check_export(certificate_no)
+    from ledger.bundle import build_bundle, dumps  # loaded on first use, as the API does
+
+    return links.download(dumps(build_bundle(ledger().log, certificate_no)),
+                          f"{links.safe(certificate_no)}.bundle.json", "application/json")
+
+
+@bp.get("/sites/<path:site_id>")
+@access.reads("sites")
+def site(site_id: str) -> str:
+    with reading() as conn:
+        record = reads.site(conn, site_id)
+        features = reads.near(feature_collection(conn), record["zones"], [site_id])
+    return render_template("site.html", site=record,
+                           drawing=draw_map(features, links.feature, fit=("site",)))
+
+
+@bp.get("/zones/<path:zone_id>")
+@access.reads("zones")
+def zone(zone_id: str) -> str:
+    with reading() as conn:
+        record = reads.zone(conn, zone_id)
+        features = reads.near(feature_collection(conn), [zone_id], record["sites"])
+    return render_template("zone.html", zone=record,
+                           drawing=draw_map(features, links.feature, fit=("licence_zone",)))
+
+
+@bp.get("/actors/<path:actor_id>")
+@access.signed_in()
+def actor(actor_id: str) -> str:
+    with reading() as conn:
+        record = reads.actor(conn, actor_id)
+        recent = reads.recent_entries(conn, actor_id) if access.may_read("entries") else []
+    return render_template("actor.html", actor=record, recent=recent)
+
+
+@bp.get("/entries/<int:seq>")
+@access.reads("entries")
+def entry(seq: int) -> str:
+    if seq > MAX_SEQ:
+        raise NotFound(f"entry {seq} does not exist.", seq=seq)
+    log = ledger().log
+    found, note = log.entry(seq), log.latest_checkpoint()
+    checkpoint = _checkpoint_json(note) if note else None
+    # The proof is against the latest signed checkpoint, so the two can be checked together.
+    size = checkpoint["size"] if checkpoint and checkpoint["size"] >= seq else None
+    return render_template("entry.html", entry=found, checkpoint=checkpoint,
+                           text=json.dumps(found.to_json(), indent=2, ensure_ascii=False),
+                           about=reads.summary(found.kind, found.payload),
+                           proof=log.inclusion_proof(seq, size))

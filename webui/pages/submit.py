@@ -1,0 +1,105 @@
+"""One round of a form that writes an event: show it, preview it, or write it.
+
+A POST with ``action=preview`` screens the event without writing it
+(:mod:`webui.pages.preview`); any other POST writes it through the app's group
+writer, exactly as ``POST /api/v1/events`` does. Each form carries an ``event_id``
+made when it was first shown, so a form sent twice (a double click, a reload) is
+written once (SPEC 4).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flask import flash, request
+from werkzeug.datastructures import FileStorage
+
+from ledger.errors import InputError, LedgerError
+from ledger.events import Event, WriteResult
+from ledger.zonefile import read_zone_file
+from webui.pages import access
+from webui.pages.forms import Form, Refusal, refusals
+from webui.pages.preview import Preview, preview
+from webui.services import ledger, services
+
+
+@dataclass
+class Round:
+    """What a form shows next: the values, refusals by input, and a preview or a result."""
+
+    values: dict[str, str]
+    errors: dict[str, list[Refusal]] = field(default_factory=dict)
+    preview: Preview | None = None
+    result: WriteResult | None = None
+
+    @property
+    def status(self) -> int:
+        return 422 if self.errors else 200
+
+
+def handle(form: Form, **given: str) -> Round:
+    """``given``: payload fields the page fixes (the flag a resolution is about)."""
+    if request.method != "POST":
+        return Round({**form.initial(), "event_id": str(uuid.uuid4())})
+    values = request.form.to_dict()
+    actor_id = access.principal().actor_id
+    try:
+        payload = {**form.payload(values, actor_id), **given}
+        event = Event.from_json({"kind": form.kind, "payload": payload,
+                                 "event_id": values.get("event_id") or None}, actor=actor_id)
+        if values.get("action") == "preview":
+            return Round(values, preview=preview(ledger(), event))
+        return Round(values, result=services().writer.write(event))
+    except LedgerError as exc:
+        return Round(values, errors=refusals(exc, form))
+
+
+def announce(result: WriteResult, what: str) -> None:
+    """Tell the next page what was written and which flags screening raised."""
+    seq = result.entry.seq
+    flash(f"{what} written as entry {seq}." if result.created else
+          f"{what} was already written as entry {seq} (the form was sent twice).", "written")
+    if not result.flags and result.entry.kind in ("site.registered", "parcel.purchased"):
+        flash("Screening raised no flag.", "clean")
+    for f in result.flags:
+        flash(f"{f['code']} ({f['flag_id']}): {f['detail']}", "flag")
+
+
+ZONE_FILES = (".geojson", ".json", ".gpkg", ".zip")
+
+
+def import_zones(upload: FileStorage | None, zone_type: str) -> int:
+    """Register every feature of an uploaded zone file, all or nothing (as `import-zones`).
+
+    The file is read by ``ledger.zonefile.read_zone_file`` (any CRS; a zipped
+    Shapefile too) from a private temporary folder that is removed afterwards.
+    """
+    name = (upload.filename or "") if upload is not None else ""
+    suffix = Path(name).suffix.lower()
+    if upload is None or not name:
+        raise InputError("file: choose a zone file to upload.", field="file")
+    if suffix not in ZONE_FILES:
+        raise InputError(f"file: {name!r} is not a GeoJSON, GeoPackage or zipped Shapefile "
+                         f"({', '.join(ZONE_FILES)}).", field="file")
+    if zone_type not in ("licence", "risk"):
+        raise InputError("zone_type: choose licence or risk.", field="zone_type")
+    actor_id = access.principal().actor_id
+    with tempfile.TemporaryDirectory(prefix="alluvial-zones-") as folder:
+        path = Path(folder) / f"upload{suffix}"
+        upload.save(path)
+        try:
+            payloads = read_zone_file(path, zone_type)
+        except InputError as exc:
+            raise InputError(f"file: {str(exc).replace(str(path), repr(name))}",
+                             field="file") from exc
+    with ledger().session() as session:
+        for payload in payloads:
+            label = payload.pop("_label")
+            try:
+                session.write(Event("zone.registered", actor_id, payload))
+            except LedgerError as exc:
+                raise type(exc)(f"file: {label}: {exc}", rule=exc.rule, field="file") from exc
+    return len(payloads)
