@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,6 +103,8 @@ class Session:
     state: State
     _zones: ZoneSet | None = None
     _map_changed: bool = False
+    # event_ids a prefetch found unused: a retry check needs no query for them.
+    _fresh_ids: set[str] = field(default_factory=set)
 
     def write(self, event: Event) -> WriteResult:
         if event.event_id is not None:
@@ -131,6 +133,7 @@ class Session:
     def _append(self, kind: str, actor: str, payload: dict[str, Any],
                 event_id: str | None) -> Entry:
         entry = self.appender.append(kind, actor, payload, event_id, keep=False)
+        self._fresh_ids.discard(event_id or "")
         self.state.apply(entry.seq, kind, actor, payload)
         if kind in MAP_KINDS:
             self._zones, self._map_changed = None, True
@@ -155,8 +158,9 @@ class Session:
     def _repeated(self, event: Event) -> WriteResult | None:
         """SPEC 4: a repeated event returns the entry already written; other content is refused."""
         assert event.event_id is not None
-        entry = self.appender.pending_event(event.event_id) or self.ledger.log.by_event_id(
-            self.appender.conn, event.event_id)
+        entry = self.appender.pending_event(event.event_id)
+        if entry is None and event.event_id not in self._fresh_ids:
+            entry = self.ledger.log.by_event_id(self.appender.conn, event.event_id)
         if entry is None:
             return None
         try:
@@ -179,6 +183,11 @@ class Session:
                 wanted[table].add(key)
         for table, keys in wanted.items():
             self.state.prefetch(table, keys)
+        ids = [ev.event_id for ev in events if ev.event_id is not None]
+        if ids:
+            used = set(self.appender.conn.execute(
+                sa.select(entries.c.event_id).where(entries.c.event_id.in_(ids))).scalars())
+            self._fresh_ids.update(set(ids) - used)
 
 
 # Payload fields naming something the rules or screening look up (a seller may be an actor).

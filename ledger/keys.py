@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -136,14 +137,19 @@ class SigningKey:
         """A fresh key from the OS random source."""
         return cls(name, os.urandom(32))
 
-    @property
+    @cached_property
     def verifier(self) -> VerifierKey:
         """The public half, under the same name."""
         return VerifierKey(self.name, _public_of_seed(self.seed))
 
+    @cached_property
+    def _private(self) -> Ed25519PrivateKey:
+        # Built once: every write signs a checkpoint.
+        return Ed25519PrivateKey.from_private_bytes(self.seed)
+
     def sign(self, message: bytes) -> bytes:
         """The 64-byte Ed25519 signature (deterministic, RFC 8032)."""
-        return Ed25519PrivateKey.from_private_bytes(self.seed).sign(message)
+        return self._private.sign(message)
 
     def to_skey(self) -> str:
         """Go note private key: ``PRIVATE+KEY+<name>+<key id hex>+<base64(0x01 || seed)>``."""
