@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -20,8 +20,9 @@ from ledger.projections import edges, exports, parcels, sites, zones
 Node = tuple[str, str]
 
 
-@dataclass(frozen=True)
-class Edge:
+class Edge(NamedTuple):
+    """One custody step (a tuple: traces of thousands of edges are built per request)."""
+
     source: Node
     target: Node
     seq: int
@@ -92,17 +93,22 @@ def _start(conn: sa.Connection, ident: str) -> Node:
     raise NotFound(f"ID: there is no parcel or KP certificate '{ident}'.", rule="UNKNOWN_REFERENCE")
 
 
-def _edges(conn: sa.Connection, column: sa.Column[str], nodes: Iterable[Node]) -> list[Edge]:
+_EDGE_COLUMNS = (edges.c.from_type, edges.c.from_id, edges.c.to_type, edges.c.to_id, edges.c.seq,
+                 edges.c.kind, edges.c.actor, edges.c.date, edges.c.points)
+
+
+def _edges(conn: sa.Connection, backward: bool, nodes: Iterable[Node]) -> list[Edge]:
+    """The edges into (backward) or out of (forward) the given nodes."""
     wanted = set(nodes)
     ids = sorted({i for _, i in wanted})
+    column = edges.c.to_id if backward else edges.c.from_id
     found: list[Edge] = []
     for k in range(0, len(ids), 500):
-        rows = conn.execute(sa.select(edges).where(column.in_(ids[k : k + 500])))
-        for r in rows:
-            e = Edge((r.from_type, r.from_id), (r.to_type, r.to_id), r.seq, r.kind, r.actor,
-                     r.date, r.points)
-            if (e.target if column is edges.c.to_id else e.source) in wanted:
-                found.append(e)
+        rows = conn.execute(sa.select(*_EDGE_COLUMNS).where(column.in_(ids[k : k + 500])))
+        for ft, fi, tt, ti, seq, kind, actor, date, pts in rows:
+            source, target = (ft, fi), (tt, ti)
+            if (target if backward else source) in wanted:
+                found.append(Edge(source, target, seq, kind, actor, date, pts))
     return found
 
 
@@ -128,10 +134,9 @@ def trace(conn: sa.Connection, ident: str, direction: str = "backward") -> Trace
     result = Trace(ident, direction, start, nodes=[start])
     seen = {start}
     frontier = [start]
-    column = edges.c.to_id if direction == "backward" else edges.c.from_id
     done_edges: set[tuple[int, Node, Node]] = set()
     while frontier:
-        step = _edges(conn, column, frontier)
+        step = _edges(conn, direction == "backward", frontier)
         frontier = []
         for e in sorted(step, key=lambda e: (e.seq, e.source, e.target)):
             key = (e.seq, e.source, e.target)

@@ -224,7 +224,7 @@ class Ledger:
         self._zoneset: ZoneSet | None = None
 
     def zoneset(self, conn: sa.Connection) -> ZoneSet:
-        """The committed map, rebuilt only when its version (count, last seq) has moved."""
+        """The committed map, rebuilt only when its version (the last map change) has moved."""
         cached = self._zoneset
         if cached is None or cached.version != ZoneSet.current_version(conn):
             cached = self._zoneset = ZoneSet.load(conn)
