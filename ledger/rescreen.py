@@ -10,13 +10,15 @@ Running it again appends nothing.
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import shapely
 import sqlalchemy as sa
 
+from ledger.db import is_sqlite
 from ledger.events import Ledger, Session
 from ledger.projections import edges, flags, parcels, sites
 from ledger.screening import Flag, subject_for
@@ -76,73 +78,108 @@ def _sites(session: Session, known: set[tuple[str, str, str]],
     return found
 
 
+NO_DIG = 1e300  # stands for a missing dig point in the numeric columns read below
+CHUNK = 200_000
+
+
+def _site_table(conn: sa.Connection) -> tuple[dict[str, int], np.ndarray, np.ndarray,
+                                                 np.ndarray]:
+    """Sites as arrays indexed by a small code: licence_no, geometry, suspension day."""
+    rows = list(conn.execute(sa.select(sites.c.site_id, sites.c.licence_no, sites.c.location,
+                                       sites.c.suspended_on)))
+    index = {r.site_id: i for i, r in enumerate(rows)}
+    licence = np.array([r.licence_no for r in rows] + [""], dtype=object)
+    geometry = np.array([shapely.from_geojson(r.location) for r in rows] + [None], dtype=object)
+    suspended = days([r.suspended_on for r in rows] + [None])
+    return index, licence, geometry, suspended
+
+
+def _read_purchases(conn: sa.Connection) -> Iterator[list[tuple[Any, ...]]]:
+    """Purchase rows in chunks straight from the driver: a million rows, few objects."""
+    sql = (f"SELECT seq, date, COALESCE(dig_lon, {NO_DIG}), COALESCE(dig_lat, {NO_DIG}), site_id "
+           "FROM parcels WHERE site_id IS NOT NULL")
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor() if is_sqlite(conn) else driver.cursor(name="rescreen")
+    try:
+        cursor.execute(sql)
+        while chunk := cursor.fetchmany(CHUNK):
+            yield chunk
+    finally:
+        cursor.close()
+
+
 def _purchases(conn: sa.Connection, zones: ZoneSet, known: set[tuple[str, str, str]],
                report: RescreenReport) -> list[tuple[Flag, str]]:
-    p, s = parcels, sites
-    rows = conn.execute(
-        sa.select(p.c.parcel_id, p.c.date, p.c.dig_lon, p.c.dig_lat, p.c.seq, p.c.site_id,
-                  s.c.licence_no, s.c.location, s.c.suspended_on)
-        .select_from(p.outerjoin(s, s.c.site_id == p.c.site_id))
-        .where(p.c.site_id.is_not(None))
-    ).all()
-    report.purchases = n = len(rows)
-    if not n:
-        return []
-    columns = map(list, zip(*rows, strict=True))
-    ids, when_s, lon, lat, seqs, site_ids, licences, locations, suspended = columns
-    when = days(when_s)
-    lon_a = np.array([np.nan if v is None else v for v in lon], dtype=float)
-    lat_a = np.array([np.nan if v is None else v for v in lat], dtype=float)
-    geoms = shapely.points(lon_a, lat_a)
-    has_dig = ~np.isnan(lon_a)
-    site_geoms = {loc: shapely.from_geojson(loc) for loc in set(locations) if loc is not None}
-    no_dig = np.flatnonzero(~has_dig)
-    for i in no_dig:
-        geoms[i] = site_geoms.get(locations[i])
-    registered = np.array([loc is not None and (sus is None or sus > d)
-                           for loc, sus, d in zip(locations, suspended, when_s, strict=True)])
-    lic = np.array([x or "" for x in licences], dtype=object)
-    screenable = ~shapely.is_missing(geoms)
-    idx = np.flatnonzero(screenable)
-    licensed, at_risk = (np.zeros(n, bool), np.zeros(n, bool))
-    lz, rz = zones.screen(geoms[idx], lic[idx], when[idx])
-    licensed[idx], at_risk[idx] = lz, rz
-    valid_licence = _licence_valid(zones, lic, when)
+    """Every purchase screened again on its date, vectorised over the zone trees."""
+    site_index, site_licence, site_geom, site_suspended = _site_table(conn)
+    hits: dict[int, tuple[str, list[str]]] = {}  # seq -> (day, codes)
+    for chunk in _read_purchases(conn):
+        seq_c, day_c, lon_c, lat_c, site_c = zip(*chunk, strict=True)
+        report.purchases += len(chunk)
+        seqs = np.array(seq_c, dtype=np.int64)
+        when = np.array(day_c, dtype="datetime64[D]")
+        lon, lat = np.array(lon_c, dtype=float), np.array(lat_c, dtype=float)
+        code = np.fromiter((site_index.get(x, -1) for x in site_c), np.intp, len(chunk))
+        dig = lon < NO_DIG
+        geoms = site_geom[code]  # -1 picks the trailing None: an unknown site
+        geoms[dig] = shapely.points(lon[dig], lat[dig])
+        registered = (code >= 0) & (when < site_suspended[code])
+        lic = site_licence[code]
+        screenable = ~shapely.is_missing(geoms)
+        idx = np.flatnonzero(screenable)
+        licensed, at_risk = np.zeros(len(chunk), bool), np.zeros(len(chunk), bool)
+        licensed[idx], at_risk[idx] = zones.screen(geoms[idx], lic[idx], when[idx])
+        valid_licence = _licence_valid(zones, site_licence, code, when)
+        for name, mask in (("UNREGISTERED_SITE", ~registered),
+                           ("OUTSIDE_LICENSED_ZONE", registered & screenable & ~licensed),
+                           ("IN_RISK_AREA", screenable & at_risk),
+                           ("LICENCE_INVALID", registered & ~valid_licence)):
+            for i in np.flatnonzero(mask):
+                hits.setdefault(int(seqs[i]), (str(when[i]), []))[1].append(name)
+    return _flags_for(conn, hits, known)
 
+
+WHY = {
+    "UNREGISTERED_SITE": "The purchase names a site that was not registered, or was suspended, "
+                         "on {day}",
+    "OUTSIDE_LICENSED_ZONE": "The purchase point lies outside every zone of its site's licence "
+                             "valid on {day}",
+    "IN_RISK_AREA": "The purchase point lies in a risk area valid on {day}",
+    "LICENCE_INVALID": "The site's mining licence is not valid on {day}",
+}
+
+
+def _flags_for(conn: sa.Connection, hits: dict[int, tuple[str, list[str]]],
+               known: set[tuple[str, str, str]]) -> list[tuple[Flag, str]]:
+    """The flags that are new, for the purchases (by seq) that screened dirty."""
     found: list[tuple[Flag, str]] = []
-
-    def add(i: int, code: str, detail: str) -> None:
-        if ("parcel", ids[i], code) not in known:
-            found.append((Flag(code, "parcel", ids[i], detail + " (found by rescreen)",
-                               {"seq": int(seqs[i])}), when_s[i]))
-
-    for i in np.flatnonzero(~registered):
-        add(int(i), "UNREGISTERED_SITE", f"Bought on {when_s[i]} at site {site_ids[i]}, which "
-            "was not registered or was suspended.")
-    for i in np.flatnonzero(registered & screenable & ~licensed):
-        add(int(i), "OUTSIDE_LICENSED_ZONE", f"The purchase point lies outside every zone of "
-            f"licence {lic[i]} valid on {when_s[i]}.")
-    for i in np.flatnonzero(screenable & at_risk):
-        add(int(i), "IN_RISK_AREA", f"The purchase point lies in a risk area valid on "
-            f"{when_s[i]}.")
-    for i in np.flatnonzero(registered & ~valid_licence):
-        add(int(i), "LICENCE_INVALID", f"The mining licence {lic[i]} is not valid on "
-            f"{when_s[i]}.")
+    seqs = sorted(hits)
+    for k in range(0, len(seqs), 500):
+        rows = conn.execute(sa.select(parcels.c.seq, parcels.c.parcel_id)
+                            .where(parcels.c.seq.in_(seqs[k:k + 500])).order_by(parcels.c.seq))
+        for seq, parcel_id in rows:
+            day, codes = hits[seq]
+            for name in codes:
+                if ("parcel", parcel_id, name) not in known:
+                    detail = WHY[name].format(day=day) + " (found by rescreen)."
+                    found.append((Flag(name, "parcel", parcel_id, detail, {"seq": seq}), day))
     return found
 
 
-def _licence_valid(zones: ZoneSet, lic: np.ndarray, when: np.ndarray) -> np.ndarray:
-    """Per purchase: some zone of its licence is valid on its day (geometry aside)."""
-    ok = np.zeros(len(lic), dtype=bool)
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, name in enumerate(lic):
-        groups[name].append(i)
-    for name, members in groups.items():
-        rows = np.array(members)
-        for z in zones.by_licence.get(name, []):
+def _licence_valid(zones: ZoneSet, site_licence: np.ndarray, code: np.ndarray,
+                   when: np.ndarray) -> np.ndarray:
+    """Per purchase: some zone of its site's licence is valid on its day (geometry aside)."""
+    ok = np.zeros(len(code), dtype=bool)
+    order = np.argsort(code, kind="stable")
+    sites_seen, starts = np.unique(code[order], return_index=True)
+    bounds = [*starts.tolist(), len(code)]
+    for j, site in enumerate(sites_seen.tolist()):
+        rows = order[bounds[j]:bounds[j + 1]]
+        d = when[rows]
+        for z in zones.by_licence.get(site_licence[site], []) if site >= 0 else []:
             start, end = np.datetime64(z.valid_from), np.datetime64(z.valid_to or "9999-12-31")
             stop = np.datetime64(z.revoked_on or "9999-12-31")
-            d = when[rows]
             ok[rows] |= (start <= d) & (d <= end) & (d < stop)
     return ok
 
