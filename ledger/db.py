@@ -85,6 +85,9 @@ def normalise_url(url: str) -> str:
 def make_engine(url: str, **kwargs: Any) -> sa.Engine:
     """An engine configured for the ledger: WAL, busy waits and explicit BEGIN on SQLite."""
     url = normalise_url(url)
+    if url.startswith("sqlite") and (":memory:" in url or url.rstrip("/") == "sqlite:"):
+        raise InputError("ALLUVIAL_DATABASE_URL: an in-memory SQLite database would lose the "
+                         "ledger; give a file, e.g. sqlite:///ledger.db.", rule="CONFIG")
     if url.startswith("sqlite"):
         engine = sa.create_engine(
             url,

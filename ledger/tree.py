@@ -103,20 +103,26 @@ class LedgerTree(BaseMerkleTree):  # type: ignore[misc]
                     ids[node_id(level, s >> level)] = (s, width)
                 else:
                     seqs.update(range(s + 1, e + 1))
+        # Plain SQL through the driver: building Core statements per proof would cost
+        # more than the two indexed reads themselves.
+        mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
         if ids:
-            rows = self.conn.execute(
-                sa.select(merkle_nodes.c.id, merkle_nodes.c.hash).where(
-                    merkle_nodes.c.id.in_(list(ids))
-                )
+            keys = list(ids)
+            rows = self.conn.exec_driver_sql(
+                f"SELECT id, hash FROM merkle_nodes WHERE id IN ({', '.join([mark] * len(keys))})",
+                tuple(keys),
             )
             for nid, value in rows:
                 self._subroots[ids[nid]] = bytes(value)
         if seqs:
-            rows = self.conn.execute(
-                sa.select(entries.c.seq, entries.c.entry_hash).where(
-                    entries.c.seq.between(min(seqs), max(seqs)) if _dense(seqs)
-                    else entries.c.seq.in_(sorted(seqs))
-                )
+            low, high = min(seqs), max(seqs)
+            if _dense(seqs):
+                sql, args = f"BETWEEN {mark} AND {mark}", (low, high)
+            else:
+                args = tuple(sorted(seqs))
+                sql = f"IN ({', '.join([mark] * len(args))})"
+            rows = self.conn.exec_driver_sql(
+                f"SELECT seq, entry_hash FROM entries WHERE seq {sql}", args
             )
             for seq, value in rows:
                 self._leaves[seq] = bytes(value)

@@ -593,3 +593,10 @@ def test_the_ledger_and_its_cli_never_import_flask() -> None:
     code = ("import sys, ledger.cli, ledger.accounts, ledger.stats; "
             "assert 'flask' not in sys.modules and 'webui' not in sys.modules")
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_cli_role_choices_are_the_account_roles() -> None:
+    from ledger import accounts
+    from ledger.cli import accounts as cli_accounts
+
+    assert cli_accounts.ROLES == accounts.ROLES
