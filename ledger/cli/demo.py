@@ -69,13 +69,16 @@ def demo(click_ctx: click.Context, no_serve: bool, port: int, reset: bool) -> No
                "), for example:")
     for number, _rule, message in report.refusals[:2]:
         click.echo(f"  attempt {number}: {message}")
+    from webui.login import set_password  # the web layer owns password hashing
+
     accounts.create_tables(ctx.engine)
     lines = []
-    click.echo("Users (web sign-in and API tokens; tokens are shown only now):")
+    click.echo("Users (web sign-in with password demo-<name>; API tokens are shown only now):")
     for name, role, actor_id in DEMO_USERS:
         accounts.add_user(ctx.engine, name, role, actor_id)
+        set_password(ctx.engine, name, f"demo-{name}")
         token = accounts.create_token(ctx.engine, name)
-        click.echo(f"  {name:9} actor {actor_id:18} token {token}")
+        click.echo(f"  {name:9} password demo-{name:9} actor {actor_id:18} token {token}")
         lines.append(f"export {name.upper()}_TOKEN={token}\n")
     env = Path(TOKENS_FILE)
     env.write_text("".join(lines), encoding="utf-8")

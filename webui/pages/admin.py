@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
@@ -9,14 +11,14 @@ from ledger import accounts
 from ledger.errors import LedgerError
 from webui import login
 from webui.pages import access, reads
-from webui.pages.forms import refusals
+from webui.pages.forms import Refusal, refusals
 from webui.services import ledger, reading
 
 bp = Blueprint("admin", __name__)
 USER_FIELDS = ("name", "role", "actor", "password")
 
 
-def _users(values: dict[str, str], errors: dict[str, list[object]], token: str = "",
+def _users(values: dict[str, str], errors: Mapping[str, list[Refusal]], token: str = "",
            status: int = 200) -> tuple[str, int]:
     with reading() as conn:
         listed = reads.users(conn)

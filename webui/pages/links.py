@@ -20,7 +20,8 @@ _LAYERS = {"licence_zone": "zone", "risk_area": "zone", "site": "site", "dig_poi
 
 def record(kind: str, ident: str) -> str:
     endpoint, arg = _PAGES[kind]
-    return url_for(endpoint, **{arg: ident})
+    values: dict[str, Any] = {arg: ident}
+    return url_for(endpoint, **values)
 
 
 def node(n: Node) -> str:
@@ -30,6 +31,13 @@ def node(n: Node) -> str:
 def feature(layer: str, properties: dict[str, Any]) -> str:
     kind = _LAYERS[layer]
     return record(kind, properties[_PAGES[kind][1]])
+
+
+def feature_or_none(layer: str, properties: dict[str, Any]) -> str | None:
+    """A feature's page, or None for one not written yet (a preview)."""
+    kind = _LAYERS[layer]
+    ident = properties.get(_PAGES[kind][1])
+    return record(kind, ident) if ident else None
 
 
 def download(body: str, filename: str, mimetype: str) -> Response:

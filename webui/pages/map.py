@@ -9,7 +9,7 @@ from flask import Blueprint, Response, render_template
 
 from ledger.maps import feature_collection
 from webui.pages import access, links
-from webui.pages.drawing import draw_map
+from webui.pages.cartography import draw_map, insets
 from webui.services import reading
 
 bp = Blueprint("map", __name__)
@@ -20,7 +20,8 @@ bp = Blueprint("map", __name__)
 def world() -> str:
     with reading() as conn:
         features = feature_collection(conn)["features"]
-    return render_template("map.html", drawing=draw_map(features, links.feature))
+    return render_template("map.html", drawing=draw_map(features, links.feature),
+                           insets=insets(features, links.feature))
 
 
 @bp.get("/map.geojson")

@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response
 from ledger.errors import LedgerError
 from webui.pages import access, links
 from webui.pages.forms import ACTOR, SITE, refusals
-from webui.pages.submit import announce, handle, import_zones
+from webui.pages.submit import announce, handle, import_zones, preview_map
 
 bp = Blueprint("officer", __name__)
 
@@ -22,7 +22,7 @@ def new_site() -> Response | tuple[str, int]:
         announce(step.result, f"Site {step.result.entry.payload['site_id']}")
         return redirect(links.record("site", step.result.entry.payload["site_id"]))
     return render_template("form.html", form=SITE, step=step, title="Register a mine site",
-                           intro="site", previews=True), step.status
+                           intro="site", previews=True, around=preview_map(step)), step.status
 
 
 @bp.route("/actors/new", methods=["GET", "POST"])

@@ -10,7 +10,11 @@ if nothing else were written in between.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
+
+import shapely
 
 from ledger import rules
 from ledger.events import Event, Ledger
@@ -25,6 +29,8 @@ class Preview:
 
     flags: tuple[Flag, ...]
     screened: bool  # False: this kind is not screened (only sites and purchases are)
+    geometry: dict[str, Any] | None = None  # what was screened (GeoJSON), if anything
+    licence_no: str | None = None  # the mining licence it was screened against
 
 
 def preview(book: Ledger, event: Event) -> Preview:
@@ -39,4 +45,5 @@ def preview(book: Ledger, event: Event) -> Preview:
         if subject is None:
             return Preview((), screened=False)
         flags = tuple(flag for rule in book.screening for flag in rule.check(subject))
-    return Preview(flags, screened=True)
+    where = None if subject.geometry is None else json.loads(shapely.to_geojson(subject.geometry))
+    return Preview(flags, screened=True, geometry=where, licence_no=subject.licence_no)

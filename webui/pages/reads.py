@@ -62,10 +62,10 @@ def recent_entries(conn: sa.Connection, actor: str | None = None,
 
 
 def holdings(conn: sa.Connection, actor: str) -> list[dict[str, Any]]:
-    """The parcels the actor holds now (active), oldest first."""
+    """The parcels the actor holds now (active): those on hold first, then the newest."""
     p = pj.parcels
     rows = _rows(conn, sa.select(p).where(p.c.holder == actor, p.c.status == "active")
-                 .order_by(p.c.seq))
+                 .order_by(p.c.open_flags.desc(), p.c.seq.desc()))
     for r in rows:
         r["carats"] = r["points"] / 100
     return rows
@@ -234,6 +234,23 @@ def near(collection: dict[str, Any], zone_ids: Iterable[str], site_ids: Iterable
                 or (p["layer"] in ("site", "flagged_purchase") and p["site_id"] in sites_)):
             kept.append(f)
     return kept
+
+
+def screened(conn: sa.Connection, geometry: dict[str, Any], licence_no: str | None,
+             flags: int) -> list[dict[str, Any]]:
+    """A map of a preview: the point or polygon screened, the licence zones of its mining
+    licence, and every risk area."""
+    z = pj.zones
+    own = sa.and_(z.c.zone_type == "licence", z.c.licence_no == licence_no)
+    rows = conn.execute(sa.select(z).where(sa.or_(z.c.zone_type == "risk", own)))
+    features = [_feature(r.geometry, layer="licence_zone" if r.zone_type == "licence"
+                         else "risk_area", zone_id=r.zone_id, name=r.name,
+                         licence_no=r.licence_no, category=r.category,
+                         valid_from=r.valid_from, valid_to=r.valid_to) for r in rows]
+    features.append({"type": "Feature", "geometry": geometry, "properties": {
+        "layer": "site", "site_id": "", "name": "what was screened", "open_flags": flags,
+        "flags": ""}})
+    return features
 
 
 def _feature(geometry: str, **properties: Any) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import sqlalchemy as sa
 from flask import Blueprint, Response, render_template
 
 from ledger.accounts import Scope
@@ -14,16 +15,16 @@ from ledger.maps import feature_collection
 from webui.api.log import _checkpoint_json
 from webui.openapi import MAX_SEQ
 from webui.pages import access, links, reads
-from webui.pages.drawing import GraphDrawing, draw_graph, draw_map
+from webui.pages.cartography import draw_map
+from webui.pages.graph import GraphDrawing, draw_graph
 from webui.services import ledger, reading
 
 bp = Blueprint("records", __name__)
 
 
-def _graph(conn: object, graph: Trace) -> GraphDrawing:
-    nodes = graph.nodes
-    return draw_graph(graph, reads.node_seqs(conn, nodes),  # type: ignore[arg-type]
-                      reads.flagged_nodes(conn, nodes), links.node)  # type: ignore[arg-type]
+def _graph(conn: sa.Connection, graph: Trace) -> GraphDrawing:
+    return draw_graph(graph, reads.node_seqs(conn, graph.nodes),
+                      reads.flagged_nodes(conn, graph.nodes), links.node)
 
 
 @bp.get("/parcels/<path:parcel_id>")
@@ -37,7 +38,7 @@ def parcel(parcel_id: str) -> str:
             "parcel.html", parcel=record, back=back, forward=forward,
             back_drawing=_graph(conn, back), forward_drawing=_graph(conn, forward),
             origins=draw_map(reads.origin_features(conn, back), links.feature,
-                             fit=("site", "dig_point", "flagged_purchase")))
+                             fit=("licence_zone", "site", "dig_point", "flagged_purchase")))
 
 
 @bp.get("/exports/<path:certificate_no>")
@@ -50,7 +51,7 @@ def export(certificate_no: str) -> str:
         return render_template(
             "export.html", export=record, back=back, back_drawing=_graph(conn, back),
             origins=draw_map(reads.origin_features(conn, back), links.feature,
-                             fit=("site", "dig_point", "flagged_purchase")))
+                             fit=("licence_zone", "site", "dig_point", "flagged_purchase")))
 
 
 @bp.get("/exports/<path:certificate_no>/bundle.json")

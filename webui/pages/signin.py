@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+from flask import Blueprint, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from webui import login
@@ -33,7 +33,6 @@ def login_page() -> BaseResponse | tuple[str, int]:
 
 
 @bp.post("/logout")
-def logout() -> Response:
+def logout() -> BaseResponse:
     session.clear()
-    response: Response = redirect(url_for("pages.signin.login_page"))
-    return response
+    return redirect(url_for("pages.signin.login_page"))

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, render_template
 
 from ledger.stats import public_stats
 from webui.pages import access, links
-from webui.pages.drawing import bar_chart
+from webui.pages.charts import bar_chart
 from webui.services import reading
 
 bp = Blueprint("stats", __name__)

@@ -20,10 +20,11 @@ from werkzeug.datastructures import FileStorage
 from ledger.errors import InputError, LedgerError
 from ledger.events import Event, WriteResult
 from ledger.zonefile import read_zone_file
-from webui.pages import access
+from webui.pages import access, links, reads
+from webui.pages.cartography import MapDrawing, draw_map
 from webui.pages.forms import Form, Refusal, refusals
 from webui.pages.preview import Preview, preview
-from webui.services import ledger, services
+from webui.services import ledger, reading, services
 
 
 @dataclass
@@ -55,6 +56,16 @@ def handle(form: Form, **given: str) -> Round:
         return Round(values, result=services().writer.write(event))
     except LedgerError as exc:
         return Round(values, errors=refusals(exc, form))
+
+
+def preview_map(step: Round) -> MapDrawing | None:
+    """The screened point or polygon among its licence zones and the risk areas."""
+    shown = step.preview
+    if shown is None or shown.geometry is None:
+        return None
+    with reading() as conn:
+        features = reads.screened(conn, shown.geometry, shown.licence_no, len(shown.flags))
+    return draw_map(features, links.feature_or_none, fit=("site", "licence_zone"), width=700)
 
 
 def announce(result: WriteResult, what: str) -> None:

@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response
 from ledger.accounts import Scope
 from webui.pages import access, links, reads
 from webui.pages.forms import EXPORT, MERGE, PURCHASE, SPLIT, TRANSFER, Form
-from webui.pages.submit import announce, handle
+from webui.pages.submit import announce, handle, preview_map
 from webui.services import reading
 
 bp = Blueprint("trade", __name__)
@@ -17,6 +17,8 @@ bp = Blueprint("trade", __name__)
 SHOWN = {"parcel.purchased": ("parcel", "parcel_id"), "parcel.transferred": ("parcel", "parcel_id"),
          "parcel.split": ("parcel", "parent_id"), "parcel.merged": ("parcel", "child.parcel_id"),
          "export.declared": ("export", "certificate_no")}
+NOUNS = {"parcel.purchased": "Purchase", "parcel.transferred": "Transfer", "parcel.split": "Split",
+         "parcel.merged": "Merge", "export.declared": "Export"}
 TITLES = {"parcel.purchased": "Log a purchase", "parcel.transferred": "Transfer a parcel",
           "parcel.split": "Split a parcel", "parcel.merged": "Merge parcels",
           "export.declared": "Declare an export under a KP certificate"}
@@ -30,13 +32,14 @@ def _round(form: Form) -> Response | tuple[str, int]:
         ident = step.result.entry.payload
         for part in path.split("."):
             ident = ident[part]
-        announce(step.result, TITLES[form.kind].split(" ", 1)[1].capitalize())
+        announce(step.result, f"{NOUNS[form.kind]} of {ident}")
         return redirect(links.record(kind, str(ident)))
     who = access.principal()
     with reading() as conn:
         return render_template("form.html", form=form, step=step, title=TITLES[form.kind],
                                intro=form.kind, previews=form.kind == "parcel.purchased",
                                holdings=reads.holdings(conn, who.actor_id),
+                               around=preview_map(step),
                                suggest=reads.suggestions(conn, who.actor_id)), step.status
 
 
