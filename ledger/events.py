@@ -118,7 +118,7 @@ class Session:
         if subject is None:
             return WriteResult(entry, [])
         flags = [flag for rule in self.ledger.screening for flag in rule.check(subject)]
-        return WriteResult(entry, [self._raise(flag, event.payload["date"]) for flag in flags])
+        return WriteResult(entry, [self.raise_flag(flag, event.payload["date"]) for flag in flags])
 
     def zones(self) -> ZoneSet:
         """The map as this transaction sees it, indexed once and reused until it changes."""
@@ -139,7 +139,7 @@ class Session:
             self._zones, self._map_changed = None, True
         return entry
 
-    def _raise(self, flag: Flag, day: str) -> dict[str, Any]:
+    def raise_flag(self, flag: Flag, day: str) -> dict[str, Any]:
         """Append a screening flag as `system` (SPEC 5: flags are entries too)."""
         flag_id = f"F-{self.appender.size + 1}"
         if self.state.get("flags", flag_id) is not None:
@@ -151,9 +151,6 @@ class Session:
         validate_payload("flag.raised", payload)
         self._append("flag.raised", rules.SYSTEM, payload, None)
         return {k: payload[k] for k in ("flag_id", "code", "subject", "detail")}
-
-    def raise_flag(self, flag: Flag, day: str) -> dict[str, Any]:
-        return self._raise(flag, day)
 
     def _repeated(self, event: Event) -> WriteResult | None:
         """SPEC 4: a repeated event returns the entry already written; other content is refused."""
