@@ -99,10 +99,11 @@ class LedgerTree(BaseMerkleTree):  # type: ignore[misc]
             for s, e in merkle.subtree_ranges(start, end):
                 width = e - s
                 if width >= NODE_MIN_WIDTH:
-                    level = width.bit_length() - 1
-                    ids[node_id(level, s >> level)] = (s, width)
+                    if (s, width) not in self._subroots:
+                        level = width.bit_length() - 1
+                        ids[node_id(level, s >> level)] = (s, width)
                 else:
-                    seqs.update(range(s + 1, e + 1))
+                    seqs.update(i for i in range(s + 1, e + 1) if i not in self._leaves)
         # Plain SQL through the driver: building Core statements per proof would cost
         # more than the two indexed reads themselves.
         mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
@@ -149,7 +150,9 @@ class LedgerTree(BaseMerkleTree):  # type: ignore[misc]
     def consistency_path(self, old_size: int, new_size: int | None = None) -> list[bytes]:
         """RFC 9162 consistency proof, built to the RFC (SUBPROOF), not by pymerkle."""
         new_size = self.size if new_size is None else new_size
-        self.prefetch(_recorded(lambda sub: merkle.consistency_proof(old_size, new_size, sub)))
+        # The old root is read with the proof: callers hand both out together.
+        self.prefetch([*_recorded(lambda sub: merkle.consistency_proof(old_size, new_size, sub)),
+                       (0, old_size)])
         return merkle.consistency_proof(old_size, new_size, self.range_root)
 
 
