@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
+from ledger.db import is_sqlite
 from ledger.errors import NotFound
 from ledger.projections import edges, exports, parcels, sites, zones
 
@@ -93,22 +94,34 @@ def _start(conn: sa.Connection, ident: str) -> Node:
     raise NotFound(f"ID: there is no parcel or KP certificate '{ident}'.", rule="UNKNOWN_REFERENCE")
 
 
-_EDGE_COLUMNS = (edges.c.from_type, edges.c.from_id, edges.c.to_type, edges.c.to_id, edges.c.seq,
-                 edges.c.kind, edges.c.actor, edges.c.date, edges.c.points)
+_EDGE_COLUMNS = "from_type, from_id, to_type, to_id, seq, kind, actor, date, points"
 
 
 def _edges(conn: sa.Connection, backward: bool, nodes: Iterable[Node]) -> list[Edge]:
-    """The edges into (backward) or out of (forward) the given nodes."""
+    """The edges into (backward) or out of (forward) the given nodes.
+
+    Read through the driver (thousands of rows per trace), inside the transaction
+    ``trace`` began, so every step of one trace sees the same snapshot.
+    """
     wanted = set(nodes)
     ids = sorted({i for _, i in wanted})
-    column = edges.c.to_id if backward else edges.c.from_id
+    column = "to_id" if backward else "from_id"
+    mark = "?" if is_sqlite(conn) else "%s"
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor()
     found: list[Edge] = []
-    for k in range(0, len(ids), 500):
-        rows = conn.execute(sa.select(*_EDGE_COLUMNS).where(column.in_(ids[k : k + 500])))
-        for ft, fi, tt, ti, seq, kind, actor, date, pts in rows:
-            source, target = (ft, fi), (tt, ti)
-            if (target if backward else source) in wanted:
-                found.append(Edge(source, target, seq, kind, actor, date, pts))
+    try:
+        for k in range(0, len(ids), 500):
+            part = ids[k : k + 500]
+            cursor.execute(f"SELECT {_EDGE_COLUMNS} FROM {edges.name} "
+                           f"WHERE {column} IN ({', '.join([mark] * len(part))})", part)
+            for ft, fi, tt, ti, seq, kind, actor, date, pts in cursor.fetchall():
+                source, target = (ft, fi), (tt, ti)
+                if (target if backward else source) in wanted:
+                    found.append(Edge(source, target, seq, kind, actor, date, pts))
+    finally:
+        cursor.close()
     return found
 
 
