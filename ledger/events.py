@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 
 from ledger import projections, rules
@@ -24,7 +25,7 @@ from ledger.errors import Conflict, InputError
 from ledger.keys import SigningKey, load_or_create
 from ledger.log import ADMIN, Appender, Entry, Log, admin_payload
 from ledger.schema import validate_payload
-from ledger.screening import DEFAULT_RULES, Flag, Rule, subject_for
+from ledger.screening import DEFAULT_RULES, Flag, Rule, purchase_points, subject_for
 from ledger.state import State
 from ledger.zones import ZoneSet
 
@@ -180,6 +181,9 @@ class Session:
                 wanted[table].add(key)
         for table, keys in wanted.items():
             self.state.prefetch(table, keys)
+        points = purchase_points(ev.payload for ev in events if ev.kind == "parcel.purchased")
+        if points:
+            self.zones().prime(np.array(points, dtype=float))
         ids = [ev.event_id for ev in events if ev.event_id is not None]
         if ids:
             used = set(self.appender.conn.execute(

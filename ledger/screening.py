@@ -9,7 +9,8 @@ against the map as it stood that day.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -17,7 +18,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from ledger.state import Row, State
-from ledger.zones import ZoneSet
+from ledger.zones import Zone, ZoneSet
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Subject:
     zones: Callable[[], ZoneSet]
     site: Row | None = None
     geometry: BaseGeometry | None = None
+    xy: tuple[float, float] | None = None  # a point, screened without a shapely object
     where: str = ""
 
     @property
@@ -53,6 +55,22 @@ class Subject:
         if self.kind == "site.registered":
             return str(self.payload["licence_no"])
         return None if self.site is None else str(self.site["licence_no"])
+
+    @property
+    def located(self) -> bool:
+        return self.xy is not None or self.geometry is not None
+
+    def licences_covering(self, licence_no: str) -> list[Zone]:
+        if self.xy is not None:
+            return self.zones().licences_covering_xy(self.xy, licence_no, self.day)
+        assert self.geometry is not None
+        return self.zones().licences_covering(self.geometry, licence_no, self.day)
+
+    def risks_touching(self) -> list[Zone]:
+        if self.xy is not None:
+            return self.zones().risks_touching_xy(self.xy, self.day)
+        assert self.geometry is not None
+        return self.zones().risks_touching(self.geometry, self.day)
 
     def flag(self, code: str, detail: str, **evidence: Any) -> Flag:
         if self.kind == "site.registered":
@@ -76,12 +94,35 @@ def subject_for(kind: str, payload: dict[str, Any], seq: int, state: State,
         site = None
     subject = Subject(kind, payload, seq, state, zones, site=site)
     if payload.get("dig_location"):
-        subject.geometry = shapely.Point(payload["dig_location"]["coordinates"][:2])
-        subject.where = "dig point {:.4f}, {:.4f}".format(*payload["dig_location"]["coordinates"])
+        subject.xy = point_of(payload["dig_location"])
+        subject.where = "dig point {:.4f}, {:.4f}".format(*subject.xy)
     elif site is not None:
-        subject.geometry = shapely.from_geojson(site["location"])
+        location = json.loads(site["location"])
+        if location["type"] == "Point":
+            subject.xy = point_of(location)
+        else:
+            subject.geometry = shapely.geometry.shape(location)
         subject.where = f"site {site['site_id']}"
     return subject
+
+
+def point_of(geometry: dict[str, Any]) -> tuple[float, float]:
+    """A GeoJSON Point's longitude and latitude (an altitude is ignored)."""
+    x, y = geometry["coordinates"][:2]
+    return (x, y)
+
+
+def purchase_points(payloads: Iterable[dict[str, Any]]) -> list[tuple[float, float]]:
+    """The dig points of the purchases among ``payloads`` (to prime the zone trees with)."""
+    points = []
+    for payload in payloads:
+        dig = payload.get("dig_location")
+        xy = dig.get("coordinates") if isinstance(dig, dict) else None
+        # Not validated yet: what is not a pair of numbers is left to the schema.
+        if isinstance(xy, list) and len(xy) >= 2 and all(
+                type(c) in (int, float) for c in xy[:2]):
+            points.append((xy[0], xy[1]))
+    return points
 
 
 class Rule(Protocol):
@@ -113,9 +154,9 @@ class OutsideLicensedZone:
 
     def check(self, s: Subject) -> list[Flag]:
         licence_no = s.licence_no
-        if s.geometry is None or licence_no is None:
+        if not s.located or licence_no is None:
             return []
-        if s.zones().licences_covering(s.geometry, licence_no, s.day):
+        if s.licences_covering(licence_no):
             return []
         return [s.flag(self.code, f"The {s.where} lies outside every zone of licence "
                        f"{licence_no} valid on {s.day}.", licence_no=licence_no)]
@@ -127,9 +168,9 @@ class InRiskArea:
     code = "IN_RISK_AREA"
 
     def check(self, s: Subject) -> list[Flag]:
-        if s.geometry is None:
+        if not s.located:
             return []
-        hits = s.zones().risks_touching(s.geometry, s.day)
+        hits = s.risks_touching()
         if not hits:
             return []
         names = ", ".join(z.describe() for z in hits)

@@ -61,9 +61,31 @@ class _Tree:
         self.end = days([z.valid_to for z in self.zones])
         self.revoked = days([z.revoked_on for z in self.zones])
         self.licence = np.array([z.licence_no or "" for z in self.zones], dtype=object)
+        # Point -> indexes of the zones that cover it, for the points last primed.
+        self._near: dict[tuple[float, float], list[int]] = {}
+
+    def prime(self, xy: np.ndarray) -> None:
+        """Query many points at once; :meth:`query_xy` of any of them is then a lookup."""
+        self._near = near = {}
+        if not len(self.zones) or not len(xy):
+            return
+        keys = list(dict.fromkeys(map(tuple, xy.tolist())))  # each point once
+        for key in keys:
+            near[key] = []
+        g, z = self.tree.query(shapely.points(keys), predicate="intersects")
+        for gi, zi in zip(g.tolist(), z.tolist(), strict=True):
+            near[keys[gi]].append(zi)
+
+    def query_xy(self, xy: tuple[float, float], day: str) -> list[Zone]:
+        """Zones valid on ``day`` that cover the point (boundary in: a point that
+        intersects a polygon is covered by it)."""
+        hits = self._near.get(xy)
+        if hits is None:
+            hits = self.tree.query(shapely.Point(xy), predicate="intersects").tolist()
+        return [self.zones[i] for i in sorted(hits) if self.zones[i].valid_on(day)]  # by zone_id
 
     def query(self, geom: BaseGeometry, predicate: str, day: str) -> list[Zone]:
-        hits = self.tree.query(geom, predicate=predicate)
+        hits = np.sort(self.tree.query(geom, predicate=predicate))  # by zone_id
         return [self.zones[i] for i in hits if self.zones[i].valid_on(day)]
 
     def pairs(self, geoms: np.ndarray, predicate: str, when: np.ndarray) -> np.ndarray:
@@ -109,6 +131,19 @@ class ZoneSet:
 
     def risks_touching(self, geom: BaseGeometry, day: str) -> list[Zone]:
         return self.risk.query(geom, "intersects", day)
+
+    # -- one point, possibly primed with the points of a whole ingest chunk ----------------
+    def prime(self, xy: np.ndarray) -> None:
+        """Look up an (n, 2) array of points in both trees in two queries (ingest chunks)."""
+        self.licence.prime(xy)
+        self.risk.prime(xy)
+
+    def licences_covering_xy(self, xy: tuple[float, float], licence_no: str,
+                             day: str) -> list[Zone]:
+        return [z for z in self.licence.query_xy(xy, day) if z.licence_no == licence_no]
+
+    def risks_touching_xy(self, xy: tuple[float, float], day: str) -> list[Zone]:
+        return self.risk.query_xy(xy, day)
 
     def licence_status(self, licence_no: str, day: str) -> str | None:
         """Why the mining licence is not valid on ``day``, or None when it is."""

@@ -9,11 +9,13 @@ from typing import Any
 import geopandas
 import pytest
 import shapely
+import sqlalchemy as sa
 from click.testing import CliRunner
 from shapely.geometry import Polygon, box, mapping
 
 from ledger.cli import cli
 from ledger.events import Event, Ledger, WriteResult
+from ledger.projections import flags
 from tests.test_custody import buy, export, licensed, merge, move, split
 
 AKWATIA = (-0.80, 6.04)
@@ -239,3 +241,44 @@ def test_export_geojson_has_flat_properties(world: Ledger, write, runner: CliRun
     flagged = next(f for f in fc["features"] if f["properties"]["layer"] == "flagged_purchase")
     assert flagged["geometry"]["coordinates"] == list(SEGUELA)
     assert "IN_RISK_AREA" in flagged["properties"]["flags"]
+
+
+def test_ingest_screens_a_chunk_of_points_like_single_writes(world: Ledger, write) -> None:  # type: ignore[no-untyped-def]
+    """Ingest looks a whole chunk's dig points up in the zone trees at once: the
+    boundary, hole, multipolygon and overlapping-area cases flag exactly as single writes."""
+    from ledger.ingest import ingest
+    zone(write, "Z-HOLE", HOLE, licence_no="ML-HOLE")
+    zone(write, "Z-MULTI", MULTI, licence_no="ML-MULTI")
+    zone(write, "R-EMBARGO", box(-8.6, 4.3, -2.4, 10.8), zone_type="risk", category="embargo",
+         valid_from="2005-12-15", valid_to="2014-04-29")
+    for site, licence in [("S-HOLE", "ML-HOLE"), ("S-MULTI", "ML-MULTI")]:
+        write("site.registered", "off-gh", site_id=site, name="Pit", location=point(AKWATIA),
+              licence_no=licence, operator="Coop", country="GH", date="2004-01-07")
+    cases = [  # site, dig point, date
+        ("S-AKW", (-0.85, 6.04), "2008-05-02"), ("S-AKW", SEGUELA, "2008-05-02"),
+        ("S-AKW", SEGUELA, "2013-05-02"), ("S-AKW", SEGUELA, "2015-05-02"),
+        ("S-AKW", (-2.5, 8.0), "2008-05-02"), ("S-AKW", EAST_25_KM, "2008-05-02"),
+        ("S-HOLE", AKWATIA, "2008-05-02"), ("S-HOLE", (-0.88, 5.95), "2008-05-02"),
+        ("S-MULTI", (-0.45, 6.04), "2008-05-02"), ("S-MULTI", (-0.60, 6.04), "2008-05-02"),
+        ("S-AKW", None, "2008-05-02"), ("S-UNKNOWN", AKWATIA, "2008-05-02"),
+    ]
+    one_by_one: dict[int, list[tuple[str, str]]] = {}
+    lines = []
+    for n, (site, dig, day) in enumerate(cases):
+        extra = {} if dig is None else {"dig_location": point(dig)}
+        result = buy(write, f"W{n}", site=site, date=day, **extra)
+        one_by_one[n] = sorted((f["code"], f["detail"]) for f in result.flags)
+        lines.append(json.dumps({"kind": "parcel.purchased", "actor": "buyer-a", "payload": {
+            "parcel_id": f"I{n}", "site_id": site, "seller": "Kofi Boateng", "date": day,
+            "carats": 10.0, "stones": 5, "price": {"amount": 420.5, "currency": "USD"},
+            **extra}}))
+    assert any(one_by_one.values()) and not all(one_by_one.values())
+    ingest(world, lines)
+    with world.engine.connect() as conn:
+        rows = conn.execute(sa.select(flags.c.subject_id, flags.c.code, flags.c.detail)
+                            .where(flags.c.subject_id.startswith("I"))).all()
+    by_ingest: dict[int, list[tuple[str, str]]] = {n: [] for n in range(len(cases))}
+    for subject, code, detail in rows:
+        by_ingest[int(subject[1:])].append((code, detail))
+    for n in one_by_one:
+        assert sorted(by_ingest[n]) == one_by_one[n], n
