@@ -28,6 +28,17 @@ class LedgerError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword arguments survive pickling (ingest checks lines in another process).
+        return (_rebuild, (type(self), self.message, self.rule, self.data))
+
+
+def _rebuild(cls: type[LedgerError], message: str, rule: str,
+             data: dict[str, Any]) -> LedgerError:
+    error = cls.__new__(cls)
+    LedgerError.__init__(error, message, rule=rule, **data)
+    return error
+
 
 class InputError(LedgerError):
     """Input that is malformed: schema, geometry, a file that cannot be read."""

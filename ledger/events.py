@@ -7,7 +7,6 @@ Every write is one transaction: a refusal writes nothing and names its rule id.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +20,8 @@ from ledger import projections, rules
 from ledger.canonical import canonical_text
 from ledger.config import Settings
 from ledger.db import entries, make_engine
-from ledger.errors import Conflict, InputError
+from ledger.envelope import Event
+from ledger.errors import Conflict, InputError, LedgerError
 from ledger.keys import SigningKey, load_or_create
 from ledger.log import ADMIN, Appender, Entry, Log, admin_payload
 from ledger.schema import validate_payload
@@ -31,50 +31,6 @@ from ledger.zones import ZoneSet
 
 # Entries that change the map: screening must see them at once.
 MAP_KINDS = frozenset({"zone.registered", "zone.amended", "zone.retired", "licence.revoked"})
-
-
-ENVELOPE = frozenset({"kind", "actor", "payload", "event_id"})
-ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
-
-
-@dataclass(frozen=True)
-class Event:
-    """What a writer sends: a kind, the writing actor, a payload and an optional event_id."""
-
-    kind: str
-    actor: str
-    payload: dict[str, Any]
-    event_id: str | None = None
-
-    @classmethod
-    def from_json(cls, obj: Any, actor: str | None = None) -> Event:
-        """An ingest line (``actor`` inside) or an API body (``actor`` from the token).
-
-        Only the envelope is checked here (schemas/event.json describes it); the
-        payload is validated against its kind's schema when it is written.
-        """
-        if not isinstance(obj, dict):
-            raise InputError("event: must be a JSON object with kind and payload.", field="")
-        allowed = ENVELOPE if actor is None else ENVELOPE - {"actor"}
-        extra = sorted(set(obj) - allowed)
-        if extra:
-            why = ("the API writes as the token's actor; leave it out" if extra == ["actor"]
-                   else f"expected only {', '.join(sorted(allowed))}")
-            raise InputError(f"{extra[0]}: unknown field: {why}.", field=extra[0])
-        kind, payload, event_id = obj.get("kind"), obj.get("payload"), obj.get("event_id")
-        writer = actor if actor is not None else obj.get("actor")
-        if not isinstance(kind, str):
-            raise InputError("kind: required: the event kind, such as parcel.purchased.",
-                             field="kind")
-        if not isinstance(writer, str) or not writer:
-            raise InputError("actor: required: the actor who writes this event.", field="actor")
-        if not isinstance(payload, dict):
-            raise InputError("payload: required: a JSON object with the event's fields.",
-                             field="payload")
-        if event_id is not None and not (isinstance(event_id, str) and ID.fullmatch(event_id)):
-            raise InputError("event_id: must be an id of 1 to 64 letters, digits or . _ : / - "
-                             "starting with a letter or digit, such as a UUID.", field="event_id")
-        return cls(kind, writer, payload, event_id)
 
 
 @dataclass
@@ -112,9 +68,13 @@ class Session:
             repeated = self._repeated(event)
             if repeated is not None:
                 return repeated
-        validate_payload(event.kind, event.payload)
+        checked = event.checked
+        if checked is None:
+            validate_payload(event.kind, event.payload)
+        elif isinstance(checked, LedgerError):
+            raise checked
         rules.check(self.state, event.actor, event.kind, event.payload)
-        entry = self._append(event.kind, event.actor, event.payload, event.event_id)
+        entry = self._append(event.kind, event.actor, event.payload, event.event_id, checked)
         subject = subject_for(event.kind, event.payload, entry.seq, self.state, self.zones)
         if subject is None:
             return WriteResult(entry, [])
@@ -132,8 +92,9 @@ class Session:
         return self._zones
 
     def _append(self, kind: str, actor: str, payload: dict[str, Any],
-                event_id: str | None) -> Entry:
-        entry = self.appender.append(kind, actor, payload, event_id, keep=False)
+                event_id: str | None, payload_text: str | None = None) -> Entry:
+        entry = self.appender.append(kind, actor, payload, event_id, keep=False,
+                                     payload_text=payload_text)
         self._fresh_ids.discard(event_id or "")
         self.state.apply(entry.seq, kind, actor, payload)
         if kind in MAP_KINDS:
@@ -162,7 +123,9 @@ class Session:
         if entry is None:
             return None
         try:
-            same_payload = canonical_text(event.payload) == entry.payload_text
+            text = event.checked if isinstance(event.checked, str) else canonical_text(
+                event.payload)
+            same_payload = text == entry.payload_text
         except (TypeError, ValueError):
             same_payload = False
         if (entry.kind, entry.actor) != (event.kind, event.actor) or not same_payload:

@@ -7,15 +7,20 @@ whole file is one transaction; with it, every ``batch`` lines commit together.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import islice
+from typing import Literal
 
-from ledger.canonical import parse
 from ledger.errors import LedgerError
-from ledger.events import Event, Ledger
+from ledger.events import Ledger
+from ledger.prepare import Prepared, prepared_events
 
 CHUNK = 1000
+# Lines read in this process before a helper process starts reading ahead: small files
+# never start one.
+HELPER_AFTER = 20_000
 
 
 class LineError(LedgerError):
@@ -38,58 +43,62 @@ class IngestReport:
     committed_through: int = 0
 
 
-def _events(numbered: Iterable[tuple[int, str]]) -> Iterator[tuple[int, Event | None]]:
-    for number, text in numbered:
-        if not text.strip():
-            yield number, None
-            continue
-        try:
-            yield number, Event.from_json(parse(text))
-        except LedgerError as exc:
-            raise LineError(number, exc, None) from exc
-
-
 def ingest(
     ledger: Ledger,
     lines: Iterable[str],
     batch: int | None = None,
     progress: Callable[[int], None] | None = None,
+    helper_after: int | Literal["auto"] | None = "auto",
 ) -> IngestReport:
-    """Write every line's event; raise :class:`LineError` for the first refused line."""
+    """Write every line's event; raise :class:`LineError` for the first refused line.
+
+    After ``helper_after`` lines (None: never; "auto": :data:`HELPER_AFTER`), a second
+    process reads and checks the lines ahead of the writer (:mod:`ledger.prepare`) when
+    the machine has two cores.
+    """
     report = IngestReport()
-    numbered = enumerate(lines, 1)
+    if helper_after == "auto":
+        helper_after = HELPER_AFTER
+    if (os.cpu_count() or 1) < 2:
+        helper_after = None
+    prepared = prepared_events(enumerate(lines, 1), helper_after)
     unit_start = 1
-    while True:
-        unit = numbered if batch is None else islice(numbered, batch)
-        try:
-            done = _write_unit(ledger, unit, report, progress)
-        except LineError as exc:
-            exc.resume_from = unit_start if batch is not None else None
-            raise
-        report.committed_through = report.lines
-        unit_start = report.lines + 1
-        if batch is None or done < batch:
-            return report
+    try:
+        while True:
+            unit = prepared if batch is None else islice(prepared, batch)
+            try:
+                done = _write_unit(ledger, unit, report, progress)
+            except LineError as exc:
+                exc.resume_from = unit_start if batch is not None else None
+                raise
+            report.committed_through = report.lines
+            unit_start = report.lines + 1
+            if batch is None or done < batch:
+                return report
+    finally:
+        prepared.close()
 
 
 def _write_unit(
     ledger: Ledger,
-    unit: Iterable[tuple[int, str]],
+    unit: Iterable[Prepared],
     report: IngestReport,
     progress: Callable[[int], None] | None,
 ) -> int:
     """One transaction over the given lines; returns how many lines it read."""
     count = 0
     written = repeated = flags = 0
-    events = _events(unit)
+    lines = iter(unit)
     with ledger.session() as session:
         while True:
-            chunk = list(islice(events, CHUNK))
+            chunk = list(islice(lines, CHUNK))
             if not chunk:
                 break
-            session.prefetch([ev for _, ev in chunk if ev is not None])
-            for number, event in chunk:
+            session.prefetch([ev for _, ev, _ in chunk if ev is not None])
+            for number, event, error in chunk:
                 count += 1
+                if error is not None:
+                    raise LineError(number, error, None) from error
                 if event is None:
                     continue
                 try:

@@ -175,9 +175,14 @@ class Appender:
         event_id: str | None = None,
         *,
         keep: bool = True,
+        payload_text: str | None = None,
     ) -> Entry:
-        """Append one entry; ``keep=False`` skips remembering it (bulk loads)."""
-        payload_text = canonical_text(payload)
+        """Append one entry; ``keep=False`` skips remembering it (bulk loads).
+
+        ``payload_text``: the payload's canonical text, when it was computed ahead.
+        """
+        if payload_text is None:
+            payload_text = canonical_text(payload)
         seq = self.size + 1
         ts = format_ts(self.clock())
         digest = merkle.leaf_hash(

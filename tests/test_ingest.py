@@ -36,6 +36,14 @@ SETUP = [
 ]
 
 
+@pytest.fixture(autouse=True, params=[None, 0], ids=["in-process", "helper-process"])
+def helper(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int | None:
+    """Every test twice: lines read by the writing process, and by a helper process
+    (``ingest`` starts one after HELPER_AFTER lines; 0 here: from the first line)."""
+    monkeypatch.setattr("ledger.ingest.HELPER_AFTER", request.param)
+    return request.param  # type: ignore[no-any-return]
+
+
 @pytest.fixture
 def jsonl(tmp_path: Path):  # type: ignore[no-untyped-def]
     def _write(lines: list[str]) -> str:
@@ -60,11 +68,18 @@ def test_ingest_writes_every_line(ledger: Ledger, runner: CliRunner, jsonl) -> N
     (line("parcel.transferred", "buyer-a", parcel_id="P404", to_actor="buyer-a",
           date="2008-04-01", price={"amount": 1, "currency": "USD"}),
      "line 6: UNKNOWN_REFERENCE: payload.parcel_id"),
-], ids=["schema", "not-json", "duplicate", "unknown-parcel"])
+    (json.dumps({"kind": "parcel.purchased", "actor": "buyer-a", "event_id": "E-1",
+                 "payload": {"parcel_id": "P9", "carats": -1}}),
+     "line 6: EVENT_ID_CONFLICT: event_id"),  # the event_id is judged before the schema
+    ('{"kind": "parcel.purchased", "actor": "buyer-a", "payload": {}, "sig": 1}',
+     "line 6: SCHEMA: sig"),
+], ids=["schema", "not-json", "duplicate", "unknown-parcel", "event-id-before-schema",
+        "envelope"])
 def test_refused_line_after_valid_lines_writes_none_of_them(
     ledger: Ledger, runner: CliRunner, jsonl, bad: str, message: str  # type: ignore[no-untyped-def]
 ) -> None:
-    result = runner.invoke(cli, ["ingest", jsonl([*SETUP, purchase("P1"), bad])])
+    first = json.loads(purchase("P1")) | {"event_id": "E-1"}
+    result = runner.invoke(cli, ["ingest", jsonl([*SETUP, json.dumps(first), bad])])
     assert result.exit_code == 2
     assert result.stderr.startswith(message), result.stderr
     assert "Nothing from this file was written." in result.stderr
@@ -111,3 +126,19 @@ def test_rebuild_cli_reports_the_same_digest(ledger: Ledger, runner: CliRunner, 
     digest = ledger.digest()
     result = runner.invoke(cli, ["rebuild"])
     assert result.exit_code == 0 and digest in result.stdout
+
+
+def test_helper_process_checks_payloads_ahead() -> None:
+    """What the helper hands back: canonical payload text, or the refusal kept for the
+    moment the line is written; a line that cannot be read is refused at once."""
+    from ledger.errors import InputError
+    from ledger.prepare import prepared_events
+    lines = [purchase("P1", carats=2.5), "", purchase("P2", carats=-3), "{not json"]
+    got = list(prepared_events(enumerate(lines, 1), 0))
+    assert [n for n, _, _ in got] == [1, 2, 3, 4]
+    (_, ok, _), (_, blank, _), (_, bad, _), (_, unread, error) = got
+    assert ok is not None and isinstance(ok.checked, str) and '"carats":2.5' in ok.checked
+    assert blank is None
+    assert bad is not None and isinstance(bad.checked, InputError)
+    assert bad.checked.rule == "SCHEMA" and bad.checked.data["field"] == "payload.carats"
+    assert unread is None and error is not None and error.rule == "SCHEMA"
