@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from ledger.db import is_sqlite
+from ledger.db import driver_rows
 from ledger.errors import NotFound
 from ledger.projections import edges, exports, parcels, sites, zones
 
@@ -98,30 +98,20 @@ _EDGE_COLUMNS = "from_type, from_id, to_type, to_id, seq, kind, actor, date, poi
 
 
 def _edges(conn: sa.Connection, backward: bool, nodes: Iterable[Node]) -> list[Edge]:
-    """The edges into (backward) or out of (forward) the given nodes.
-
-    Read through the driver (thousands of rows per trace), inside the transaction
-    ``trace`` began, so every step of one trace sees the same snapshot.
-    """
+    """The edges into (backward) or out of (forward) the given nodes (read through the
+    driver: a trace reads thousands)."""
     wanted = set(nodes)
     ids = sorted({i for _, i in wanted})
     column = "to_id" if backward else "from_id"
-    mark = "?" if is_sqlite(conn) else "%s"
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    cursor = driver.cursor()
     found: list[Edge] = []
-    try:
-        for k in range(0, len(ids), 500):
-            part = ids[k : k + 500]
-            cursor.execute(f"SELECT {_EDGE_COLUMNS} FROM {edges.name} "
-                           f"WHERE {column} IN ({', '.join([mark] * len(part))})", part)
-            for ft, fi, tt, ti, seq, kind, actor, date, pts in cursor.fetchall():
-                source, target = (ft, fi), (tt, ti)
-                if (target if backward else source) in wanted:
-                    found.append(Edge(source, target, seq, kind, actor, date, pts))
-    finally:
-        cursor.close()
+    for k in range(0, len(ids), 500):
+        part = ids[k : k + 500]
+        rows = driver_rows(conn, f"SELECT {_EDGE_COLUMNS} FROM {edges.name} "
+                                 f"WHERE {column} IN ({', '.join('?' * len(part))})", part)
+        for ft, fi, tt, ti, seq, kind, actor, date, pts in rows:
+            source, target = (ft, fi), (tt, ti)
+            if (target if backward else source) in wanted:
+                found.append(Edge(source, target, seq, kind, actor, date, pts))
     return found
 
 

@@ -9,7 +9,7 @@ lock on its head on PostgreSQL, so appends are serialized by the database.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -137,6 +137,26 @@ def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
 
 def is_sqlite(bind: sa.Engine | sa.Connection) -> bool:
     return bind.dialect.name == "sqlite"
+
+
+def driver_rows(conn: sa.Connection, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Rows of one read straight from the driver, inside ``conn``'s transaction.
+
+    For reads of thousands of rows on the hot paths (ingest prefetch, traces), where
+    SQLAlchemy's per-row work costs more than the query. ``sql`` uses ``?`` placeholders.
+    """
+    if conn.dialect.paramstyle != "qmark":
+        sql = sql.replace("?", "%s")
+    if not conn.in_transaction():
+        conn.begin()  # as Core would: every read of one call sees one snapshot
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor()
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:

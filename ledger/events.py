@@ -24,7 +24,7 @@ from ledger.envelope import Event
 from ledger.errors import Conflict, InputError, LedgerError
 from ledger.keys import SigningKey, load_or_create
 from ledger.log import ADMIN, Appender, Entry, Log, admin_payload
-from ledger.schema import validate_payload
+from ledger.schema import KINDS, load_schema, validate_payload
 from ledger.screening import DEFAULT_RULES, Flag, Rule, purchase_points, subject_for
 from ledger.state import State
 from ledger.zones import ZoneSet
@@ -140,7 +140,7 @@ class Session:
                                                           "exports", "flags")}
         for ev in events:
             wanted["actors"].add(ev.actor)
-            for table, key in _mentions(ev.payload):
+            for table, key in _mentions(ev.kind, ev.payload):
                 wanted[table].add(key)
         for table, keys in wanted.items():
             self.state.prefetch(table, keys)
@@ -160,21 +160,30 @@ _MENTIONS = {"actor_id": "actors", "to_actor": "actors", "seller": "actors",
              "zone_id": "zones", "certificate_no": "exports", "flag_id": "flags"}
 
 
-def _mentions(payload: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    for key, table in _MENTIONS.items():
+def _fields_of(kind: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """The payload fields of ``kind`` that name something: (field, table) and lists of parcels."""
+    properties = load_schema(kind)["properties"]
+    return ([(f, t) for f, t in _MENTIONS.items() if f in properties],
+            [f for f in ("parent_ids", "parcel_ids", "children", "child") if f in properties])
+
+
+_MENTIONED_BY_KIND = {kind: _fields_of(kind) for kind in KINDS}
+
+
+def _mentions(kind: str, payload: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """What a payload (not yet validated) names, by the fields its kind's schema has."""
+    scalars, lists = _MENTIONED_BY_KIND.get(kind, (_MENTIONS.items(), ()))
+    for key, table in scalars:
         value = payload.get(key)
         if isinstance(value, str):
             yield table, value
-    for key in ("parent_ids", "parcel_ids"):
-        for value in payload.get(key) or ():
-            if isinstance(value, str):
-                yield "parcels", value
-    for child in payload.get("children") or ():
-        if isinstance(child, dict) and isinstance(child.get("parcel_id"), str):
-            yield "parcels", child["parcel_id"]
-    child = payload.get("child")
-    if isinstance(child, dict) and isinstance(child.get("parcel_id"), str):
-        yield "parcels", child["parcel_id"]
+    for key in lists:
+        value = payload.get(key)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, dict):
+                item = item.get("parcel_id")
+            if isinstance(item, str):
+                yield "parcels", item
 
 
 class Ledger:

@@ -14,11 +14,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from ledger.canonical import canonical_text
-from ledger.db import insert_many, update_many
+from ledger.db import driver_rows, insert_many, update_many
 from ledger.projections import KEYS, cents, points, projection_metadata
 
 Row = dict[str, Any]
 CACHED = tuple(t for t in KEYS if t != "custody_edges")
+_COLUMNS = {t: [c.name for c in projection_metadata.tables[t].columns] for t in CACHED}
 
 
 class State:
@@ -41,14 +42,16 @@ class State:
     def prefetch(self, table: str, keys: Iterable[str]) -> None:
         cache = self.cache[table]
         missing = list({k for k in keys if k not in cache})
-        t = projection_metadata.tables[table]
-        pk = t.c[KEYS[table]]
+        columns = _COLUMNS[table]
+        key = columns.index(KEYS[table])
         for i in range(0, len(missing), 500):
             chunk = missing[i : i + 500]
             for k in chunk:
                 cache[k] = None
-            for row in self.conn.execute(sa.select(t).where(pk.in_(chunk))):
-                cache[row._mapping[pk.name]] = dict(row._mapping)
+            sql = (f"SELECT {', '.join(columns)} FROM {table} "
+                   f"WHERE {KEYS[table]} IN ({', '.join('?' * len(chunk))})")
+            for row in driver_rows(self.conn, sql, chunk):
+                cache[row[key]] = dict(zip(columns, row, strict=True))
 
     # -- writing ----------------------------------------------------------------
     def insert(self, table: str, row: Row) -> None:

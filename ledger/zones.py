@@ -75,14 +75,17 @@ class _Tree:
         g, z = self.tree.query(shapely.points(keys), predicate="intersects")
         for gi, zi in zip(g.tolist(), z.tolist(), strict=True):
             near[keys[gi]].append(zi)
+        for hits in near.values():
+            if len(hits) > 1:
+                hits.sort()  # by zone_id
 
     def query_xy(self, xy: tuple[float, float], day: str) -> list[Zone]:
         """Zones valid on ``day`` that cover the point (boundary in: a point that
         intersects a polygon is covered by it)."""
         hits = self._near.get(xy)
         if hits is None:
-            hits = self.tree.query(shapely.Point(xy), predicate="intersects").tolist()
-        return [self.zones[i] for i in sorted(hits) if self.zones[i].valid_on(day)]  # by zone_id
+            hits = sorted(self.tree.query(shapely.Point(xy), predicate="intersects").tolist())
+        return [self.zones[i] for i in hits if self.zones[i].valid_on(day)]
 
     def query(self, geom: BaseGeometry, predicate: str, day: str) -> list[Zone]:
         hits = np.sort(self.tree.query(geom, predicate=predicate))  # by zone_id
