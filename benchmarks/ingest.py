@@ -11,7 +11,9 @@ the peak RSS is that of the work alone:
 1. ``ingest(ledger, open(file))`` into a fresh ledger (``Ledger(make_engine(url),
    SigningKey.generate(...)).initialise()``): the file streamed, one transaction,
    with validation, rules, projections, screening, hashing and Merkle bookkeeping.
-   Its events/s and its peak RSS (VmHWM).
+   After 20,000 lines ``ingest`` starts its helper process, which reads and checks
+   the lines a few chunks ahead (``ledger.prepare``): the table gives the CPU time
+   and peak RSS of both processes. Its events/s and its peak RSS (VmHWM).
 2. The baseline: the same file streamed, each line ``json.loads``-ed and its payload
    inserted as JSON text with a plain SQLAlchemy Core ``insert()`` (executemany of
    5,000 rows) into a table with the columns of ``entries``, one transaction, same
@@ -31,6 +33,7 @@ import argparse
 import collections
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -146,12 +149,17 @@ def child_ingest(file: str, url: str, lines: int) -> dict[str, Any]:
 
     ledger = fresh_ledger(url)
     rss0 = peak_rss_mb()
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     start, cpu = time.perf_counter(), time.process_time()
     with open(file, encoding="utf-8") as stream:
         report = ingest(ledger, stream, progress=Ticker("ingest", lines))
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    # The helper process that reads and checks lines ahead (ledger.prepare), reaped by now.
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    helper_cpu = (after.ru_utime + after.ru_stime) - (kids.ru_utime + kids.ru_stime)
     size = ledger.log.size()
     return {
+        "helper_cpu_s": helper_cpu, "helper_rss_mb": after.ru_maxrss / 1024,
         "seconds": seconds, "cpu_s": cpu, "lines": report.lines, "written": report.written,
         "flags": report.flags, "log_size": size, "rss_import_mb": rss0,
         "rss_peak_mb": peak_rss_mb(), "db_mb": Path(url.removeprefix("sqlite:///")).stat().st_size
@@ -318,17 +326,21 @@ def main(argv: list[str] | None = None) -> None:
         report.row("  wall time", f"{ing['seconds']:.1f} s", f"{core['seconds']:.1f} s")
         # Other work on this shared machine stretches wall time; CPU time much less so.
         cpu_ratio = ing["cpu_s"] / core["cpu_s"]
-        report.row("  by CPU time (context: less sensitive to load)",
+        report.row("  by CPU time of the writing process (context: less sensitive to load)",
                    fmt_rate(rate(run["n"], ing["cpu_s"]), "events"),
                    fmt_rate(rate(run["n"], core["cpu_s"]), "rows"), f"{cpu_ratio:.2f}x slower")
+        report.row("  CPU time: writing process + helper process (reads, checks ahead)",
+                   f"{ing['cpu_s']:.1f} s + {ing['helper_cpu_s']:.1f} s",
+                   f"{core['cpu_s']:.1f} s")
+        memory = ing["rss_peak_mb"] + ing["helper_rss_mb"]
         report.row(
-            "  peak RSS (VmHWM)",
-            f"{ing['rss_peak_mb']:.0f} MiB",
+            "  peak RSS (VmHWM), writing process + helper",
+            f"{ing['rss_peak_mb']:.0f} + {ing['helper_rss_mb']:.0f} MiB",
             f"{core['rss_peak_mb']:.0f} MiB",
             f"+{ing['rss_peak_mb'] - ing['rss_import_mb']:.0f} MiB over the "
             f"{ing['rss_import_mb']:.0f} MiB after imports",
             f"<= {TARGET_RSS_MB:.0f} MiB (1 GB)" if full else "",
-            ing["rss_peak_mb"] <= TARGET_RSS_MB if full else None,
+            memory <= TARGET_RSS_MB if full else None,
         )
         report.row("  entries written (events + flags + entry 1)", f"{ing['log_size']:,}",
                    "", f"{ing['flags']:,} screening flags")
@@ -339,7 +351,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{key}core_rps": cps, f"{key}core_s": core["seconds"],
             f"{key}ingest_ratio": slowdown, f"{key}ingest_cpu_s": ing["cpu_s"],
             f"{key}core_cpu_s": core["cpu_s"], f"{key}cpu_ratio": cpu_ratio,
-            f"{key}rss_peak_mb": ing["rss_peak_mb"],
+            f"{key}rss_peak_mb": ing["rss_peak_mb"], f"{key}helper_rss_mb": ing["helper_rss_mb"],
+            f"{key}helper_cpu_s": ing["helper_cpu_s"],
             f"{key}rss_after_import_mb": ing["rss_import_mb"],
             f"{key}core_rss_peak_mb": core["rss_peak_mb"], f"{key}flags": ing["flags"],
             f"{key}load": run["load"][0],
