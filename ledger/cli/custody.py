@@ -16,7 +16,11 @@ from ledger.cli.app import Context, cli, pass_ctx, print_json
               help="Commit every N lines (default: the whole file is one transaction).")
 @pass_ctx
 def ingest(ctx: Context, file: Any, batch: int | None) -> None:
-    """Write the events of FILE.jsonl, one per line: all or nothing (or per --batch)."""
+    """Write the events of FILE.jsonl, one per line: all or nothing (or per --batch).
+
+    After the first 20,000 lines, a second process reads and checks the lines ahead
+    of the one that writes them.
+    """
     from tqdm import tqdm
 
     from ledger.ingest import LineError
