@@ -233,6 +233,7 @@ def child_rescreen(url: str, key_file: str, profile: str) -> dict[str, Any]:
 
     ledger = Ledger(make_engine(url), load_or_create(Path(key_file), ORIGIN))
     rss0 = peak_rss_mb()
+    load = os.getloadavg()[0]  # other work on the machine, beside the wall time
     profiler = None
     if profile != "-":
         from pyinstrument import Profiler
@@ -248,7 +249,8 @@ def child_rescreen(url: str, key_file: str, profile: str) -> dict[str, Any]:
                                  encoding="utf-8")
     return {"seconds": seconds, "cpu_s": cpu, "purchases": report.purchases,
             "sites": report.sites, "new_flags": report.new_flags, "tainted": report.tainted,
-            "log_size": ledger.log.size(), "rss_import_mb": rss0, "rss_peak_mb": peak_rss_mb()}
+            "log_size": ledger.log.size(), "rss_import_mb": rss0, "rss_peak_mb": peak_rss_mb(),
+            "load": load}
 
 
 def purchase_columns(url: str, where: str = "", limit: str = "") -> dict[str, np.ndarray]:
@@ -534,7 +536,8 @@ def main(argv: list[str] | None = None) -> None:
                    f"{first['tainted']:,} of them taint")
         report.row("  per purchase", f"{per_purchase[label]:.2f} us",
                    f"{loop_per_point * 1e6:.1f} us, best of 3 over {run['sample']:,} points")
-        report.row("  CPU time (context)", f"{first['cpu_s']:.2f} s")
+        report.row("  CPU time (context)", f"{first['cpu_s']:.2f} s", "",
+                   f"load average {first['load']:.2f}")
         report.row("  peak RSS of the process", f"{first['rss_peak_mb']:.0f} MiB", "",
                    f"+{first['rss_peak_mb'] - first['rss_import_mb']:.0f} MiB over imports")
         report.row(
@@ -556,7 +559,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{key}rescreen_again_s": second["seconds"],
             f"{key}rescreen_again_new_flags": second["new_flags"],
             f"{key}loop_per_point_us": loop_per_point * 1e6,
-            f"{key}rescreen_again_cpu_s": second["cpu_s"],
+            f"{key}rescreen_again_cpu_s": second["cpu_s"], f"{key}rescreen_load": first["load"],
             f"{key}loop_extrapolated_s": loop_total, f"{key}rescreen_speedup": speedup,
             f"{key}strtree_query_s": fl["query_s"], f"{key}rescreen_rss_peak_mb":
                 first["rss_peak_mb"], f"{key}write_flags": run["write_flags"],

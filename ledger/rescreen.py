@@ -1,15 +1,17 @@
 """Re-screening the whole history after the map changes (SPEC 5, `alluvial rescreen`).
 
 Every purchase is screened again, as of its own date, against the map as it now
-stands (a risk area declared later reaches back over history), vectorised over
-the zones' STRtrees. Only flags that are new are appended; taint then follows
-every descendant parcel (split, merge) and every export holding any of it.
-Running it again appends nothing.
+stands (a risk area declared later reaches back over history), vectorised: the
+purchases are read as columns of numbers, each point is tested against the zones
+of its own site's licence only, and against the risk tree only when it lies in
+some risk area's bounding box. Only flags that are new are appended; taint then
+follows every descendant parcel (split, merge) and every export holding any of
+it. Running it again appends nothing.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +20,10 @@ import numpy as np
 import shapely
 import sqlalchemy as sa
 
-from ledger.db import is_sqlite
+from ledger.db import entries, is_sqlite
 from ledger.events import Ledger, Session
-from ledger.projections import edges, flags, parcels, sites
-from ledger.screening import Flag, subject_for
+from ledger.projections import edges, flags, sites
+from ledger.screening import DEFAULT_RULES, Flag, subject_for
 from ledger.zones import ZoneSet, days
 
 
@@ -40,14 +42,12 @@ def rescreen(ledger: Ledger, progress: Callable[[str], None] | None = None) -> R
         zones = ZoneSet.load(conn)
         session._zones = zones
         known = _known_flags(conn)
-        new: list[tuple[Flag, str]] = []
-        new += _sites(session, known, report)
-        new += _purchases(conn, zones, known, report)
+        site_table = _SiteTable.read(conn)
+        new = _sites(session, zones, site_table, known, report)
+        new += _purchases(conn, zones, site_table, report)
         if progress:
             progress(f"screened {report.purchases} purchases and {report.sites} sites")
-        for flag, day in new:
-            session.raise_flag(flag, day)
-            known.add((flag.subject_type, flag.subject_id, flag.code))
+        _raise(session, new, known)
         report.new_flags = len(new)
         session.state.flush()
         report.tainted = _taint(session, known)
@@ -56,89 +56,96 @@ def rescreen(ledger: Ledger, progress: Callable[[str], None] | None = None) -> R
 
 
 def _known_flags(conn: sa.Connection) -> set[tuple[str, str, str]]:
-    rows = conn.execute(sa.select(flags.c.subject_type, flags.c.subject_id, flags.c.code))
-    return {(t, i, c) for t, i, c in rows}
+    """The flags on sites, and the taint flags: what `_sites` and `_taint` must not raise
+    again (a purchase's own flags are matched by seq, in `_new_flags`)."""
+    rows = _driver_rows(conn, "SELECT subject_type, subject_id, code FROM flags "
+                              "WHERE subject_type = 'site' OR code = 'TAINTED_INPUT'")
+    return set(rows)
 
 
-def _sites(session: Session, known: set[tuple[str, str, str]],
-           report: RescreenReport) -> list[tuple[Flag, str]]:
-    """Sites are few: screen each with the write-time rules, as of its registration date."""
-    conn = session.appender.conn
+def _driver_rows(conn: sa.Connection, sql: str,
+                 name: str | None = None) -> Iterator[tuple[Any, ...]]:
+    """The rows of a query without parameters, straight from the driver's cursor, in this
+    connection's transaction: tens of thousands of rows, no row objects. ``name``: on
+    PostgreSQL, a named (server-side) cursor, so that memory stays flat."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    if name is None or is_sqlite(conn):
+        cursor = driver.cursor()
+    else:
+        cursor = driver.cursor(name=name)
+        cursor.itersize = 20_000
+    try:
+        cursor.execute(sql)
+        yield from cursor
+    finally:
+        cursor.close()
+
+
+def _raise(session: Session, found: list[tuple[Flag, str]],
+           known: set[tuple[str, str, str]]) -> None:
+    """Append the flags; first read, in a few queries, the rows ``raise_flag`` looks up for
+    each (its subject, to count the open flags, and the flag_id it will take, to see that
+    it is free), so that a thousand flags do not cost two thousand queries."""
+    state = session.state
+    for table, subject_type in (("parcels", "parcel"), ("exports", "export")):
+        state.prefetch(table, {f.subject_id for f, _ in found if f.subject_type == subject_type})
+    first = session.appender.size + 1
+    state.prefetch("flags", [f"F-{first + k}" for k in range(len(found))])
+    for flag, day in found:
+        session.raise_flag(flag, day)
+        known.add((flag.subject_type, flag.subject_id, flag.code))
+
+
+def _sites(session: Session, zones: ZoneSet, site_table: _SiteTable,
+           known: set[tuple[str, str, str]], report: RescreenReport) -> list[tuple[Flag, str]]:
+    """Each site screened with the write-time rules, as of its registration date.
+
+    The default rules run only at the sites that a vectorised screen of them all does not
+    find clean (inside a valid zone of their licence, in no risk area); other rules, at all.
+    """
+    report.sites = len(site_table.rows)
+    when = days([r.date for r in site_table.rows])
+    geoms = site_table.geometry[:-1]
+    licensed, at_risk = zones.screen(geoms, np.array(site_table.licence_no, dtype=object), when)
+    g, _ = zones.licence_pairs(site_table.licence_no, np.arange(len(site_table.rows)), when)
+    licence_valid = np.zeros(len(site_table.rows), dtype=bool)
+    licence_valid[g] = True
+    clean = licensed & ~at_risk & licence_valid
     found = []
-    for row in conn.execute(sa.select(sites)):
-        report.sites += 1
+    for row, is_clean in zip(site_table.rows, clean.tolist(), strict=True):
+        rules = [r for r in session.ledger.screening if not (is_clean and r in DEFAULT_RULES)]
+        if not rules:
+            continue
         payload = {"site_id": row.site_id, "licence_no": row.licence_no, "date": row.date,
                    "location": shapely.geometry.mapping(shapely.from_geojson(row.location))}
         subject = subject_for("site.registered", payload, row.seq, session.state, session.zones)
         assert subject is not None
-        for rule in session.ledger.screening:
+        for rule in rules:
             for flag in rule.check(subject):
                 if ("site", row.site_id, flag.code) not in known:
                     found.append((flag, row.date))
     return found
 
 
+# -- purchases --------------------------------------------------------------------------------
+
 NO_DIG = 1e300  # stands for a missing dig point in the numeric columns read below
-CHUNK = 200_000
 
+# A purchase as the database hands it over: its seq, its date as a day number, its dig
+# point (NO_DIG when none) and its site (an index into _SiteTable, -1 when unknown).
+PURCHASE = np.dtype([("seq", np.int64), ("day", np.int64), ("lon", np.float64),
+                     ("lat", np.float64), ("site", np.intp)])
 
-def _site_table(conn: sa.Connection) -> tuple[dict[str, int], np.ndarray, np.ndarray,
-                                                 np.ndarray]:
-    """Sites as arrays indexed by a small code: licence_no, geometry, suspension day."""
-    rows = list(conn.execute(sa.select(sites.c.site_id, sites.c.licence_no, sites.c.location,
-                                       sites.c.suspended_on)))
-    index = {r.site_id: i for i, r in enumerate(rows)}
-    licence = np.array([r.licence_no for r in rows] + [""], dtype=object)
-    geometry = np.array([shapely.from_geojson(r.location) for r in rows] + [None], dtype=object)
-    suspended = days([r.suspended_on for r in rows] + [None])
-    return index, licence, geometry, suspended
+# The purchase's date as days since 1970-01-01 (numpy's datetime64[D]), counted by the
+# database: no date string reaches Python.
+DAY_NUMBER = {
+    "sqlite": "CAST(julianday(date) - 2440587.5 AS INTEGER)",
+    "postgresql": "CAST(date AS DATE) - DATE '1970-01-01'",
+}
 
-
-def _read_purchases(conn: sa.Connection) -> Iterator[list[tuple[Any, ...]]]:
-    """Purchase rows in chunks straight from the driver: a million rows, few objects."""
-    sql = (f"SELECT seq, date, COALESCE(dig_lon, {NO_DIG}), COALESCE(dig_lat, {NO_DIG}), site_id "
-           "FROM parcels WHERE site_id IS NOT NULL")
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    cursor = driver.cursor() if is_sqlite(conn) else driver.cursor(name="rescreen")
-    try:
-        cursor.execute(sql)
-        while chunk := cursor.fetchmany(CHUNK):
-            yield chunk
-    finally:
-        cursor.close()
-
-
-def _purchases(conn: sa.Connection, zones: ZoneSet, known: set[tuple[str, str, str]],
-               report: RescreenReport) -> list[tuple[Flag, str]]:
-    """Every purchase screened again on its date, vectorised over the zone trees."""
-    site_index, site_licence, site_geom, site_suspended = _site_table(conn)
-    hits: dict[int, tuple[str, list[str]]] = {}  # seq -> (day, codes)
-    for chunk in _read_purchases(conn):
-        seq_c, day_c, lon_c, lat_c, site_c = zip(*chunk, strict=True)
-        report.purchases += len(chunk)
-        seqs = np.array(seq_c, dtype=np.int64)
-        when = np.array(day_c, dtype="datetime64[D]")
-        lon, lat = np.array(lon_c, dtype=float), np.array(lat_c, dtype=float)
-        code = np.fromiter((site_index.get(x, -1) for x in site_c), np.intp, len(chunk))
-        dig = lon < NO_DIG
-        geoms = site_geom[code]  # -1 picks the trailing None: an unknown site
-        geoms[dig] = shapely.points(lon[dig], lat[dig])
-        registered = (code >= 0) & (when < site_suspended[code])
-        lic = site_licence[code]
-        screenable = ~shapely.is_missing(geoms)
-        idx = np.flatnonzero(screenable)
-        licensed, at_risk = np.zeros(len(chunk), bool), np.zeros(len(chunk), bool)
-        licensed[idx], at_risk[idx] = zones.screen(geoms[idx], lic[idx], when[idx])
-        valid_licence = _licence_valid(zones, site_licence, code, when)
-        for name, mask in (("UNREGISTERED_SITE", ~registered),
-                           ("OUTSIDE_LICENSED_ZONE", registered & screenable & ~licensed),
-                           ("IN_RISK_AREA", screenable & at_risk),
-                           ("LICENCE_INVALID", registered & ~valid_licence)):
-            for i in np.flatnonzero(mask):
-                hits.setdefault(int(seqs[i]), (str(when[i]), []))[1].append(name)
-    return _flags_for(conn, hits, known)
-
+# The codes rescreen raises on a purchase, in the order it raises them for one purchase.
+CODES = ("UNREGISTERED_SITE", "OUTSIDE_LICENSED_ZONE", "IN_RISK_AREA", "LICENCE_INVALID")
 
 WHY = {
     "UNREGISTERED_SITE": "The purchase names a site that was not registered, or was suspended, "
@@ -150,69 +157,191 @@ WHY = {
 }
 
 
-def _flags_for(conn: sa.Connection, hits: dict[int, tuple[str, list[str]]],
-               known: set[tuple[str, str, str]]) -> list[tuple[Flag, str]]:
-    """The flags that are new, for the purchases (by seq) that screened dirty."""
-    found: list[tuple[Flag, str]] = []
-    seqs = sorted(hits)
+@dataclass
+class _SiteTable:
+    """Every site under a small integer code (its position here)."""
+
+    rows: list[Any]
+    index: dict[str, int]
+    licence_no: list[str]
+    geometry: np.ndarray  # of shapely geometries, and None at [-1] (an unknown site)
+    suspended: np.ndarray  # datetime64[D]; far in the future when never suspended
+
+    @classmethod
+    def read(cls, conn: sa.Connection) -> _SiteTable:
+        rows = list(conn.execute(sa.select(sites)))
+        return cls(rows, index={r.site_id: i for i, r in enumerate(rows)},
+                   licence_no=[r.licence_no for r in rows],
+                   geometry=np.array([shapely.from_geojson(r.location) for r in rows] + [None],
+                                     dtype=object),
+                   suspended=days([r.suspended_on for r in rows] + [None]))
+
+
+def _read_purchases(conn: sa.Connection, site_index: dict[str, int]) -> np.ndarray:
+    """Every purchase, straight from the driver into one array of PURCHASE rows.
+
+    A million rows: each row's values live only until numpy has copied them.
+    """
+    rows = _driver_rows(
+        conn, f"SELECT seq, {DAY_NUMBER[conn.dialect.name]}, COALESCE(dig_lon, {NO_DIG}), "
+              f"COALESCE(dig_lat, {NO_DIG}), site_id FROM parcels WHERE site_id IS NOT NULL",
+        name="rescreen")
+    code = site_index.get
+    return np.fromiter(((seq, day, lon, lat, code(site, -1))
+                        for seq, day, lon, lat, site in rows), PURCHASE)
+
+
+def _purchases(conn: sa.Connection, zones: ZoneSet, site_table: _SiteTable,
+               report: RescreenReport) -> list[tuple[Flag, str]]:
+    """Every purchase screened again on its date, as write-time screening would (SPEC 5)."""
+    rows = _read_purchases(conn, site_table.index)
+    report.purchases = len(rows)
+    code, when = rows["site"], rows["day"].astype("datetime64[D]")
+    dig = rows["lon"] < NO_DIG
+    registered = (code >= 0) & (when < site_table.suspended[code])
+    licensed, licence_valid = _licence_checks(zones, site_table, rows, when, dig, registered)
+    # SPEC 5: on the dig point when given, else on the location of the site, if registered.
+    at_risk = np.zeros(len(rows), dtype=bool)
+    on_point = np.flatnonzero(dig)
+    at_risk[on_point] = zones.at_risk_xy(rows["lon"][on_point], rows["lat"][on_point],
+                                         when[on_point])
+    on_site = np.flatnonzero(registered & ~dig)
+    g, _ = zones.risk.pairs(site_table.geometry[code[on_site]], "intersects", when[on_site])
+    at_risk[on_site[g]] = True
+    found = {"UNREGISTERED_SITE": ~registered,
+             "OUTSIDE_LICENSED_ZONE": registered & ~licensed,
+             "IN_RISK_AREA": at_risk,
+             "LICENCE_INVALID": registered & ~licence_valid}
+    return _new_flags(conn, rows["seq"], when, found)
+
+
+def _licence_checks(zones: ZoneSet, site_table: _SiteTable, rows: np.ndarray, when: np.ndarray,
+                    dig: np.ndarray, registered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per purchase at a registered site: whether a zone of the site's licence valid that day
+    covers it (``licensed``), and whether any zone of that licence is valid that day
+    (SPEC 5: the site's mining licence is the licence zone with the same licence_no)."""
+    n = len(rows)
+    owner = np.where(registered, rows["site"], -1)
+    g, z = zones.licence_pairs(site_table.licence_no, owner, when)
+    licence_valid = np.zeros(n, dtype=bool)
+    licence_valid[g] = True
+    covered = np.zeros(len(g), dtype=bool)
+    on_point = dig[g]
+    if on_point.any():
+        # A polygon covers a point exactly when it intersects it: the boundary counts.
+        geoms = zones.licence.geoms
+        shapely.prepare(geoms)
+        p = g[on_point]
+        covered[on_point] = shapely.intersects_xy(geoms[z[on_point]], rows["lon"][p],
+                                                  rows["lat"][p])
+    if not on_point.all():
+        s = g[~on_point]
+        covered[~on_point] = shapely.covers(zones.licence.geoms[z[~on_point]],
+                                            site_table.geometry[rows["site"][s]])
+    licensed = np.zeros(n, dtype=bool)
+    licensed[g[covered]] = True
+    return licensed, licence_valid
+
+
+def _new_flags(conn: sa.Connection, seq: np.ndarray, when: np.ndarray,
+               found: dict[str, np.ndarray]) -> list[tuple[Flag, str]]:
+    """The flags in ``found`` (a mask over the purchases per code) that their parcels lack,
+    by seq and then in the order of CODES."""
+    known = _known_purchase_flags(conn)
+    hit_row, hit_code = [], []
+    for c, name in enumerate(CODES):
+        rows = np.flatnonzero(found[name])
+        fresh = ~np.isin(seq[rows] * len(CODES) + c, known)
+        hit_row.append(rows[fresh])
+        hit_code.append(np.full(int(fresh.sum()), c))
+    row, code = np.concatenate(hit_row), np.concatenate(hit_code)
+    order = np.lexsort((code, seq[row]))
+    row, code = row[order], code[order]
+    parcel_of = _parcel_ids(conn, np.unique(seq[row]).tolist())
+    new = []
+    for s, c, day in zip(seq[row].tolist(), code.tolist(),
+                         np.datetime_as_string(when[row]).tolist(), strict=True):
+        name = CODES[c]
+        detail = WHY[name].format(day=day) + " (found by rescreen)."
+        new.append((Flag(name, "parcel", parcel_of[s], detail, {"seq": s}), day))
+    return new
+
+
+def _known_purchase_flags(conn: sa.Connection) -> np.ndarray:
+    """``seq * len(CODES) + code`` for each flag of CODES already on a parcel (open or not),
+    ``seq`` being the entry that made the parcel: for a purchase, its own."""
+    position = {name: c for c, name in enumerate(CODES)}
+    rows = _driver_rows(conn, "SELECT p.seq, f.code FROM flags f JOIN parcels p "
+                              "ON p.parcel_id = f.subject_id WHERE f.subject_type = 'parcel'")
+    return np.array([seq * len(CODES) + position[code] for seq, code in rows
+                     if code in position], dtype=np.int64)
+
+
+def _parcel_ids(conn: sa.Connection, seqs: list[int]) -> dict[int, str]:
+    """The parcel each purchase made, from its entry in the log (looked up by seq, its key)."""
+    found: dict[int, str] = {}
     for k in range(0, len(seqs), 500):
-        rows = conn.execute(sa.select(parcels.c.seq, parcels.c.parcel_id)
-                            .where(parcels.c.seq.in_(seqs[k:k + 500])).order_by(parcels.c.seq))
-        for seq, parcel_id in rows:
-            day, codes = hits[seq]
-            for name in codes:
-                if ("parcel", parcel_id, name) not in known:
-                    detail = WHY[name].format(day=day) + " (found by rescreen)."
-                    found.append((Flag(name, "parcel", parcel_id, detail, {"seq": seq}), day))
+        rows = conn.execute(sa.select(entries.c.seq, entries.c.payload)
+                            .where(entries.c.seq.in_(seqs[k:k + 500])))
+        found.update((s, json.loads(payload)["parcel_id"]) for s, payload in rows)
     return found
 
 
-def _licence_valid(zones: ZoneSet, site_licence: np.ndarray, code: np.ndarray,
-                   when: np.ndarray) -> np.ndarray:
-    """Per purchase: some zone of its site's licence is valid on its day (geometry aside)."""
-    ok = np.zeros(len(code), dtype=bool)
-    order = np.argsort(code, kind="stable")
-    sites_seen, starts = np.unique(code[order], return_index=True)
-    bounds = [*starts.tolist(), len(code)]
-    for j, site in enumerate(sites_seen.tolist()):
-        rows = order[bounds[j]:bounds[j + 1]]
-        d = when[rows]
-        for z in zones.by_licence.get(site_licence[site], []) if site >= 0 else []:
-            start, end = np.datetime64(z.valid_from), np.datetime64(z.valid_to or "9999-12-31")
-            stop = np.datetime64(z.revoked_on or "9999-12-31")
-            ok[rows] |= (start <= d) & (d <= end) & (d < stop)
-    return ok
+# -- taint ------------------------------------------------------------------------------------
+
+TAINT_KINDS = ("parcel.split", "parcel.merged", "export.declared")
 
 
 def _taint(session: Session, known: set[tuple[str, str, str]]) -> int:
-    """TAINTED_INPUT on every parcel descending from a flagged one, and every export of it."""
+    """TAINTED_INPUT on every parcel descending from a flagged one, and every export of it.
+
+    Breadth first from the parcels with an open flag (the earliest flagged first), one
+    generation at a time; each parcel or export is tainted once, in the name of the first
+    held parcel that reaches it.
+    """
     conn = session.appender.conn
-    held = [r[0] for r in conn.execute(
-        sa.select(flags.c.subject_id).where(flags.c.status == "open",
-                                            flags.c.subject_type == "parcel"))]
-    children: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
-    rows = conn.execute(sa.select(edges.c.from_id, edges.c.to_type, edges.c.to_id, edges.c.date)
-                        .where(edges.c.kind.in_(["parcel.split", "parcel.merged",
-                                                 "export.declared"])))
-    for src, to_type, dst, day in rows:
-        children[src].append((to_type, dst, day))
+    held = [pid for pid, in _driver_rows(conn, "SELECT subject_id FROM flags WHERE status = "
+                                               "'open' AND subject_type = 'parcel' ORDER BY seq")]
     origin: dict[tuple[str, str], str] = {}
-    raised = 0
-    queue = deque((pid, pid) for pid in held)
+    found: list[tuple[Flag, str]] = []
     seen = set(held)
-    while queue:
-        pid, source = queue.popleft()
-        for to_type, dst, day in children.get(pid, []):
-            if (to_type, dst) in origin or (to_type == "parcel" and dst in seen):
-                continue
-            origin[(to_type, dst)] = source
-            if (to_type, dst, "TAINTED_INPUT") not in known:
-                session.raise_flag(Flag("TAINTED_INPUT", to_type, dst,
-                                        f"Made from parcel {source}, which has an open flag.",
-                                        {"from": source}), day)
-                known.add((to_type, dst, "TAINTED_INPUT"))
-                raised += 1
-            if to_type == "parcel":
-                seen.add(dst)
-                queue.append((dst, source))
-    return raised
+    generation = [(pid, pid) for pid in held]
+    children = _children(conn, sa.select(flags.c.subject_id).where(
+        flags.c.status == "open", flags.c.subject_type == "parcel"))
+    while generation:
+        following = []
+        for pid, source in generation:
+            for to_type, dst, day in children.get(pid, []):
+                if (to_type, dst) in origin or (to_type == "parcel" and dst in seen):
+                    continue
+                origin[(to_type, dst)] = source
+                if (to_type, dst, "TAINTED_INPUT") not in known:
+                    found.append((Flag("TAINTED_INPUT", to_type, dst,
+                                       f"Made from parcel {source}, which has an open flag.",
+                                       {"from": source}), day))
+                    known.add((to_type, dst, "TAINTED_INPUT"))
+                if to_type == "parcel":
+                    seen.add(dst)
+                    following.append((dst, source))
+        generation = following
+        children = _children(conn, [pid for pid, _ in generation])
+    _raise(session, found, known)
+    return len(found)
+
+
+def _children(conn: sa.Connection,
+              parents: sa.Select[Any] | list[str]) -> dict[str, list[tuple[str, str, str]]]:
+    """What each parcel went into by split, merge or export: (to_type, to_id, date), in the
+    order written, looked up by the custody edges' index on from_id. ``parents``: parcel
+    ids, or a query that selects them."""
+    children: dict[str, list[tuple[str, str, str]]] = {}
+    groups = [parents] if isinstance(parents, sa.Select) else [
+        parents[k:k + 500] for k in range(0, len(parents), 500)]
+    for group in groups:
+        rows = conn.execute(sa.select(edges.c.from_id, edges.c.to_type, edges.c.to_id,
+                                      edges.c.date)
+                            .where(edges.c.from_id.in_(group), edges.c.kind.in_(TAINT_KINDS))
+                            .order_by(edges.c.id))
+        for src, to_type, dst, day in rows:
+            children.setdefault(src, []).append((to_type, dst, day))
+    return children

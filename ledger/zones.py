@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -66,7 +67,8 @@ class _Tree:
 
     def prime(self, xy: np.ndarray) -> None:
         """Query many points at once; :meth:`query_xy` of any of them is then a lookup."""
-        self._near = near = {}
+        near: dict[tuple[float, float], list[int]] = {}
+        self._near = near
         if not len(self.zones) or not len(xy):
             return
         keys = list(dict.fromkeys(map(tuple, xy.tolist())))  # each point once
@@ -96,9 +98,14 @@ class _Tree:
         if not len(self.zones) or not len(geoms):
             return np.empty((2, 0), dtype=np.intp)
         g, z = self.tree.query(geoms, predicate=predicate)
-        d = when[g]
-        ok = (self.start[z] <= d) & (d <= self.end[z]) & (d < self.revoked[z])
+        ok = self.valid(z, when[g])
         return np.vstack([g[ok], z[ok]])
+
+    def valid(self, z: np.ndarray, when: np.ndarray) -> np.ndarray:
+        """Whether zone ``z[i]`` is valid on day ``when[i]`` (SPEC 5), for every i at once."""
+        valid: np.ndarray = (self.start[z] <= when) & (when <= self.end[z]) & (
+            when < self.revoked[z])
+        return valid
 
 
 class ZoneSet:
@@ -178,3 +185,49 @@ class ZoneSet:
         g, _ = self.risk.pairs(geoms, "intersects", when)
         at_risk[g] = True
         return licensed, at_risk
+
+    def licence_pairs(self, licence_nos: Sequence[str], owner: np.ndarray,
+                      when: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, zone index) pairs: for each row, the zones of its own licence valid on its day.
+
+        Row ``i`` holds licence ``licence_nos[owner[i]]`` (none when ``owner[i]`` is -1), so a
+        row is paired only with the few zones of its licence, not looked up in the whole map.
+        """
+        index: dict[str, list[int]] = {}
+        for i, z in enumerate(self.licence.zones):
+            index.setdefault(z.licence_no or "", []).append(i)
+        lists = [index.get(no, []) for no in licence_nos]
+        count = np.array([len(zs) for zs in lists] + [0], dtype=np.intp)  # [-1]: no owner
+        first = np.concatenate([[0], np.cumsum(count)[:-1]])
+        zone = np.array([i for zs in lists for i in zs], dtype=np.intp)
+        n = count[owner]
+        rows = np.repeat(np.arange(len(owner)), n)
+        # The k-th pair of a row takes the k-th zone of its licence's list.
+        k = np.arange(len(rows)) - np.repeat(np.cumsum(n) - n, n)
+        zones_of = zone[first[owner[rows]] + k]
+        ok = self.licence.valid(zones_of, when[rows])
+        return rows[ok], zones_of[ok]
+
+    def at_risk_xy(self, x: np.ndarray, y: np.ndarray, when: np.ndarray) -> np.ndarray:
+        """For each point: in (or on the edge of) a risk area valid on its day.
+
+        Only the points inside some risk area's bounding box (one prepared polygon: the
+        union of the boxes, each widened by about a centimetre so that rounding cannot drop
+        a point on an edge) become shapely points for the tree query.
+        """
+        at_risk = np.zeros(len(x), dtype=bool)
+        if not len(self.risk.zones) or not len(x):
+            return at_risk
+        near = np.flatnonzero(shapely.intersects_xy(self._risk_boxes, x, y))
+        g, _ = self.risk.pairs(shapely.points(x[near], y[near]), "intersects", when[near])
+        at_risk[near[g]] = True
+        return at_risk
+
+    @cached_property
+    def _risk_boxes(self) -> BaseGeometry:
+        west, south, east, north = shapely.bounds(self.risk.geoms).T
+        margin = 1e-7  # degrees
+        boxes = shapely.union_all(shapely.box(west - margin, south - margin, east + margin,
+                                              north + margin))
+        shapely.prepare(boxes)
+        return boxes
