@@ -154,7 +154,8 @@ def driver_rows(conn: sa.Connection, sql: str, params: Sequence[Any] = ()) -> li
     cursor = driver.cursor()
     try:
         cursor.execute(sql, params)
-        return cursor.fetchall()
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
+        return rows
     finally:
         cursor.close()
 

@@ -20,7 +20,7 @@ from ledger import projections, rules
 from ledger.canonical import canonical_text
 from ledger.config import Settings
 from ledger.db import entries, make_engine
-from ledger.envelope import Event
+from ledger.envelope import Event as Event  # re-exported: what a write takes
 from ledger.errors import Conflict, InputError, LedgerError
 from ledger.keys import SigningKey, load_or_create
 from ledger.log import ADMIN, Appender, Entry, Log, admin_payload

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import chain, islice
 
@@ -70,7 +70,8 @@ def check_lines(lines: list[Line]) -> list[Prepared]:
     return [check_line(number, text) for number, text in lines]
 
 
-def prepared_events(numbered: Iterable[Line], helper_after: int | None) -> Iterator[Prepared]:
+def prepared_events(numbered: Iterable[Line],
+                    helper_after: int | None) -> Generator[Prepared, None, None]:
     """Every line read, in order; after ``helper_after`` lines (None: never) the rest are
     read and checked by a helper process, ``AHEAD`` chunks ahead of the writer.
 

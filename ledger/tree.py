@@ -117,6 +117,7 @@ class LedgerTree(BaseMerkleTree):  # type: ignore[misc]
                 self._subroots[ids[nid]] = bytes(value)
         if seqs:
             low, high = min(seqs), max(seqs)
+            args: tuple[int, ...]
             if _dense(seqs):
                 sql, args = f"BETWEEN {mark} AND {mark}", (low, high)
             else:
