@@ -139,23 +139,32 @@ def is_sqlite(bind: sa.Engine | sa.Connection) -> bool:
     return bind.dialect.name == "sqlite"
 
 
-def driver_rows(conn: sa.Connection, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    """Rows of one read straight from the driver, inside ``conn``'s transaction.
+def driver_rows(conn: sa.Connection, sql: str, params: Sequence[Any] = (),
+                name: str | None = None) -> Iterator[tuple[Any, ...]]:
+    """The rows of one read straight from the driver's cursor, in ``conn``'s transaction.
 
-    For reads of thousands of rows on the hot paths (ingest prefetch, traces), where
-    SQLAlchemy's per-row work costs more than the query. ``sql`` uses ``?`` placeholders.
+    For reads of thousands of rows on the hot paths (ingest prefetch, traces, rescreen),
+    where SQLAlchemy's per-row work costs more than the query. ``sql`` uses ``?``
+    placeholders. ``name``: on PostgreSQL, a named (server-side) cursor, so that memory
+    stays flat over a million rows.
     """
     if conn.dialect.paramstyle != "qmark":
         sql = sql.replace("?", "%s")
     if not conn.in_transaction():
-        conn.begin()  # as Core would: every read of one call sees one snapshot
+        conn.begin()  # as Core would: the reads of one call see one snapshot
     driver = conn.connection.driver_connection
     assert driver is not None
-    cursor = driver.cursor()
+    if name is None or is_sqlite(conn):
+        cursor = driver.cursor()
+    else:
+        cursor = driver.cursor(name=name)
+        cursor.itersize = 20_000
     try:
-        cursor.execute(sql, params)
-        rows: list[tuple[Any, ...]] = cursor.fetchall()
-        return rows
+        if params:
+            cursor.execute(sql, params)
+        else:
+            cursor.execute(sql)  # no placeholders to parse
+        yield from cursor
     finally:
         cursor.close()
 

@@ -12,7 +12,7 @@ it. Running it again appends nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ import numpy as np
 import shapely
 import sqlalchemy as sa
 
-from ledger.db import entries, is_sqlite
+from ledger.db import driver_rows, entries
 from ledger.events import Ledger, Session
 from ledger.projections import edges, flags, sites
 from ledger.screening import DEFAULT_RULES, Flag, subject_for
@@ -58,28 +58,9 @@ def rescreen(ledger: Ledger, progress: Callable[[str], None] | None = None) -> R
 def _known_flags(conn: sa.Connection) -> set[tuple[str, str, str]]:
     """The flags on sites, and the taint flags: what `_sites` and `_taint` must not raise
     again (a purchase's own flags are matched by seq, in `_new_flags`)."""
-    rows = _driver_rows(conn, "SELECT subject_type, subject_id, code FROM flags "
+    rows = driver_rows(conn, "SELECT subject_type, subject_id, code FROM flags "
                               "WHERE subject_type = 'site' OR code = 'TAINTED_INPUT'")
     return set(rows)
-
-
-def _driver_rows(conn: sa.Connection, sql: str,
-                 name: str | None = None) -> Iterator[tuple[Any, ...]]:
-    """The rows of a query without parameters, straight from the driver's cursor, in this
-    connection's transaction: tens of thousands of rows, no row objects. ``name``: on
-    PostgreSQL, a named (server-side) cursor, so that memory stays flat."""
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    if name is None or is_sqlite(conn):
-        cursor = driver.cursor()
-    else:
-        cursor = driver.cursor(name=name)
-        cursor.itersize = 20_000
-    try:
-        cursor.execute(sql)
-        yield from cursor
-    finally:
-        cursor.close()
 
 
 def _raise(session: Session, found: list[tuple[Flag, str]],
@@ -182,7 +163,7 @@ def _read_purchases(conn: sa.Connection, site_index: dict[str, int]) -> np.ndarr
 
     A million rows: each row's values live only until numpy has copied them.
     """
-    rows = _driver_rows(
+    rows = driver_rows(
         conn, f"SELECT seq, {DAY_NUMBER[conn.dialect.name]}, COALESCE(dig_lon, {NO_DIG}), "
               f"COALESCE(dig_lat, {NO_DIG}), site_id FROM parcels WHERE site_id IS NOT NULL",
         name="rescreen")
@@ -271,7 +252,7 @@ def _known_purchase_flags(conn: sa.Connection) -> np.ndarray:
     """``seq * len(CODES) + code`` for each flag of CODES already on a parcel (open or not),
     ``seq`` being the entry that made the parcel: for a purchase, its own."""
     position = {name: c for c, name in enumerate(CODES)}
-    rows = _driver_rows(conn, "SELECT p.seq, f.code FROM flags f JOIN parcels p "
+    rows = driver_rows(conn, "SELECT p.seq, f.code FROM flags f JOIN parcels p "
                               "ON p.parcel_id = f.subject_id WHERE f.subject_type = 'parcel'")
     return np.array([seq * len(CODES) + position[code] for seq, code in rows
                      if code in position], dtype=np.int64)
@@ -300,7 +281,7 @@ def _taint(session: Session, known: set[tuple[str, str, str]]) -> int:
     held parcel that reaches it.
     """
     conn = session.appender.conn
-    held = [pid for pid, in _driver_rows(conn, "SELECT subject_id FROM flags WHERE status = "
+    held = [pid for pid, in driver_rows(conn, "SELECT subject_id FROM flags WHERE status = "
                                                "'open' AND subject_type = 'parcel' ORDER BY seq")]
     origin: dict[tuple[str, str], str] = {}
     found: list[tuple[Flag, str]] = []
