@@ -380,8 +380,10 @@ def bump(text: str, at: int) -> str:
         new = str((int(ch) + 1) % 10)
     elif ch in "abcdef" and all(c in "0123456789abcdef" for c in text):
         new = "b" if ch == "a" else "a"
-    else:
+    elif ch.isalpha():
         new = {"z": "a", "Z": "A"}.get(ch, chr(ord(ch) + 1))
+    else:  # base64's + or /: another base64 character, so the text stays well formed
+        new = "A"
     return text[:at] + new + text[at + 1:]
 
 
