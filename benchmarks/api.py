@@ -7,8 +7,9 @@
 For each database (a SQLite file, and a throwaway PostgreSQL server when `pg_ctl` is
 installed) the benchmark initialises a ledger, registers a licensed buyer, a licence
 zone and a site, gives the buyer an API token, starts `alluvial serve` as a separate
-process (request logs to a file, as in production) and drives it from ``--clients``
-threads, each on its own keep-alive connection:
+process (request logs to a file, as in production) and drives it over ``--clients``
+keep-alive connections, each sending its next request once its answer is in (one
+client thread serves them all from a selector):
 
 1. the baseline, ``GET /api/v1/checkpoint`` (public, one small read), N requests;
 2. ``POST /api/v1/events``, one ``parcel.purchased`` per request (with an event_id),
@@ -27,12 +28,12 @@ import argparse
 import json
 import os
 import re
+import selectors
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -106,32 +107,56 @@ def served(env: dict[str, str], log_file: Path, threads: int) -> Iterator[int]:
 
 # -- a lean HTTP/1.1 keep-alive client --------------------------------------------------------
 
-class Connection:
-    """One keep-alive connection sending prepared requests (cheaper than http.client, so
-    the client threads, on the same two cores, take as little from the server as they can)."""
+_LENGTH = re.compile(rb"(?i)\r\ncontent-length:[ \t]*(\d+)")
 
-    def __init__(self, port: int) -> None:
+
+class Connection:
+    """One keep-alive connection sending its prepared requests one after another: each is
+    sent when the answer to the one before has been read whole (status line, headers,
+    then Content-Length bytes of body). Cheaper than http.client, so that the client, on
+    the same two cores, takes as little from the server as it can."""
+
+    def __init__(self, port: int, requests: list[bytes]) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.requests = requests
+        self.sent = 0
         self.buf = b""
+        self.started = 0.0
+        self.latencies: list[float] = []
+        self.statuses: dict[int, int] = {}
 
-    def send(self, raw: bytes) -> tuple[int, bytes]:
-        self.sock.sendall(raw)
-        while b"\r\n\r\n" not in self.buf:
-            self._recv()
-        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
-        while len(self.buf) < length:
-            self._recv()
-        body, self.buf = self.buf[:length], self.buf[length:]
-        return status, body
+    def send_next(self, now: float) -> bool:
+        """Send the next request; False when there is none left."""
+        if self.sent == len(self.requests):
+            return False
+        self.started = now
+        self.sock.sendall(self.requests[self.sent])
+        self.sent += 1
+        return True
 
-    def _recv(self) -> None:
+    def received(self, clock: Callable[[], float]) -> bool:
+        """Read what has arrived; once the answer is whole, record it and send the next
+        request. False when the last answer is in."""
         chunk = self.sock.recv(65536)
         if not chunk:
             raise ConnectionError("the server closed the connection")
         self.buf += chunk
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return True
+        found = _LENGTH.search(self.buf, 0, end + 2)
+        if found is None:
+            raise ConnectionError(f"an answer without Content-Length: {self.buf[:end]!r}")
+        total = end + 4 + int(found.group(1))
+        if len(self.buf) < total:
+            return True
+        now = clock()
+        self.latencies.append(now - self.started)
+        status = int(self.buf[9:12])
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        self.buf = self.buf[total:]
+        return self.send_next(now)
 
     def close(self) -> None:
         self.sock.close()
@@ -169,37 +194,34 @@ class Run:
 
 
 def drive(port: int, clients: int, requests: list[bytes]) -> Run:
-    """Send the requests from ``clients`` threads (request k on thread k % clients)."""
-    shares = [requests[k::clients] for k in range(clients)]
-    latencies: list[list[float]] = [[] for _ in range(clients)]
-    statuses: list[dict[int, int]] = [{} for _ in range(clients)]
-    ready = threading.Barrier(clients + 1)
+    """Send the requests on ``clients`` keep-alive connections (request k on connection
+    k % clients), each waiting for its answer before sending the next.
+
+    One thread serves every connection from a selector: the client threads this
+    replaces each woke for every answer and queued for the client's GIL (answers of one
+    group commit arrive together), which cost CPU the server shares and added the
+    client's own waits to the latencies measured.
+    """
+    conns = [Connection(port, requests[k::clients]) for k in range(clients)]
     clock = time.perf_counter
-
-    def work(k: int) -> None:
-        conn = Connection(port)
-        mine, seen = latencies[k], statuses[k]
-        ready.wait()
-        for raw in shares[k]:
-            start = clock()
-            status, _ = conn.send(raw)
-            mine.append(clock() - start)
-            seen[status] = seen.get(status, 0) + 1
-        conn.close()
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(clients)]
-    for t in threads:
-        t.start()
-    ready.wait()
-    start = clock()
-    for t in threads:
-        t.join()
-    seconds = clock() - start
+    with selectors.DefaultSelector() as selector:
+        start = clock()
+        for conn in conns:
+            if conn.send_next(clock()):
+                selector.register(conn.sock, selectors.EVENT_READ, conn)
+        active = len(selector.get_map())
+        while active:
+            for key, _ in selector.select():
+                if not key.data.received(clock):
+                    selector.unregister(key.fileobj)
+                    active -= 1
+        seconds = clock() - start
     merged: dict[int, int] = {}
-    for seen in statuses:
-        for status, count in seen.items():
+    for conn in conns:
+        conn.close()
+        for status, count in conn.statuses.items():
             merged[status] = merged.get(status, 0) + count
-    return Run(seconds, [x for xs in latencies for x in xs], merged)
+    return Run(seconds, [x for conn in conns for x in conn.latencies], merged)
 
 
 # -- one database ----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +30,7 @@ import sqlalchemy.orm as so
 from ledger import projections as pj
 from ledger.custody import Trace, trace
 from ledger.errors import Conflict, InputError, LedgerError, NotFound, PermissionDenied
-from ledger.log import ADMIN
+from ledger.log import ADMIN, driver_execute
 
 ROLES = ("officer", "buyer", "exporter", "auditor", "admin")
 TOKEN_PREFIX = "alv_"
@@ -125,16 +125,33 @@ def create_token(engine: sa.Engine, name: str) -> str:
     return token
 
 
+# One indexed lookup (api_tokens.token_hash is unique), sent through the driver: it
+# runs on every authenticated request, so that a deleted token fails at once.
+_AUTHENTICATE = ('SELECT users.name, users.role, users.actor_id FROM api_tokens '
+                 'JOIN users ON users.name = api_tokens."user" WHERE api_tokens.token_hash = ?')
+
+
 def authenticate(engine: sa.Engine, token: str) -> Principal:
     """The principal a bearer token belongs to, or :class:`Unauthenticated`."""
-    query = (sa.select(User.name, User.role, User.actor_id)
-             .join(Token, Token.user == User.name)
-             .where(Token.token_hash == token_digest(token)))
     with engine.connect() as conn:
-        row = conn.execute(query).first()
+        row = driver_execute(conn, _AUTHENTICATE, (token_digest(token),)).fetchone()
     if row is None:
         raise Unauthenticated("Authorization: the bearer token is not valid.")
-    return Principal(row.name, row.role, row.actor_id)
+    return Principal(*row)
+
+
+def live_tokens(conn: sa.Connection, digests: Collection[str]) -> set[str]:
+    """Those of the token digests that still belong to a token, read on ``conn``.
+
+    Inside a write transaction, a write checked here is refused if its token was
+    deleted before the write commits (SQLite holds the write lock; PostgreSQL reads
+    the committed tokens of the moment).
+    """
+    if not digests:
+        return set()
+    marks = ", ".join("?" * len(digests))
+    sql = f"SELECT token_hash FROM api_tokens WHERE token_hash IN ({marks})"
+    return {row[0] for row in driver_execute(conn, sql, tuple(digests))}
 
 
 # -- what an account may read (SPEC 6, issue 5) --------------------------------------

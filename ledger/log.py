@@ -10,7 +10,7 @@ from the rows at the speed of hashing).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,10 +22,10 @@ from ledger import merkle
 from ledger.canonical import canonical_text
 from ledger.checkpoint import Checkpoint
 from ledger.db import (
-    checkpoints,
     create_schema,
     entries,
     insert_many,
+    is_sqlite,
     log_head,
     merkle_nodes,
     write_transaction,
@@ -130,18 +130,38 @@ class Head:
     frontier: merkle.CompactRange
 
 
+def driver_execute(conn: sa.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
+    """Run one statement straight through the driver, inside ``conn``'s transaction.
+
+    For the fixed statements of every write and every checkpoint read: SQLAlchemy's
+    per-statement work (building, cache key, execution context) costs several times the
+    statement itself there. ``sql`` uses ``?`` placeholders; a driver error is raised
+    as SQLAlchemy's own (OperationalError and so on), as a Core statement would raise it.
+    Returns the driver's cursor.
+    """
+    if conn.dialect.paramstyle != "qmark":
+        sql = sql.replace("?", "%s")
+    dbapi = conn.dialect.loaded_dbapi
+    try:
+        return conn.connection.driver_connection.execute(sql, params)  # type: ignore[union-attr]
+    except dbapi.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql, params, exc, dbapi.Error) from exc
+
+
+_READ_HEAD = "SELECT size, head_hash, frontier FROM log_head WHERE id = 1"
+
+
 def read_head(conn: sa.Connection, *, lock: bool = False) -> Head:
-    query = sa.select(log_head).where(log_head.c.id == 1)
-    if lock:
-        # SPEC 3: on PostgreSQL, appends queue on a row lock of the log head.
-        query = query.with_for_update()
-    row = conn.execute(query).one_or_none()
+    # SPEC 3: on PostgreSQL, appends queue on a row lock of the log head.
+    sql = _READ_HEAD + " FOR UPDATE" if lock and not is_sqlite(conn) else _READ_HEAD
+    row = driver_execute(conn, sql).fetchone()
     if row is None:
         raise NotFound("The ledger is not initialised here: run `alluvial init` first.")
+    size, head_hash, frontier = row
     return Head(
-        size=row.size,
-        head_hash=bytes(row.head_hash),
-        frontier=merkle.CompactRange.from_bytes(row.size, bytes(row.frontier)),
+        size=size,
+        head_hash=bytes(head_hash),
+        frontier=merkle.CompactRange.from_bytes(size, bytes(frontier)),
     )
 
 
@@ -232,14 +252,10 @@ class Appender:
         self.flush()
         if not self.size:
             return None
-        self.conn.execute(
-            log_head.update()
-            .where(log_head.c.id == 1)
-            .values(
-                size=self.size,
-                head_hash=bytes.fromhex(self.prev),
-                frontier=self.frontier.to_bytes(),
-            )
+        driver_execute(
+            self.conn,
+            "UPDATE log_head SET size = ?, head_hash = ?, frontier = ? WHERE id = 1",
+            (self.size, bytes.fromhex(self.prev), self.frontier.to_bytes()),
         )
         self.checkpoint = _store_checkpoint(
             self.conn, key, self.size, self.frontier.root(), self.clock()
@@ -252,8 +268,10 @@ def _store_checkpoint(
 ) -> str:
     checkpoint = Checkpoint(origin=key.name, size=size, root_hash=root, time=moment)
     note = checkpoint.sign(key)
-    conn.execute(
-        checkpoints.insert().values(size=size, root_hash=root, ts=format_ts(moment), note=note)
+    driver_execute(
+        conn,
+        "INSERT INTO checkpoints (size, root_hash, ts, note) VALUES (?, ?, ?, ?)",
+        (size, root, format_ts(moment), note),
     )
     return note
 
@@ -404,7 +422,5 @@ def _check_size(size: int, current: int, name: str) -> int:
 
 
 def _latest_note(conn: sa.Connection) -> str | None:
-    row = conn.execute(
-        sa.select(checkpoints.c.note).order_by(checkpoints.c.id.desc()).limit(1)
-    ).first()
-    return None if row is None else str(row.note)
+    row = driver_execute(conn, "SELECT note FROM checkpoints ORDER BY id DESC LIMIT 1").fetchone()
+    return None if row is None else str(row[0])

@@ -356,6 +356,25 @@ def test_unknown_or_malformed_token_is_401(world: Ledger, client: FlaskClient,
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
+def test_a_revoked_token_fails_on_its_next_request(world: Ledger, client: FlaskClient,
+                                                    auth: Auth) -> None:
+    """Revoked by anyone (here: its row deleted, as another process would), a token that
+    has just worked is refused at once, for reads and writes, and writes nothing."""
+    headers = auth.headers("buyer")
+    assert client.get(f"{API}/zones", headers=headers).status_code == 200
+    assert post(client, headers, "parcel.purchased", purchase("R1")).status_code == 201
+    digest = accounts.token_digest(auth.token("buyer"))
+    with world.engine.begin() as conn:
+        conn.execute(sa.delete(accounts.Token).where(accounts.Token.token_hash == digest))
+    size = world.log.size()
+    assert_problem(client.get(f"{API}/zones", headers=headers), 401, "UNAUTHENTICATED")
+    assert_problem(post(client, headers, "parcel.purchased", purchase("R2")), 401,
+                   "UNAUTHENTICATED")
+    assert world.log.size() == size
+    other = auth.headers("auditor")  # the other accounts' tokens still work
+    assert client.get(f"{API}/entries", headers=other).status_code == 200
+
+
 # -- reads -----------------------------------------------------------------------------------
 
 def test_checkpoint_is_json_or_the_signed_note_and_cacheable(world: Ledger,
@@ -372,6 +391,25 @@ def test_checkpoint_is_json_or_the_signed_note_and_cacheable(world: Ledger,
     assert again.status_code == 304
     text = client.get(f"{API}/checkpoint", headers={"Accept": "text/plain"})
     assert text.mimetype == "text/plain" and text.get_data(as_text=True) == note
+    assert text.headers["ETag"] != response.headers["ETag"]
+
+
+def test_checkpoint_answer_moves_with_every_write_from_any_writer(
+        world: Ledger, client: FlaskClient, auth: Auth) -> None:
+    """The rendered checkpoint is reused only while the log's latest note is the same."""
+    first = client.get(f"{API}/checkpoint")
+    assert client.get(f"{API}/checkpoint").headers["ETag"] == first.headers["ETag"]
+    assert post(client, auth.headers("buyer"), "parcel.purchased",
+                purchase("C1")).status_code == 201
+    after_api = client.get(f"{API}/checkpoint")
+    world.log.checkpoint()  # another process's write: the same database, not this app
+    after_cli = client.get(f"{API}/checkpoint")
+    tags = [r.headers["ETag"] for r in (first, after_api, after_cli)]
+    assert len(set(tags)) == 3
+    assert after_cli.get_json()["checkpoint"] == world.log.latest_checkpoint()
+    assert after_api.get_json()["size"] == first.get_json()["size"] + 1
+    stale = client.get(f"{API}/checkpoint", headers={"If-None-Match": tags[1]})
+    assert stale.status_code == 200 and stale.headers["ETag"] == tags[2]
 
 
 def test_proofs_verify_and_are_immutable_at_a_given_size(world: Ledger,
@@ -548,10 +586,11 @@ def test_database_unavailable_is_503_and_retryable(world: Ledger, client: FlaskC
 
 # -- group commit (webui.writer) ----------------------------------------------------------------
 
-def _group(app: Any, events: list[Event]) -> list[Any]:
+def _group(app: Any, events: list[Event], tokens: list[str | None] | None = None) -> list[Any]:
     from webui.writer import _Pending
 
-    pending = [_Pending(e) for e in events]
+    pending = [_Pending(e, token) for e, token in zip(events, tokens or [None] * len(events),
+                                                      strict=True)]
     app.extensions["alluvial"].writer._commit(pending)
     assert all(p.done for p in pending)
     return [p.result if p.error is None else p.error for p in pending]
@@ -583,6 +622,24 @@ def test_a_group_that_fails_is_written_event_by_event(world: Ledger, app: Any,
     assert results[0].entry.seq == size + 1 and results[0].checkpoint
     assert results[1].rule == "DUPLICATE"
     assert world.log.size() == size + 1
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["in-one-group", "event-by-event"])
+def test_a_write_whose_token_was_deleted_is_refused_in_its_transaction(
+        world: Ledger, app: Any, auth: Auth, monkeypatch: pytest.MonkeyPatch,
+        together: bool) -> None:
+    if not together:
+        def broken(group: Any) -> None:
+            raise RuntimeError("the group's transaction failed")
+
+        monkeypatch.setattr(app.extensions["alluvial"].writer, "_commit_together", broken)
+    size = world.log.size()
+    live, gone = accounts.token_digest(auth.token("buyer")), accounts.token_digest("alv_gone")
+    results = _group(app, [Event("parcel.purchased", "buyer-a", purchase(pid))
+                           for pid in ("T1", "T2", "T3")], [live, gone, None])
+    assert isinstance(results[1], accounts.Unauthenticated)
+    assert (results[0].entry.seq, results[2].entry.seq) == (size + 1, size + 2)
+    assert world.log.size() == size + 2
 
 
 def test_the_ledger_and_its_cli_never_import_flask() -> None:

@@ -37,7 +37,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     # WRITE_LINGER: how long a group commit waits for more writes to join (like
     # PostgreSQL's commit_delay): a little latency for fewer, larger transactions.
-    app.config.from_mapping(MAX_CONTENT_LENGTH=MAX_BODY, TOKEN_TTL=60.0, WRITE_LINGER=0.0005)
+    app.config.from_mapping(MAX_CONTENT_LENGTH=MAX_BODY, WRITE_LINGER=0.002)
     if test_config is not None:
         app.config.from_mapping(test_config)
     book: Ledger | None = app.config.get("LEDGER")
@@ -48,8 +48,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     accounts.create_tables(book.engine)
     app.extensions["alluvial"] = Services(
         ledger=book, writer=GroupWriter(book, linger=app.config["WRITE_LINGER"]),
-        tokens=TokenCache(book.engine, ttl=app.config["TOKEN_TTL"]),
-        vkey=book.log.verifier.to_vkey())
+        tokens=TokenCache(book.engine), vkey=book.log.verifier.to_vkey())
     sessions.init_app(app)
     errors.init_app(app)
     reqlog.init_app(app)

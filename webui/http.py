@@ -81,12 +81,19 @@ def json_response(value: Any, status: int = 200) -> Response:
                     mimetype="application/json")
 
 
-def cacheable(response: Response, immutable: bool = False) -> Response:
+def etag(body: bytes) -> str:
+    """The ETag of a body: a digest of it, so equal bodies share a tag whoever built them."""
+    return hashlib.sha256(body).hexdigest()[:32]
+
+
+def cacheable(response: Response, immutable: bool = False, tag: str | None = None) -> Response:
     """SPEC 6 / issue 5: checkpoints and proofs may be cached by anyone (ETag, max-age).
 
-    The ETag is a digest of the body; a request whose If-None-Match names it gets 304.
+    The ETag is a digest of the body (``tag``, when the caller has it already); a request
+    whose If-None-Match names it gets 304.
     """
-    tag = hashlib.sha256(response.get_data()).hexdigest()[:32]
+    if tag is None:
+        tag = etag(response.get_data())
     headers = response.headers
     headers["ETag"] = f'"{tag}"'
     headers["Cache-Control"] = (f"public, max-age={IMMUTABLE_MAX_AGE}, immutable" if immutable

@@ -18,26 +18,41 @@ from flask import Flask, Response, g, request
 log = logging.getLogger("alluvial.http")
 
 
+_stamp: tuple[int, str] = (0, "")
+
+
+def _timestamp() -> str:
+    """The current second as RFC 3339 UTC, formatted once a second, not once a request."""
+    global _stamp
+    now = int(time.time())
+    if _stamp[0] != now:
+        _stamp = (now, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)))
+    return _stamp[1]
+
+
 def _start() -> None:
     g.started = time.perf_counter()
 
 
 def _record(response: Response) -> Response:
     if log.isEnabledFor(logging.INFO):
+        req = request._get_current_object()  # type: ignore[attr-defined]
         principal = g.get("principal")
         started = g.get("started")
         line = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "method": request.method,
-            "path": request.path,
+            "ts": _timestamp(),
+            "method": req.method,
+            "path": req.path,
             "status": response.status_code,
             "duration_ms": round((time.perf_counter() - started) * 1e3, 3) if started else None,
             "bytes": response.calculate_content_length(),
             "user": principal.user if principal else None,
             "actor": principal.actor_id if principal else None,
-            "remote": request.remote_addr,
+            "remote": req.remote_addr,
         }
-        log.info(json.dumps(line))
+        # Logger.info less its search of the stack for a caller the line never shows.
+        log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, json.dumps(line),
+                                  (), None))
     return response
 
 

@@ -18,7 +18,7 @@ from webui.writer import GroupWriter
 class Services:
     ledger: Ledger
     writer: GroupWriter
-    tokens: TokenCache
+    tokens: TokenCache  # writes only: see webui.auth
     vkey: str  # the log's verifier key, derived once
 
 

@@ -1,16 +1,22 @@
 """Group commit: the writes of concurrent requests share one transaction and one
 checkpoint (SPEC 3: "a new checkpoint at least after every write request").
 
-Each request queues its event; whichever request thread next holds the commit lock
-takes every event queued by then and writes them, in arrival order, in one
-``Ledger.session()``: the rules judge each event against all before it, exactly as
-one after another, and one signed checkpoint covers the group. Every request is
-answered only after that transaction commits. Before taking its group, the committing
-thread waits up to ``linger`` seconds while more writes keep arriving, so that a
-busy server commits fewer, larger groups. An event the ledger refuses writes
-nothing, so the others of its group go on; anything else that goes wrong rolls the
-whole group back, and each of its events is then written alone, so each request
-gets its own answer.
+Each request queues its event and waits. When no group is being written, one waiting
+request thread becomes the leader: it takes every event queued by then and writes
+them, in arrival order, in one ``Ledger.session()``: the rules judge each event
+against all before it, exactly as one after another, and one signed checkpoint
+covers the group. Every request is answered only after that transaction commits;
+the requests of a group are woken together, and the next leader is one whose event
+came too late for it. Before taking its group, the leader waits up to ``linger``
+seconds while more writes keep arriving, so that a busy server commits fewer, larger
+groups. An event the ledger refuses writes nothing, so the others of its group go
+on; anything else that goes wrong rolls the whole group back, and each of its events
+is then written alone, so each request gets its own answer.
+
+A write may carry the digest of the bearer token it was made with: the group's
+transaction reads which of its tokens still exist, and refuses (401) the writes of a
+token deleted meanwhile, so that the request itself may take its principal from
+memory (webui.auth.TokenCache).
 
 This is the only concurrency the web layer adds; the rules and the log are the
 ledger's. Two events with one event_id never share a group, so a retry racing its
@@ -24,6 +30,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from ledger.accounts import Unauthenticated, live_tokens
 from ledger.errors import LedgerError
 from ledger.events import Event, Ledger, WriteResult
 
@@ -31,6 +38,7 @@ from ledger.events import Event, Ledger, WriteResult
 @dataclass
 class _Pending:
     event: Event
+    token: str | None = None  # the digest of the token the write was made with
     result: WriteResult | None = None
     error: BaseException | None = None
     done: bool = False
@@ -49,31 +57,50 @@ class GroupWriter:
         self.linger = linger
         self._queue: deque[_Pending] = deque()
         self._queue_lock = threading.Lock()
-        self._commit_lock = threading.Lock()
+        # Guards _leading and the done flags; waiters sleep on it until their group commits.
+        self._turn = threading.Condition(self._queue_lock)
+        self._leading = False
+        self._arrived = threading.Condition(self._queue_lock)  # wakes a lingering leader
 
-    def write(self, event: Event) -> WriteResult:
-        """Write one event (or find it again by event_id); raises the ledger's refusal."""
-        pending = _Pending(event)
-        with self._queue_lock:
+    def write(self, event: Event, token: str | None = None) -> WriteResult:
+        """Write one event (or find it again by event_id); raises the ledger's refusal.
+
+        ``token``: the digest of the bearer token the write was made with, checked in
+        the write's own transaction (:class:`Unauthenticated` once it is deleted).
+        """
+        pending = _Pending(event, token)
+        with self._turn:
             self._queue.append(pending)
-        while not pending.done:
-            with self._commit_lock:
-                if not pending.done:
-                    self._commit(self._take())
+            self._arrived.notify()
+        while True:
+            with self._turn:
+                # A finished request leaves at once: it never waits for the next group.
+                while not pending.done and self._leading:
+                    self._turn.wait()
+                if pending.done:
+                    break
+                self._leading = True
+            try:
+                self._commit(self._take())
+            finally:
+                with self._turn:
+                    self._leading = False
+                    self._turn.notify_all()
         if pending.error is not None:
             raise pending.error
         assert pending.result is not None
         return pending.result
 
     def _gather(self) -> None:
-        """Wait up to ``linger`` seconds while more requests keep arriving."""
+        """Wait up to ``linger`` seconds while more writes keep arriving: the wait ends
+        when none has arrived for a quarter of ``linger`` (woken by each arrival, not
+        by polling)."""
         deadline = time.monotonic() + self.linger
-        seen = len(self._queue)
-        while seen < self.max_group and time.monotonic() < deadline:
-            time.sleep(self.linger / 4)
-            if len(self._queue) == seen:
-                return
-            seen = len(self._queue)
+        with self._turn:
+            while len(self._queue) < self.max_group:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._arrived.wait(min(self.linger / 4, left)):
+                    return
 
     def _take(self) -> list[_Pending]:
         if self.linger:
@@ -95,6 +122,7 @@ class GroupWriter:
         return group
 
     def _commit(self, group: list[_Pending]) -> None:
+        """Write the group; each member then holds its result or its error, and is done."""
         try:
             self._commit_together(group)
         except Exception:
@@ -107,8 +135,12 @@ class GroupWriter:
     def _commit_together(self, group: list[_Pending]) -> None:
         results: list[WriteResult | LedgerError] = []
         with self.ledger.session() as session:
+            live = live_tokens(session.appender.conn, {p.token for p in group if p.token})
             session.prefetch([pending.event for pending in group])  # a few queries, not many
             for pending in group:
+                if pending.token is not None and pending.token not in live:
+                    results.append(_revoked())
+                    continue
                 size = session.appender.size
                 try:
                     results.append(session.write(pending.event))
@@ -127,6 +159,14 @@ class GroupWriter:
     def _commit_alone(self, pending: _Pending) -> None:
         pending.result = pending.error = None
         try:
+            if pending.token is not None:
+                with self.ledger.engine.connect() as conn:
+                    if not live_tokens(conn, {pending.token}):
+                        raise _revoked()
             pending.result = self.ledger.write(pending.event)
         except Exception as exc:
             pending.error = exc
+
+
+def _revoked() -> Unauthenticated:
+    return Unauthenticated("Authorization: the bearer token is not valid.")

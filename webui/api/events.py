@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
+from ledger.accounts import Unauthenticated
 from ledger.events import Event
-from webui.auth import member
+from webui.auth import writing_member
 from webui.http import json_body, json_response
 from webui.openapi import PREFIX, operation
 from webui.services import services
@@ -20,7 +21,11 @@ bp = Blueprint("events", __name__, url_prefix=PREFIX)
                        "the event_id was seen before with the same content (nothing is "
                        "written). The writing actor is the token's, never one in the body.")
 def write() -> Response:
-    principal = member("events")
+    principal, token = writing_member()
     event = Event.from_json(json_body(), actor=principal.actor_id)
-    result = services().writer.write(event)
+    try:
+        result = services().writer.write(event, token=token)
+    except Unauthenticated:
+        services().tokens.forget(token)  # deleted since it was remembered
+        raise
     return json_response(result.to_json(), 201 if result.created else 200)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -10,7 +12,7 @@ from ledger.checkpoint import Checkpoint
 from ledger.errors import NotFound
 from ledger.log import format_ts
 from webui.auth import caller
-from webui.http import cacheable, int_arg, json_response
+from webui.http import cacheable, etag, int_arg, json_response
 from webui.openapi import MAX_SEQ, PREFIX, integer, operation
 from webui.services import ledger, services
 
@@ -18,12 +20,22 @@ bp = Blueprint("log", __name__, url_prefix=PREFIX)
 PAGE = 1000
 
 
-def _checkpoint_json(note: str) -> dict[str, Any]:
+def _checkpoint_json(note: str, vkey: str | None = None) -> dict[str, Any]:
     # The note is the log's own, just signed: read its text part without re-verifying.
     text = note.split("\n\n", 1)[0] + "\n"
     cp = Checkpoint.from_text(text)
     return {"origin": cp.origin, "size": cp.size, "root": cp.root_hash.hex(),
-            "time": format_ts(cp.time), "checkpoint": note, "vkey": services().vkey}
+            "time": format_ts(cp.time), "checkpoint": note,
+            "vkey": services().vkey if vkey is None else vkey}
+
+
+@functools.lru_cache(maxsize=8)
+def _rendered(note: str, vkey: str, as_text: bool) -> tuple[bytes, str]:
+    """The body and ETag of a checkpoint response, built once per note: the log is read
+    far more often than it moves, and the latest note alone says whether it moved."""
+    body = (note if as_text
+            else json.dumps(_checkpoint_json(note, vkey), separators=(",", ":"))).encode()
+    return body, etag(body)
 
 
 @bp.get("/checkpoint")
@@ -36,9 +48,11 @@ def checkpoint() -> Response:
     note = ledger().log.latest_checkpoint()
     if note is None:
         raise NotFound("The log has no checkpoint yet: run `alluvial init`.")
-    if request.accept_mimetypes.best_match(["application/json", "text/plain"]) == "text/plain":
-        return cacheable(Response(note, mimetype="text/plain"))
-    return cacheable(json_response(_checkpoint_json(note)))
+    wanted = request.accept_mimetypes.best_match(["application/json", "text/plain"])
+    as_text = wanted == "text/plain"
+    body, tag = _rendered(note, services().vkey, as_text)
+    return cacheable(Response(body, mimetype="text/plain" if as_text else "application/json"),
+                     tag=tag)
 
 
 @bp.get("/proofs/inclusion")
