@@ -29,8 +29,9 @@ import sqlalchemy.orm as so
 
 from ledger import projections as pj
 from ledger.custody import Trace, trace
+from ledger.db import driver_execute
 from ledger.errors import Conflict, InputError, LedgerError, NotFound, PermissionDenied
-from ledger.log import ADMIN, driver_execute
+from ledger.log import ADMIN
 
 ROLES = ("officer", "buyer", "exporter", "auditor", "admin")
 TOKEN_PREFIX = "alv_"

@@ -139,34 +139,43 @@ def is_sqlite(bind: sa.Engine | sa.Connection) -> bool:
     return bind.dialect.name == "sqlite"
 
 
-def driver_rows(conn: sa.Connection, sql: str, params: Sequence[Any] = (),
-                name: str | None = None) -> Iterator[tuple[Any, ...]]:
-    """The rows of one read straight from the driver's cursor, in ``conn``'s transaction.
+def driver_execute(conn: sa.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
+    """Run one statement straight through the driver, inside ``conn``'s transaction.
 
-    For reads of thousands of rows on the hot paths (ingest prefetch, traces, rescreen),
-    where SQLAlchemy's per-row work costs more than the query. ``sql`` uses ``?``
-    placeholders. ``name``: on PostgreSQL, a named (server-side) cursor, so that memory
-    stays flat over a million rows.
+    For the fixed statements of every write and every checkpoint read: SQLAlchemy's
+    per-statement work (building, cache key, execution context) costs several times the
+    statement itself there. ``sql`` uses ``?`` placeholders; a driver error is raised
+    as SQLAlchemy's own (OperationalError and so on), as a Core statement would raise it.
+    Returns the driver's cursor.
     """
     if conn.dialect.paramstyle != "qmark":
         sql = sql.replace("?", "%s")
+    dbapi = conn.dialect.loaded_dbapi
+    try:
+        return conn.connection.driver_connection.execute(sql, params)  # type: ignore[union-attr]
+    except dbapi.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql, params, exc, dbapi.Error) from exc
+
+
+def driver_rows(conn: sa.Connection, sql: str, params: Sequence[Any] = (),
+                name: str | None = None) -> Iterator[tuple[Any, ...]]:
+    """The rows of one read straight from the driver (:func:`driver_execute`).
+
+    For reads of thousands of rows on the hot paths (ingest prefetch, traces, rescreen),
+    where SQLAlchemy's per-row work costs more than the query. ``name``: on PostgreSQL,
+    a named (server-side) cursor, so that memory stays flat over a million rows.
+    """
     if not conn.in_transaction():
         conn.begin()  # as Core would: the reads of one call see one snapshot
+    if name is None or is_sqlite(conn):
+        yield from driver_execute(conn, sql, params)
+        return
     driver = conn.connection.driver_connection
     assert driver is not None
-    if name is None or is_sqlite(conn):
-        cursor = driver.cursor()
-    else:
-        cursor = driver.cursor(name=name)
+    with driver.cursor(name=name) as cursor:
         cursor.itersize = 20_000
-    try:
-        if params:
-            cursor.execute(sql, params)
-        else:
-            cursor.execute(sql)  # no placeholders to parse
+        cursor.execute(sql.replace("?", "%s"), params or None)
         yield from cursor
-    finally:
-        cursor.close()
 
 
 def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:

@@ -10,7 +10,7 @@ from the rows at the speed of hashing).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +23,7 @@ from ledger.canonical import canonical_text
 from ledger.checkpoint import Checkpoint
 from ledger.db import (
     create_schema,
+    driver_execute,
     entries,
     insert_many,
     is_sqlite,
@@ -128,24 +129,6 @@ class Head:
     size: int
     head_hash: bytes
     frontier: merkle.CompactRange
-
-
-def driver_execute(conn: sa.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
-    """Run one statement straight through the driver, inside ``conn``'s transaction.
-
-    For the fixed statements of every write and every checkpoint read: SQLAlchemy's
-    per-statement work (building, cache key, execution context) costs several times the
-    statement itself there. ``sql`` uses ``?`` placeholders; a driver error is raised
-    as SQLAlchemy's own (OperationalError and so on), as a Core statement would raise it.
-    Returns the driver's cursor.
-    """
-    if conn.dialect.paramstyle != "qmark":
-        sql = sql.replace("?", "%s")
-    dbapi = conn.dialect.loaded_dbapi
-    try:
-        return conn.connection.driver_connection.execute(sql, params)  # type: ignore[union-attr]
-    except dbapi.Error as exc:
-        raise sa.exc.DBAPIError.instance(sql, params, exc, dbapi.Error) from exc
 
 
 _READ_HEAD = "SELECT size, head_hash, frontier FROM log_head WHERE id = 1"

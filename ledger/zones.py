@@ -18,6 +18,7 @@ import shapely
 import sqlalchemy as sa
 from shapely.geometry.base import BaseGeometry
 
+from ledger.db import driver_rows
 from ledger.projections import zones
 
 FAR_FUTURE = np.datetime64("9999-12-31", "D")
@@ -125,7 +126,8 @@ class ZoneSet:
 
         Every zone entry stamps ``last_seq`` with its own seq, which only grows.
         """
-        return int(conn.execute(sa.select(sa.func.max(zones.c.last_seq))).scalar() or 0)
+        (version,), = driver_rows(conn, f"SELECT MAX(last_seq) FROM {zones.name}")
+        return int(version or 0)
 
     @classmethod
     def load(cls, conn: sa.Connection) -> ZoneSet:
