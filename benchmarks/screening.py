@@ -528,10 +528,12 @@ def main(argv: list[str] | None = None) -> None:
             f"{first['seconds']:.2f} s",
             f"{loop_total:,.1f} s per-point loop (extrapolated)",
             fmt_x(speedup, "faster", "slower"),
-            f"<= {TARGET_RESCREEN_S:g} s, >= {TARGET_SPEEDUP:g}x" if full else "",
-            (first["seconds"] <= TARGET_RESCREEN_S and speedup >= TARGET_SPEEDUP)
-            if full else None,
+            f"<= {TARGET_RESCREEN_S:g} s" if full else "",
+            first["seconds"] <= TARGET_RESCREEN_S if full else None,
         )
+        report.row("  faster than the per-point loop by", f"{speedup:.1f}x", "", "",
+                   f">= {TARGET_SPEEDUP:g}x (the issue's aim)" if full else "",
+                   speedup >= TARGET_SPEEDUP if full else None)
         report.row("  new flags appended", f"{first['new_flags']:,}", "",
                    f"{first['tainted']:,} of them taint")
         report.row("  per purchase", f"{per_purchase[label]:.2f} us",
