@@ -178,21 +178,34 @@ def driver_rows(conn: sa.Connection, sql: str, params: Sequence[Any] = (),
         yield from cursor
 
 
-def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """Insert rows in one executemany; on SQLite straight through the driver.
-
-    SQLAlchemy's per-row parameter processing costs more than SQLite's own insert
-    on the bulk paths (ingest, append); PostgreSQL keeps Core's insertmanyvalues.
+def driver_executemany(conn: sa.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """One statement for many rows straight through the driver, in ``conn``'s transaction
+    (``?`` placeholders; driver errors raised as SQLAlchemy's, as in :func:`driver_execute`).
     """
+    if conn.dialect.paramstyle != "qmark":
+        sql = sql.replace("?", "%s")
+    dbapi = conn.dialect.loaded_dbapi
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor()
+    try:
+        cursor.executemany(sql, rows)
+    except dbapi.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql, rows, exc, dbapi.Error) from exc
+    finally:
+        cursor.close()
+
+
+def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows in one executemany, straight through the driver: on the bulk paths
+    (ingest, append, every write's projections) SQLAlchemy's per-statement and per-row
+    work costs more than the database's own insert."""
     if not rows:
-        return
-    if not is_sqlite(conn):
-        conn.execute(table.insert(), rows)
         return
     cols = list(rows[0])
     sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
     pick = operator.itemgetter(*cols) if len(cols) > 1 else (lambda r: (r[cols[0]],))
-    conn.exec_driver_sql(sql, list(map(pick, rows)))
+    driver_executemany(conn, sql, list(map(pick, rows)))
 
 
 def update_many(
@@ -202,16 +215,8 @@ def update_many(
     if not rows:
         return
     cols = [c for c in rows[0] if c != key]
-    if is_sqlite(conn):
-        sql = f"UPDATE {table.name} SET {', '.join(f'{c} = ?' for c in cols)} WHERE {key} = ?"
-        conn.exec_driver_sql(sql, [(*(r[c] for c in cols), r[key]) for r in rows])
-        return
-    stmt = (
-        table.update()
-        .where(table.c[key] == sa.bindparam("k_"))
-        .values({c: sa.bindparam("v_" + c) for c in cols})
-    )
-    conn.execute(stmt, [{"k_": r[key], **{"v_" + c: r[c] for c in cols}} for r in rows])
+    sql = f"UPDATE {table.name} SET {', '.join(f'{c} = ?' for c in cols)} WHERE {key} = ?"
+    driver_executemany(conn, sql, [(*(r[c] for c in cols), r[key]) for r in rows])
 
 
 def create_schema(engine: sa.Engine) -> None:

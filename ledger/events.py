@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from ledger import projections, rules
 from ledger.canonical import canonical_text
 from ledger.config import Settings
-from ledger.db import entries, make_engine
+from ledger.db import driver_rows, entries, make_engine
 from ledger.envelope import Event as Event  # re-exported: what a write takes
 from ledger.errors import Conflict, InputError, LedgerError
 from ledger.keys import SigningKey, load_or_create
@@ -148,10 +148,12 @@ class Session:
         if points:
             self.zones().prime(np.array(points, dtype=float))
         ids = [ev.event_id for ev in events if ev.event_id is not None]
-        if ids:
-            used = set(self.appender.conn.execute(
-                sa.select(entries.c.event_id).where(entries.c.event_id.in_(ids))).scalars())
-            self._fresh_ids.update(set(ids) - used)
+        for k in range(0, len(ids), 500):
+            part = ids[k:k + 500]
+            used = {event_id for event_id, in driver_rows(
+                self.appender.conn, f"SELECT event_id FROM {entries.name} "
+                                    f"WHERE event_id IN ({', '.join('?' * len(part))})", part)}
+            self._fresh_ids.update(set(part) - used)
 
 
 # Payload fields naming something the rules or screening look up (a seller may be an actor).
