@@ -144,7 +144,10 @@ class Session:
                 wanted[table].add(key)
         for table, keys in wanted.items():
             self.state.prefetch(table, keys)
-        points = purchase_points(ev.payload for ev in events if ev.kind == "parcel.purchased")
+        sites = self.state.cache["sites"]
+        points = purchase_points((ev.payload for ev in events if ev.kind == "parcel.purchased"),
+                                 lambda site_id: (sites.get(site_id) or {}).get("location")
+                                 if isinstance(site_id, str) else None)
         if points:
             self.zones().prime(np.array(points, dtype=float))
         ids = [ev.event_id for ev in events if ev.event_id is not None]

@@ -112,12 +112,20 @@ def point_of(geometry: dict[str, Any]) -> tuple[float, float]:
     return (x, y)
 
 
-def purchase_points(payloads: Iterable[dict[str, Any]]) -> list[tuple[float, float]]:
-    """The dig points of the purchases among ``payloads`` (to prime the zone trees with)."""
+def purchase_points(payloads: Iterable[dict[str, Any]],
+                    site_location: Callable[[Any], str | None]) -> list[tuple[float, float]]:
+    """The points the purchases among ``payloads`` are screened on: the dig point, else
+    the site's location when it is a point (to prime the zone trees with).
+    ``site_location``: a site_id's location GeoJSON text, or None when not at hand."""
     points = []
     for payload in payloads:
         dig = payload.get("dig_location")
-        xy = dig.get("coordinates") if isinstance(dig, dict) else None
+        if dig is None:
+            text = site_location(payload.get("site_id"))
+            dig = json.loads(text) if text is not None else None
+        xy = None
+        if isinstance(dig, dict) and dig.get("type") == "Point":
+            xy = dig.get("coordinates")
         # Not validated yet: what is not a pair of numbers is left to the schema.
         if isinstance(xy, list) and len(xy) >= 2 and all(
                 type(c) in (int, float) for c in xy[:2]):
