@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -180,3 +184,33 @@ def fmt_x(factor: float, better: str, worse: str) -> str:
     if factor >= 1:
         return f"{factor:.1f}x {better}" if factor < 100 else f"{factor:,.0f}x {better}"
     return f"{1 / factor:.1f}x {worse}"
+
+
+# -- the working folder and the machine ------------------------------------------------------
+
+
+def workdir(name: str) -> Path:
+    """A fresh temporary folder for one benchmark run (see :func:`done_with`)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"alluvial-bench-{name}-"))
+    progress(f"working in {tmp}")
+    return tmp
+
+
+def done_with(tmp: Path, keep: bool) -> None:
+    """Remove the benchmark's folder, unless asked to keep it."""
+    if keep:
+        progress(f"kept {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def drop_sqlite(url: str) -> None:
+    """Delete a SQLite ledger's files, to free the disk (1M events take about 0.9 GB)."""
+    for extra in ("", "-wal", "-shm"):
+        Path(url.removeprefix("sqlite:///") + extra).unlink(missing_ok=True)
+
+
+def machine() -> str:
+    """What the figures were measured on, for a report's title."""
+    return f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+

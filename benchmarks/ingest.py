@@ -34,10 +34,8 @@ import collections
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -47,11 +45,14 @@ import sqlalchemy as sa
 
 from benchmarks._common import (
     Report,
+    done_with,
     fmt_rate,
+    machine,
     peak_rss_mb,
     progress,
     rate,
     stage,
+    workdir,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -272,8 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     if n < 100 or small >= n:
         parser.error("--size must be at least 100 and larger than --small")
 
-    tmp = Path(tempfile.mkdtemp(prefix="alluvial-bench-ingest-"))
-    progress(f"working in {tmp}")
+    tmp = workdir("ingest")
     load_start = os.getloadavg()[0]
     try:
         runs = [measure(tmp, small, "small", args.keep), measure(tmp, n, "full", args.keep)]
@@ -287,15 +287,12 @@ def main(argv: list[str] | None = None) -> None:
                           f"sqlite:///{tmp / 'profile.db'}", str(args.profile.resolve()))
             progress(f"profile written to {args.profile}")
     finally:
-        if args.keep:
-            progress(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        done_with(tmp, args.keep)
     load_end = os.getloadavg()[0]
 
     report = Report(
         f"benchmarks.ingest: N = {n:,} mixed events, SQLite (WAL, synchronous=NORMAL), "
-        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}; load average "
+        f"{machine()}; load average "
         f"{load_start:.2f} at start, {load_end:.2f} at end"
     )
     s, f = runs

@@ -30,10 +30,8 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -47,9 +45,11 @@ from benchmarks._common import (
     PEAK_RSS_SOURCE,
     Report,
     Stopwatch,
+    done_with,
     fmt_ms,
     fmt_rate,
     fmt_x,
+    machine,
     median_ms,
     peak_rss_mb,
     percentile_ms,
@@ -57,6 +57,7 @@ from benchmarks._common import (
     rate,
     stage,
     timed_calls,
+    workdir,
 )
 from ledger import merkle
 from ledger.db import entries, make_engine
@@ -707,8 +708,7 @@ def main(argv: list[str] | None = None) -> None:
     if n < 2:
         parser.error("--size must be at least 2")
 
-    tmp = Path(tempfile.mkdtemp(prefix="alluvial-bench-"))
-    progress(f"working in {tmp}")
+    tmp = workdir("log")
     load_start = os.getloadavg()[0]
     try:
         key_file = tmp / "log.key"
@@ -725,7 +725,7 @@ def main(argv: list[str] | None = None) -> None:
             key_file=key_file,
             report=Report(
                 f"benchmarks.log: N = {n:,} entries, SQLite (WAL, synchronous=NORMAL), "
-                f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+                f"{machine()}"
             ),
         )
         b.report.put(size=n, txn=b.txn, flush=b.flush, pymerkle_size=b.pm_n, small_size=b.small)
@@ -740,10 +740,7 @@ def main(argv: list[str] | None = None) -> None:
             f"; load average {load_start:.2f} at start, {os.getloadavg()[0]:.2f} at end"
         )
     finally:
-        if args.keep:
-            progress(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        done_with(tmp, args.keep)
     b.report.print()
 
 

@@ -38,10 +38,8 @@ import json
 import math
 import os
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -55,13 +53,16 @@ import shapely
 from benchmarks._common import (
     Report,
     Stopwatch,
+    done_with,
+    drop_sqlite,
     fmt_ms,
     fmt_x,
+    machine,
     median_ms,
     peak_rss_mb,
     percentile_ms,
-    progress,
     stage,
+    workdir,
 )
 from benchmarks.ingest import Ticker, load_note, run_child
 
@@ -487,29 +488,24 @@ def main(argv: list[str] | None = None) -> None:
     if small >= n or args.sites > args.zones:
         parser.error("--small must be below --size, --sites at most --zones")
 
-    tmp = Path(tempfile.mkdtemp(prefix="alluvial-bench-screening-"))
-    progress(f"working in {tmp}")
+    tmp = workdir("screening")
     load_start = os.getloadavg()[0]
     world = World(args.zones, args.risks, args.sites)
     try:
         s = measure(tmp, world, small, "small", args.sample, None)
         if not args.keep:  # free the disk before the big ledger
-            for extra in ("", "-wal", "-shm"):
-                Path(s["url"].removeprefix("sqlite:///") + extra).unlink(missing_ok=True)
+            drop_sqlite(s["url"])
         f = measure(tmp, world, n, "full", args.sample, args.profile)
         with stage(f"{args.writes} single writes with and without screening ({load_note()})"):
             w = single_writes(world, f["url"], f["key_file"], args.writes)
     finally:
-        if args.keep:
-            progress(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        done_with(tmp, args.keep)
     load_end = os.getloadavg()[0]
 
     report = Report(
         f"benchmarks.screening: N = {n:,} purchases, {args.zones:,} licence zones, "
-        f"{args.risks} risk areas, {args.sites:,} sites, SQLite, {os.cpu_count()} CPUs, Python "
-        f"{sys.version.split()[0]}; load average {load_start:.2f} at start, "
+        f"{args.risks} risk areas, {args.sites:,} sites, SQLite, {machine()}"
+        f"; load average {load_start:.2f} at start, "
         f"{load_end:.2f} at end"
     )
     per_purchase: dict[str, float] = {}

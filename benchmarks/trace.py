@@ -32,10 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import statistics
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -47,13 +44,16 @@ import sqlalchemy as sa
 from benchmarks._common import (
     Report,
     Stopwatch,
+    done_with,
+    drop_sqlite,
     fmt_ms,
     fmt_x,
+    machine,
     median_ms,
     percentile_ms,
-    progress,
     stage,
     timed_calls,
+    workdir,
 )
 from benchmarks.ingest import Ticker, fresh_ledger, load_note, write_lines
 
@@ -297,8 +297,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--small must be at least {need:,} (the lineage is {7 * p + 1:,} events) "
                      "and --size larger")
 
-    tmp = Path(tempfile.mkdtemp(prefix="alluvial-bench-trace-"))
-    progress(f"working in {tmp}")
+    tmp = workdir("trace")
     load_start = os.getloadavg()[0]
     runs: dict[str, dict[str, Any]] = {}
     try:
@@ -310,19 +309,15 @@ def main(argv: list[str] | None = None) -> None:
                 with stage("pyinstrument over the traces"):
                     profile_trace(url, args.runs, args.profile)
             if not args.keep:  # a ledger of N events is about 0.8 GB
-                for extra in ("", "-wal", "-shm"):
-                    Path(url.removeprefix("sqlite:///") + extra).unlink(missing_ok=True)
+                drop_sqlite(url)
     finally:
-        if args.keep:
-            progress(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        done_with(tmp, args.keep)
     load_end = os.getloadavg()[0]
 
     report = Report(
         f"benchmarks.trace: backward trace of an export of {p} parcels, 6 custody steps "
-        f"deep, in a ledger of N = {n:,} events, SQLite, {os.cpu_count()} CPUs, Python "
-        f"{sys.version.split()[0]}; load average {load_start:.2f} at start, "
+        f"deep, in a ledger of N = {n:,} events, SQLite, {machine()}"
+        f"; load average {load_start:.2f} at start, "
         f"{load_end:.2f} at end"
     )
     s, f = runs["small"], runs["full"]
