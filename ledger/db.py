@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -139,22 +139,32 @@ def is_sqlite(bind: sa.Engine | sa.Connection) -> bool:
     return bind.dialect.name == "sqlite"
 
 
-def driver_execute(conn: sa.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
-    """Run one statement straight through the driver, inside ``conn``'s transaction.
-
-    For the fixed statements of every write and every checkpoint read: SQLAlchemy's
-    per-statement work (building, cache key, execution context) costs several times the
-    statement itself there. ``sql`` uses ``?`` placeholders; a driver error is raised
-    as SQLAlchemy's own (OperationalError and so on), as a Core statement would raise it.
-    Returns the driver's cursor.
-    """
+@contextmanager
+def _through_driver(conn: sa.Connection, sql: str,
+                    params: Any) -> Iterator[tuple[Any, str]]:
+    """The driver's connection and ``sql`` (``?`` placeholders) in the driver's paramstyle;
+    a driver error is raised as SQLAlchemy's own, as a Core statement would raise it."""
     if conn.dialect.paramstyle != "qmark":
         sql = sql.replace("?", "%s")
     dbapi = conn.dialect.loaded_dbapi
+    driver = conn.connection.driver_connection
+    assert driver is not None
     try:
-        return conn.connection.driver_connection.execute(sql, params)  # type: ignore[union-attr]
+        yield driver, sql
     except dbapi.Error as exc:
         raise sa.exc.DBAPIError.instance(sql, params, exc, dbapi.Error) from exc
+
+
+def driver_execute(conn: sa.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
+    """Run one statement straight through the driver, inside ``conn``'s transaction;
+    returns the driver's cursor.
+
+    For the fixed statements of every write and every checkpoint read: SQLAlchemy's
+    per-statement work (building, cache key, execution context) costs several times the
+    statement itself there.
+    """
+    with _through_driver(conn, sql, params) as (driver, sql):
+        return driver.execute(sql, params)
 
 
 def driver_rows(conn: sa.Connection, sql: str, params: Sequence[Any] = (),
@@ -170,30 +180,17 @@ def driver_rows(conn: sa.Connection, sql: str, params: Sequence[Any] = (),
     if name is None or is_sqlite(conn):
         yield from driver_execute(conn, sql, params)
         return
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    with driver.cursor(name=name) as cursor:
+    with _through_driver(conn, sql, params) as (driver, sql), \
+            driver.cursor(name=name) as cursor:
         cursor.itersize = 20_000
-        cursor.execute(sql.replace("?", "%s"), params or None)
+        cursor.execute(sql, params or None)
         yield from cursor
 
 
 def driver_executemany(conn: sa.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
-    """One statement for many rows straight through the driver, in ``conn``'s transaction
-    (``?`` placeholders; driver errors raised as SQLAlchemy's, as in :func:`driver_execute`).
-    """
-    if conn.dialect.paramstyle != "qmark":
-        sql = sql.replace("?", "%s")
-    dbapi = conn.dialect.loaded_dbapi
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    cursor = driver.cursor()
-    try:
+    """One statement for many rows straight through the driver, in ``conn``'s transaction."""
+    with _through_driver(conn, sql, rows) as (driver, sql), closing(driver.cursor()) as cursor:
         cursor.executemany(sql, rows)
-    except dbapi.Error as exc:
-        raise sa.exc.DBAPIError.instance(sql, rows, exc, dbapi.Error) from exc
-    finally:
-        cursor.close()
 
 
 def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
