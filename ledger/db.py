@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, nullcontext
 from typing import Any
 
 import sqlalchemy as sa
@@ -127,11 +127,14 @@ def _configure_sqlite(engine: sa.Engine) -> None:
 
 
 @contextmanager
-def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
-    """A transaction holding the database's write lock from its first statement."""
+def write_transaction(engine: sa.Engine, bulk: bool = False) -> Iterator[sa.Connection]:
+    """A transaction holding the database's write lock from its first statement.
+
+    ``bulk``: a long transaction (ingest, rebuild), given a larger SQLite page cache until
+    it has committed (:func:`bulk_cache`)."""
     with engine.connect() as conn:
         conn = conn.execution_options(ledger_write=True)
-        with conn.begin():
+        with bulk_cache(conn) if bulk else nullcontext(), conn.begin():
             yield conn
 
 
@@ -153,6 +156,28 @@ def _through_driver(conn: sa.Connection, sql: str,
         yield driver, sql
     except dbapi.Error as exc:
         raise sa.exc.DBAPIError.instance(sql, params, exc, dbapi.Error) from exc
+
+
+# SQLite's page cache for one bulk write (ingest, rebuild, rescreen), in KiB: with the
+# default 2 MiB, a transaction of a million events spills and re-reads index pages; a
+# larger cache was slower again (benchmarks/ingest.py: 64 MiB best of 2, 64, 256).
+BULK_CACHE_KIB = 64 << 10
+
+
+@contextmanager
+def bulk_cache(conn: sa.Connection) -> Iterator[None]:
+    """A larger SQLite page cache on ``conn`` while a bulk write runs; the connection
+    goes back to the pool with its own size. Outside a transaction; PostgreSQL: nothing
+    to do."""
+    if not is_sqlite(conn):
+        yield
+        return
+    (size,) = driver_execute(conn, "PRAGMA cache_size").fetchone()
+    driver_execute(conn, f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        driver_execute(conn, f"PRAGMA cache_size = {int(size)}")
 
 
 def driver_execute(conn: sa.Connection, sql: str, params: Sequence[Any] = ()) -> Any:

@@ -228,8 +228,9 @@ class Ledger:
             return s._append("actor.registered", ADMIN, payload, None)
 
     @contextmanager
-    def session(self, batch: int = 5000) -> Iterator[Session]:
-        with self.log.writer(batch) as appender:
+    def session(self, batch: int = 5000, bulk: bool = False) -> Iterator[Session]:
+        """One write transaction; ``bulk``: a long one (ingest), given a larger page cache."""
+        with self.log.writer(batch, bulk) as appender:
             session = Session(self, appender, State(appender.conn))
             yield session
             session.state.flush()
@@ -252,7 +253,7 @@ class Ledger:
 
     def rebuild(self) -> str:
         """Drop the projections and fold every entry again; return the projection digest."""
-        with self.log.writer() as appender:
+        with self.log.writer(bulk=True) as appender:
             conn = appender.conn
             projections.drop(conn)
             projections.create(conn)

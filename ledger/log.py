@@ -295,9 +295,11 @@ class Log:
             )
 
     @contextmanager
-    def writer(self, batch: int = 5000) -> Iterator[Appender]:
-        """One write transaction: all its entries commit with their checkpoint, or nothing does."""
-        with write_transaction(self.engine) as conn:
+    def writer(self, batch: int = 5000, bulk: bool = False) -> Iterator[Appender]:
+        """One write transaction: all its entries commit with their checkpoint, or nothing does.
+
+        ``bulk``: a long transaction (ingest, rebuild), given a larger page cache."""
+        with write_transaction(self.engine, bulk) as conn:
             appender = Appender(conn, read_head(conn, lock=True), self.clock, batch)
             yield appender
             appender.finish(self.key)

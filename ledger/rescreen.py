@@ -37,7 +37,7 @@ class RescreenReport:
 
 def rescreen(ledger: Ledger, progress: Callable[[str], None] | None = None) -> RescreenReport:
     report = RescreenReport()
-    with ledger.session() as session:
+    with ledger.session(bulk=True) as session:
         conn = session.appender.conn
         zones = ZoneSet.load(conn)
         session._zones = zones
