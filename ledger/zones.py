@@ -85,6 +85,8 @@ class _Tree:
     def query_xy(self, xy: tuple[float, float], day: str) -> list[Zone]:
         """Zones valid on ``day`` that cover the point (boundary in: a point that
         intersects a polygon is covered by it)."""
+        if not self.zones:
+            return []  # no zone of this type: no point to build and query
         hits = self._near.get(xy)
         if hits is None:
             hits = sorted(self.tree.query(shapely.Point(xy), predicate="intersects").tolist())
