@@ -23,6 +23,7 @@ from webui.auth import TokenCache
 from webui.http import MAX_BODY
 from webui.services import Services
 from webui.writer import GroupWriter
+from webui.writer_process import WriterProcess
 
 
 def _settings(config: Mapping[str, Any]) -> Settings:
@@ -35,20 +36,29 @@ def _settings(config: Mapping[str, Any]) -> Settings:
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
-    # WRITE_LINGER: how long a group commit waits for more writes to join (like
-    # PostgreSQL's commit_delay): a little latency for fewer, larger transactions.
-    app.config.from_mapping(MAX_CONTENT_LENGTH=MAX_BODY, WRITE_LINGER=0.002)
+    # WRITER_PROCESS: commit the groups of writes in a process of their own (`alluvial
+    # serve`; webui.writer_process). WRITE_LINGER: how long a group commit waits for
+    # more writes to join (like PostgreSQL's commit_delay), when the groups are committed
+    # in this process: a little latency for fewer, larger transactions. A writer process
+    # needs none: the writes that arrive while it commits one group form the next.
+    app.config.from_mapping(MAX_CONTENT_LENGTH=MAX_BODY, WRITER_PROCESS=False)
     if test_config is not None:
         app.config.from_mapping(test_config)
+    process = app.config["WRITER_PROCESS"]
+    app.config.setdefault("WRITE_LINGER", 0.0 if process else 0.002)
     book: Ledger | None = app.config.get("LEDGER")
     if book is None:
         settings = _settings(app.config)
         app.config["SECRET_KEY"] = settings.secret_key or secrets.token_hex(32)
         book = Ledger.open(settings)
+    elif process:
+        raise ValueError("WRITER_PROCESS needs DATABASE_URL and LOG_KEY, not an open LEDGER")
     accounts.create_tables(book.engine)
+    writer = GroupWriter(book, linger=app.config["WRITE_LINGER"],
+                         process=WriterProcess(settings) if process else None)
     app.extensions["alluvial"] = Services(
-        ledger=book, writer=GroupWriter(book, linger=app.config["WRITE_LINGER"]),
-        tokens=TokenCache(book.engine), vkey=book.log.verifier.to_vkey())
+        ledger=book, writer=writer, tokens=TokenCache(book.engine),
+        vkey=book.log.verifier.to_vkey())
     sessions.init_app(app)
     errors.init_app(app)
     reqlog.init_app(app)

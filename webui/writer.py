@@ -18,6 +18,10 @@ transaction reads which of its tokens still exist, and refuses (401) the writes 
 token deleted meanwhile, so that the request itself may take its principal from
 memory (webui.auth.TokenCache).
 
+`alluvial serve` commits the groups in a writer process of their own
+(:mod:`webui.writer_process`), so that the web process's interpreter lock is free
+for other requests meanwhile; the groups are formed here all the same.
+
 This is the only concurrency the web layer adds; the rules and the log are the
 ledger's. Two events with one event_id never share a group, so a retry racing its
 original is answered as a repeat with the original's flags.
@@ -33,6 +37,7 @@ from dataclasses import dataclass
 from ledger.accounts import Unauthenticated, live_tokens
 from ledger.errors import LedgerError
 from ledger.events import Event, Ledger, WriteResult
+from webui.writer_process import WriterProcess
 
 
 @dataclass
@@ -51,10 +56,13 @@ class _Partial(Exception):
 class GroupWriter:
     """Writes events for concurrent callers, committing them in groups."""
 
-    def __init__(self, ledger: Ledger, max_group: int = 128, linger: float = 0.0) -> None:
+    def __init__(self, ledger: Ledger, max_group: int = 128, linger: float = 0.0,
+                 process: WriterProcess | None = None) -> None:
         self.ledger = ledger
         self.max_group = max_group
         self.linger = linger
+        # Where the groups are committed: here, or in a writer process of their own.
+        self.process = process
         self._queue: deque[_Pending] = deque()
         self._queue_lock = threading.Lock()
         # Guards _leading and the done flags; waiters sleep on it until their group commits.
@@ -91,6 +99,11 @@ class GroupWriter:
         assert pending.result is not None
         return pending.result
 
+    def close(self) -> None:
+        """Stop the writer process, if the groups are committed in one."""
+        if self.process is not None:
+            self.process.close()
+
     def _gather(self) -> None:
         """Wait up to ``linger`` seconds while more writes keep arriving: the wait ends
         when none has arrived for a quarter of ``linger`` (woken by each arrival, not
@@ -124,10 +137,14 @@ class GroupWriter:
     def _commit(self, group: list[_Pending]) -> None:
         """Write the group; each member then holds its result or its error, and is done."""
         try:
-            self._commit_together(group)
-        except Exception:
-            for pending in group:
-                self._commit_alone(pending)
+            if self.process is not None:
+                self.process.commit(group)
+                return
+            try:
+                self._commit_together(group)
+            except Exception:
+                for pending in group:
+                    self._commit_alone(pending)
         finally:
             for pending in group:
                 pending.done = True

@@ -23,7 +23,11 @@ SEND_BYTES = 18000  # waitress 2's default: two jumbo-frame payloads
               help="Worker threads: requests served at once.")
 @pass_ctx
 def serve(ctx: Context, host: str, port: int, threads: int) -> None:
-    """Serve the web pages and the /api/v1 REST API until interrupted."""
+    """Serve the web pages and the /api/v1 REST API until interrupted.
+
+    Writes are committed, a group of concurrent ones at a time, by a second process
+    that this one starts and stops (and restarts, should it die).
+    """
     from waitress import create_server
 
     from webui import create_app, reqlog
@@ -31,7 +35,9 @@ def serve(ctx: Context, host: str, port: int, threads: int) -> None:
     app = create_app({"DATABASE_URL": ctx.settings.database_url,
                       "LOG_KEY": str(ctx.settings.log_key_path),
                       "LOG_ORIGIN": ctx.settings.origin,
-                      "SECRET_KEY": ctx.settings.secret_key})
+                      "SECRET_KEY": ctx.settings.secret_key,
+                      # group commits in a process of their own (webui.writer_process)
+                      "WRITER_PROCESS": True})
     reqlog.to_stderr()
     # "Task queue depth is N" is waitress thinking aloud under load, not an error.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
@@ -55,4 +61,6 @@ def serve(ctx: Context, host: str, port: int, threads: int) -> None:
         pass
     finally:
         server.close()
-        app.extensions["alluvial"].ledger.engine.dispose()
+        services = app.extensions["alluvial"]
+        services.writer.close()
+        services.ledger.engine.dispose()

@@ -1,0 +1,99 @@
+"""Group commits in a writer process of their own (`alluvial serve`; webui.writer_process):
+the answers are those of an in-process write, refusals and revoked tokens included, and
+a writer process that dies costs the group in flight one 503, not the server."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from ledger import accounts
+from ledger.config import Settings
+from ledger.events import Ledger
+from tests.conftest import Auth
+from tests.test_api import assert_problem, post, purchase, snapshot
+from tests.test_api import world as world  # the fixture: accounts and parcels
+
+
+@pytest.fixture
+def served(world: Ledger, settings: Settings) -> Iterator[Flask]:
+    """An app over the same database as ``world``, committing in a writer process."""
+    from webui import create_app
+
+    app = create_app({"TESTING": True, "DATABASE_URL": settings.database_url,
+                      "LOG_KEY": str(settings.log_key_path), "LOG_ORIGIN": settings.origin,
+                      "WRITER_PROCESS": True})
+    yield app
+    services = app.extensions["alluvial"]
+    services.writer.close()
+    services.ledger.engine.dispose()
+
+
+def writer_pid(app: Flask) -> int:
+    pid = app.extensions["alluvial"].writer.process.pid
+    assert pid is not None and pid != os.getpid()
+    return int(pid)
+
+
+def test_a_write_is_committed_in_the_writer_process_and_answered_as_in_process(
+        world: Ledger, served: Flask, auth: Auth) -> None:
+    client: FlaskClient = served.test_client()
+    headers = auth.headers("buyer")
+    writer_pid(served)
+    size = world.log.size()
+    first = post(client, headers, "parcel.purchased", purchase("W1"), event_id="w-1")
+    assert first.status_code == 201, first.get_data(as_text=True)
+    body = first.get_json()
+    assert body["seq"] == size + 1 and body["flags"] == []
+    assert body["checkpoint"] == world.log.latest_checkpoint()
+    assert world.log.entry(size + 1).payload["parcel_id"] == "W1"
+    again = post(client, headers, "parcel.purchased", purchase("W1"), event_id="w-1")
+    assert again.status_code == 200 and again.get_json()["seq"] == size + 1
+    flagged = post(client, headers, "parcel.purchased", purchase("W2", site="S-NOWHERE"))
+    assert [f["code"] for f in flagged.get_json()["flags"]] == ["UNREGISTERED_SITE"]
+    before = snapshot(world)
+    assert_problem(post(client, headers, "parcel.purchased", purchase("P1")), 409, "DUPLICATE",
+                   "payload.parcel_id")
+    assert_problem(post(client, headers, "parcel.purchased", purchase("W3"), event_id="w-1"),
+                   409, "EVENT_ID_CONFLICT", "event_id")
+    assert snapshot(world) == before
+
+
+def test_a_deleted_token_is_refused_in_the_writer_process_transaction(
+        world: Ledger, served: Flask, auth: Auth) -> None:
+    client = served.test_client()
+    headers = auth.headers("buyer")
+    assert post(client, headers, "parcel.purchased", purchase("T1")).status_code == 201
+    digest = accounts.token_digest(auth.token("buyer"))
+    with world.engine.begin() as conn:
+        conn.execute(sa.delete(accounts.Token).where(accounts.Token.token_hash == digest))
+    before = snapshot(world)
+    assert_problem(post(client, headers, "parcel.purchased", purchase("T2")), 401,
+                   "UNAUTHENTICATED")
+    assert snapshot(world) == before
+
+
+def test_a_writer_process_that_dies_costs_one_503_then_a_new_one_writes(
+        world: Ledger, served: Flask, auth: Auth) -> None:
+    client = served.test_client()
+    headers = auth.headers("buyer")
+    assert post(client, headers, "parcel.purchased", purchase("D1")).status_code == 201
+    first = writer_pid(served)
+    os.kill(first, signal.SIGKILL)
+    served.extensions["alluvial"].writer.process._process.join(timeout=10)
+    before = snapshot(world)
+    lost = post(client, headers, "parcel.purchased", purchase("D2"), event_id="d-2")
+    assert_problem(lost, 503, "DATABASE_UNAVAILABLE")
+    assert lost.headers["Retry-After"] == "1"
+    assert snapshot(world) == before
+    retried: Any = post(client, headers, "parcel.purchased", purchase("D2"), event_id="d-2")
+    assert retried.status_code == 201, retried.get_data(as_text=True)
+    assert retried.get_json()["seq"] == before[0] + 1
+    assert writer_pid(served) != first

@@ -1,0 +1,139 @@
+"""A process of its own for the group commits of `alluvial serve`.
+
+A group's transaction (rules, append, screening, signing, commit) is Python work
+that would otherwise hold the web process's interpreter lock while every other
+request waits, even a read of the checkpoint. :class:`WriterProcess` runs it in a
+second process: the web process sends a group of events down a pipe, waits for the
+answers without holding its lock, and goes on parsing and answering other requests
+meanwhile. The writes, the rules and the order are exactly those of
+:class:`webui.writer.GroupWriter`, which the writer process runs on its own ledger.
+
+If the writer process dies, the writes of the group in flight are answered 503
+(whether that group committed is not known, so the client retries with the same
+event_id, which SPEC 4 makes safe) and the next group starts a new writer process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import signal
+import threading
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from ledger.config import Settings
+
+if TYPE_CHECKING:
+    from webui.writer import _Pending
+
+# Spawned, not forked: the web process runs threads by the time a writer is restarted,
+# and a fresh interpreter inherits none of its locks or database connections.
+_CONTEXT = multiprocessing.get_context("spawn")
+
+
+class WriterProcess:
+    """The writer process of one app: commits the groups it is sent, one at a time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()  # one group in flight (GroupWriter has one leader)
+        self._process: Any = None
+        self._pipe: Connection | None = None
+        self._start()
+
+    def _start(self) -> None:
+        ours, theirs = _CONTEXT.Pipe()
+        process = _CONTEXT.Process(
+            target=_serve, name="alluvial-writer", daemon=True,
+            args=(theirs, self.settings.database_url, str(self.settings.log_key_path),
+                  self.settings.origin))
+        process.start()
+        theirs.close()
+        self._process, self._pipe = process, ours
+
+    def commit(self, group: list[_Pending]) -> None:
+        """Write the group in the writer process; each member then holds its result or
+        its error (503 when the writer process died on the way)."""
+        with self._lock:
+            if self._pipe is None:
+                self._start()
+            assert self._pipe is not None
+            try:
+                self._pipe.send([(p.event, p.token) for p in group])
+                answers = self._pipe.recv()
+            except (EOFError, OSError) as exc:
+                self._stopped()
+                for pending in group:
+                    pending.result, pending.error = None, _writer_lost(exc)
+                return
+        for pending, (result, error) in zip(group, answers, strict=True):
+            pending.result, pending.error = result, error
+
+    def _stopped(self) -> None:
+        """Forget a writer process that died; the next group starts another."""
+        if self._pipe is not None:
+            self._pipe.close()
+        if self._process is not None:
+            self._process.join(timeout=5)
+        self._process = self._pipe = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else int(self._process.pid)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pipe is not None:
+                with contextlib.suppress(OSError):  # already gone
+                    self._pipe.send(None)
+            self._stopped()
+
+
+def _writer_lost(exc: BaseException) -> sa.exc.OperationalError:
+    """The error a write gets when the writer process died under it: 503, retry."""
+    return sa.exc.OperationalError(
+        "group commit", None, RuntimeError(f"the writer process stopped ({exc!r})"))
+
+
+def _portable(error: BaseException | None) -> BaseException | None:
+    """An error that can cross the pipe and means the same on the other side: the
+    ledger's refusals and SQLAlchemy's errors pickle as they are; anything else is an
+    internal error there too (500), named by its type and message."""
+    if error is None or isinstance(error, sa.exc.SQLAlchemyError):
+        return error
+    from ledger.errors import LedgerError
+
+    if isinstance(error, LedgerError):
+        return error
+    return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+def _serve(pipe: Connection, database_url: str, key_path: str, origin: str) -> None:
+    """The writer process: commit each group received until told to stop or orphaned."""
+    # Ctrl-C in a terminal reaches the whole process group: the web process stops this
+    # one by closing the pipe, after its last group is answered.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from ledger.db import make_engine
+    from ledger.events import Ledger
+    from ledger.keys import load_or_create
+    from webui.writer import GroupWriter, _Pending
+
+    ledger = Ledger(make_engine(database_url), load_or_create(Path(key_path), origin))
+    local = GroupWriter(ledger)
+    try:
+        while True:
+            try:
+                items = pipe.recv()
+            except EOFError:
+                return
+            if items is None:
+                return
+            group = [_Pending(event, token) for event, token in items]
+            local._commit(group)
+            pipe.send([(p.result, _portable(p.error)) for p in group])
+    finally:
+        ledger.engine.dispose()
