@@ -40,9 +40,23 @@ ADMIN = "admin"
 _quote: Callable[[str], str] = json.encoder.encode_basestring
 
 
+_second: tuple[tuple[int, ...], str] = ((), "")
+
+
 def format_ts(moment: datetime) -> str:
-    """RFC 3339 UTC with microseconds and a ``Z``."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:26] + "Z"
+    """RFC 3339 UTC with microseconds and a ``Z``.
+
+    Every entry is stamped: the text up to the second is formatted once a second, not
+    once an entry (``isoformat`` took 3% of a bulk ingest).
+    """
+    global _second
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    key = (moment.second, moment.minute, moment.hour, moment.day, moment.month, moment.year)
+    cached = _second  # read once: another thread may replace it meanwhile
+    if cached[0] != key:
+        cached = _second = (key, moment.replace(microsecond=0, tzinfo=None).isoformat())
+    return f"{cached[1]}.{moment.microsecond:06d}Z"
 
 
 def entry_bytes(

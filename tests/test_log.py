@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import rfc8785
@@ -16,7 +17,7 @@ from ledger.checkpoint import Checkpoint
 from ledger.db import checkpoints, entries
 from ledger.errors import LedgerError
 from ledger.events import Ledger
-from ledger.log import Log, entry_bytes
+from ledger.log import Log, entry_bytes, format_ts
 
 FIXTURE_CHECKS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -96,6 +97,22 @@ def test_assembled_entry_bytes_equal_rfc8785(
         return
     payload_text = rfc8785.dumps(payload).decode()
     assert entry_bytes(seq, ts, kind, actor, payload_text, event_id, "ab" * 32) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(moment=st.datetimes(timezones=st.sampled_from(
+    [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-11))])),
+    later=st.integers(min_value=0, max_value=3_000_000))
+def test_entry_time_is_rfc3339_utc_with_microseconds(moment: datetime, later: int) -> None:
+    """The text formatted once a second must never stick to the next one."""
+    for m in (moment, moment + timedelta(microseconds=later)):
+        try:
+            expected = m.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        except OverflowError:
+            return
+        if m.astimezone(UTC).year < 1000:
+            expected = f"{m.astimezone(UTC).year:04d}" + expected[expected.index("-"):]
+        assert format_ts(m) == expected
 
 
 def test_checkpoint_after_every_write_transaction(log: Log) -> None:
