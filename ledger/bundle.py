@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ledger import merkle
-from ledger.bundle_verify import Bundle, Consistency, Item, manifest_text
+from ledger.bundle_format import Bundle, Consistency, Item, manifest_text
 from ledger.checkpoint import Checkpoint
 from ledger.custody import trace
 from ledger.db import entries

@@ -67,7 +67,7 @@ class Share:
 
 
 class Logged(Protocol):
-    """An entry of the bundle whose hash and proof held (``bundle_verify.Item``)."""
+    """An entry of the bundle whose hash and proof held (``bundle_format.Item``)."""
 
     @property
     def entry(self) -> dict[str, Any]: ...

@@ -1,7 +1,8 @@
 """Offline verification of a provenance bundle (SPEC 7): the verifier's core.
 
-It parses the bundle, checks the signatures, proofs, chain and manifest, and reports;
-the custody replay and re-screening are :mod:`ledger.bundle_replay`, the RFC 8785 bytes
+It checks the signatures, proofs, chain and manifest of a bundle, and reports; the
+bundle's parts are parsed and shape-checked by :mod:`ledger.bundle_format`, the custody
+replay and re-screening are :mod:`ledger.bundle_replay`, the RFC 8785 bytes
 :mod:`ledger.jcs`. Together they import only the standard library, ``ledger.merkle``
 (RFC 9162 proofs) and ``ledger.keys``/``ledger.checkpoint``/``ledger.errors`` (signed
 notes over the ``cryptography`` Ed25519 primitive), so they can be vendored or ported on
@@ -65,247 +66,24 @@ shows both in the manifest and as a custody graph that no longer balances.
 from __future__ import annotations
 
 import base64
-import binascii
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 from ledger import jcs, merkle
+from ledger.bundle_format import (
+    ZERO_HASH,
+    Bundle,
+    Item,
+    Manifest,
+    _fast_entry_hash,
+    entry_hash,
+)
 from ledger.bundle_replay import Share, replay
 from ledger.checkpoint import Checkpoint
 from ledger.errors import InputError, LedgerError, VerificationError
-from ledger.keys import VerifierKey, decode_base64, open_note
-
-FORMAT = "alluvial-bundle/1"
-MANIFEST_HEADER = f"{FORMAT} manifest"
-TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
-ENTRY_KEYS = frozenset({"seq", "ts", "kind", "actor", "payload", "event_id", "prev"})
-ZERO_HASH = "0" * 64
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-_RUN = re.compile(r"([1-9][0-9]*)(?:-([1-9][0-9]*))?")
-MAX_ENTRIES = 10_000_000  # a manifest listing more is refused before it is expanded
-
-
-# -- entry hashing (SPEC 3) ------------------------------------------------------------------
-def entry_hash(entry: dict[str, Any]) -> bytes:
-    """SPEC 3: SHA-256(0x00 || JCS(entry)), the entry's Merkle leaf hash."""
-    return merkle.leaf_hash(jcs.canonical_bytes(entry))
-
-
-def _fast_entry_hash(entry: dict[str, Any]) -> bytes:
-    """entry_hash for values :func:`ledger.jcs.loads` found JCS-safe (one C encoder call)."""
-    return merkle.leaf_hash(jcs.fast_canonical_bytes(entry))
-
-
-# -- the manifest ---------------------------------------------------------------------------
-def manifest_text(origin: str, certificate_no: str, size: int, root: bytes,
-                  seqs: Iterable[int]) -> str:
-    """The note text the log signs for a bundle (module docstring)."""
-    ordered = sorted(set(seqs))
-    runs: list[list[int]] = []
-    for seq in ordered:
-        if runs and seq == runs[-1][1] + 1:
-            runs[-1][1] = seq
-        else:
-            runs.append([seq, seq])
-    tokens = [str(a) if a == b else f"{a}-{b}" for a, b in runs]
-    lines, line = [], ""
-    for token in tokens:
-        if line and len(line) + 1 + len(token) > 100:
-            lines.append(line)
-            line = ""
-        line = f"{line} {token}" if line else token
-    lines += [line] if line else []
-    head = [MANIFEST_HEADER, f"origin {origin}", f"certificate {certificate_no}",
-            f"checkpoint {size} {base64.b64encode(root).decode('ascii')}",
-            f"entries {len(ordered)}"]
-    return "\n".join(head + lines) + "\n"
-
-
-@dataclass(frozen=True)
-class Manifest:
-    origin: str
-    certificate_no: str
-    size: int
-    root: bytes
-    seqs: tuple[int, ...]
-
-    @classmethod
-    def from_text(cls, text: str) -> Manifest:
-        """Parse the signed text strictly; the one spelling manifest_text writes."""
-        lines = text[:-1].split("\n") if text.endswith("\n") else []
-        if len(lines) < 5 or lines[0] != MANIFEST_HEADER:
-            raise InputError(f"it does not start with {MANIFEST_HEADER!r} and four more lines.")
-        fields = []
-        for line, name in zip(lines[1:5], ("origin", "certificate", "checkpoint", "entries"),
-                              strict=True):
-            if not line.startswith(name + " "):
-                raise InputError(f"line {line!r} should start with {name!r}.")
-            fields.append(line[len(name) + 1:])
-        size, _, root_b64 = fields[2].partition(" ")
-        if not (size.isdigit() and fields[3].isdigit() and int(fields[3]) <= MAX_ENTRIES):
-            raise InputError("its checkpoint size or entry count is not a number in range.")
-        count, seqs = int(fields[3]), list[int]()
-        for token in " ".join(lines[5:]).split(" ") if lines[5:] else []:
-            match = _RUN.fullmatch(token)
-            first, last = (int(match[1]), int(match[2] or match[1])) if match else (0, 0)
-            if not match or last < first + (match[2] is not None) or (seqs and first <= seqs[-1]):
-                raise InputError(f"{token!r} is not an ascending seq or seq range.")
-            if len(seqs) + last - first >= count:
-                raise InputError(f"it lists more entries than the {count} it counts.")
-            seqs.extend(range(first, last + 1))
-        if len(seqs) != count:
-            raise InputError(f"it lists {len(seqs)} entries, not the {count} it counts.")
-        root = decode_base64(root_b64, "its checkpoint root")
-        made = cls(fields[0], fields[1], int(size), root, tuple(seqs))
-        if manifest_text(made.origin, made.certificate_no, made.size, root, seqs) != text:
-            raise InputError("it is not in canonical form.")
-        return made
-
-
-# -- the bundle as parsed ------------------------------------------------------------------
-@dataclass(frozen=True)
-class Item:
-    """One entry of the bundle with its inclusion proof; ``where`` names it in reports."""
-
-    entry: dict[str, Any]
-    index: int
-    hashes: tuple[bytes, ...]
-    where: str = field(default="", compare=False)
-
-    @property
-    def seq(self) -> int:
-        seq: int = self.entry["seq"]
-        return seq
-
-
-@dataclass(frozen=True)
-class Consistency:
-    old_size: int
-    hashes: tuple[bytes, ...]
-
-
-def _hashes(value: Any, where: str) -> tuple[bytes, ...]:
-    """SHA-256 hashes in canonical base64 (one text per hash, so no malleability)."""
-    if not isinstance(value, list):
-        raise VerificationError(f"{where}: must be a list of base64 hashes.")
-    out = []
-    for i, h in enumerate(value):
-        try:
-            raw = binascii.a2b_base64(h, strict_mode=True) if isinstance(h, str) else b""
-        except (binascii.Error, ValueError):
-            raw = b""
-        if len(raw) != merkle.HASH_SIZE or binascii.b2a_base64(raw, newline=False) != \
-                h.encode("ascii"):
-            raise VerificationError(f"{where}[{i}]: is not canonical base64 of 32 bytes.")
-        out.append(raw)
-    return tuple(out)
-
-
-def _obj(value: Any, where: str, required: set[str], optional: frozenset[str] = frozenset()
-         ) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise VerificationError(f"{where}: must be a JSON object.")
-    missing, extra = required - set(value), set(value) - required - optional
-    if missing or extra:
-        what = f"lacks {sorted(missing)}" if missing else f"has unexpected keys {sorted(extra)}"
-        raise VerificationError(f"{where}: {what}.")
-    return value
-
-
-def _int(value: Any, where: str, least: int) -> int:
-    if type(value) is not int or value < least:
-        raise VerificationError(f"{where}: must be an integer >= {least}.")
-    return value
-
-
-def _str(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise VerificationError(f"{where}: must be a string.")
-    return value
-
-
-def _item(value: Any, i: int) -> Item:
-    where = f"entries[{i}]"
-    obj = _obj(value, where, {"entry", "proof"})
-    entry = _obj(obj["entry"], f"{where}.entry", set(ENTRY_KEYS))
-    seq = _int(entry["seq"], f"{where}.entry.seq", 1)
-    where = f"entries[{i}] (seq {seq})"
-    for name in ("ts", "kind", "actor"):
-        _str(entry[name], f"{where}: {name}")
-    if not isinstance(entry["payload"], dict):
-        raise VerificationError(f"{where}: payload must be a JSON object.")
-    if entry["event_id"] is not None:
-        _str(entry["event_id"], f"{where}: event_id")
-    if not isinstance(entry["prev"], str) or not _HEX64.fullmatch(entry["prev"]):
-        raise VerificationError(f"{where}: prev must be 64 lowercase hex digits.")
-    proof = _obj(obj["proof"], f"{where}: proof", {"index", "hashes"})
-    index = _int(proof["index"], f"{where}: proof.index", 0)
-    return Item(entry, index, _hashes(proof["hashes"], f"{where}: proof.hashes"), where)
-
-
-@dataclass(frozen=True)
-class Bundle:
-    """A provenance bundle whose shape is checked (not yet its signatures or proofs)."""
-
-    certificate_no: str
-    origin: str
-    vkey: str
-    checkpoint: str
-    items: tuple[Item, ...]
-    manifest: str
-    consistency: Consistency | None = None
-
-    @classmethod
-    def from_json(cls, doc: Any) -> Bundle:
-        """Check the shape; VerificationError naming the first part that is malformed."""
-        top = _obj(doc, "bundle", {"format", "certificate_no", "log", "checkpoint", "entries",
-                                   "manifest"}, frozenset({"consistency"}))
-        if top["format"] != FORMAT:
-            raise VerificationError(f"format: {top['format']!r} is not {FORMAT!r}.")
-        log = _obj(top["log"], "log", {"origin", "vkey"})
-        if not isinstance(top["entries"], list):
-            raise VerificationError("entries: must be a list.")
-        consistency = None
-        if "consistency" in top:
-            c = _obj(top["consistency"], "consistency", {"old_size", "hashes"})
-            consistency = Consistency(_int(c["old_size"], "consistency.old_size", 1),
-                                      _hashes(c["hashes"], "consistency.hashes"))
-        return cls(
-            certificate_no=_str(top["certificate_no"], "certificate_no"),
-            origin=_str(log["origin"], "log.origin"),
-            vkey=_str(log["vkey"], "log.vkey"),
-            checkpoint=_str(top["checkpoint"], "checkpoint"),
-            items=tuple(_item(v, i) for i, v in enumerate(top["entries"])),
-            manifest=_str(top["manifest"], "manifest"),
-            consistency=consistency,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "format": FORMAT,
-            "certificate_no": self.certificate_no,
-            "log": {"origin": self.origin, "vkey": self.vkey},
-            "checkpoint": self.checkpoint,
-            "entries": [{"entry": it.entry, "proof": {"index": it.index, "hashes": [
-                base64.b64encode(h).decode("ascii") for h in it.hashes]}} for it in self.items],
-            "manifest": self.manifest,
-        }
-        if self.consistency is not None:
-            doc["consistency"] = {"old_size": self.consistency.old_size, "hashes": [
-                base64.b64encode(h).decode("ascii") for h in self.consistency.hashes]}
-        return doc
-
-
-def tlog_proof(bundle: Bundle, position: int) -> str:
-    """Entry ``position`` of the bundle as a C2SP ``tlog-proof`` (extra: its JCS bytes)."""
-    item = bundle.items[position]
-    b64 = base64.b64encode
-    lines = [TLOG_PROOF_HEADER, "extra " + b64(jcs.canonical_bytes(item.entry)).decode("ascii"),
-             f"index {item.index}", *(b64(h).decode("ascii") for h in item.hashes)]
-    return "\n".join(lines) + "\n\n" + bundle.checkpoint
+from ledger.keys import VerifierKey, open_note
 
 
 # -- verification ----------------------------------------------------------------------------

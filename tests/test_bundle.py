@@ -20,16 +20,10 @@ from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import bundle_verify, jcs, merkle
+from ledger import bundle_format, jcs, merkle
 from ledger.bundle import build_bundle, dumps, inclusion_paths
-from ledger.bundle_verify import (
-    Bundle,
-    Item,
-    Manifest,
-    manifest_text,
-    tlog_proof,
-    verify_bundle,
-)
+from ledger.bundle_format import Bundle, Item, Manifest, manifest_text, tlog_proof
+from ledger.bundle_verify import verify_bundle
 from ledger.canonical import canonical_bytes
 from ledger.checkpoint import Checkpoint
 from ledger.cli import cli
@@ -561,16 +555,19 @@ def test_each_entry_is_a_c2sp_tlog_proof(built: Built) -> None:
                                        checkpoint.root_hash)
 
 
-CORE = {"ledger", "ledger.bundle_verify", "ledger.jcs", "ledger.bundle_replay", "ledger.merkle",
-        "ledger.keys", "ledger.checkpoint", "ledger.errors"}
+CORE = {"ledger", "ledger.bundle_verify", "ledger.bundle_format", "ledger.jcs",
+        "ledger.bundle_replay", "ledger.merkle", "ledger.keys", "ledger.checkpoint",
+        "ledger.errors"}
 SIGNATURES = {"cryptography", "_cffi_backend", "_openssl"}
 
 
 @pytest.mark.parametrize(("module", "ours", "third_allowed"), [
     ("ledger.bundle_verify", CORE, SIGNATURES),
+    ("ledger.bundle_format", CORE - {"ledger.bundle_verify", "ledger.bundle_replay",
+                                     "ledger.checkpoint"}, SIGNATURES),
     ("ledger.jcs", {"ledger", "ledger.jcs"}, set()),
     ("ledger.bundle_replay", {"ledger", "ledger.bundle_replay"}, set()),  # shapely: lazily
-], ids=["core", "jcs", "replay"])
+], ids=["core", "format", "jcs", "replay"])
 def test_the_verifier_core_imports_only_stdlib_merkle_and_signatures(
         module: str, ours: set[str], third_allowed: set[str]) -> None:
     code = textwrap.dedent(f"""
@@ -779,7 +776,7 @@ def test_the_verifiers_fast_hash_path_agrees_with_jcs(value: dict[str, Any]) -> 
     """Where loads() finds every number and key JCS-safe, one C encoder call hashes alike."""
     parsed, fast = jcs.loads(json.dumps(value))
     if fast:
-        assert bundle_verify._fast_entry_hash(parsed) == bundle_verify.entry_hash(parsed)
+        assert bundle_format._fast_entry_hash(parsed) == bundle_format.entry_hash(parsed)
 
 
 def test_the_offline_verifier_uses_the_ledgers_own_roles_and_map_kinds() -> None:
