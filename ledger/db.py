@@ -130,8 +130,8 @@ def _configure_sqlite(engine: sa.Engine) -> None:
 def write_transaction(engine: sa.Engine, bulk: bool = False) -> Iterator[sa.Connection]:
     """A transaction holding the database's write lock from its first statement.
 
-    ``bulk``: a long transaction (ingest, rebuild), given a larger SQLite page cache until
-    it has committed (:func:`bulk_cache`)."""
+    ``bulk``: a long transaction (ingest, rebuild, rescreen), given a larger SQLite page
+    cache until it has committed (:func:`bulk_cache`)."""
     with engine.connect() as conn:
         conn = conn.execution_options(ledger_write=True)
         with bulk_cache(conn) if bulk else nullcontext(), conn.begin():
