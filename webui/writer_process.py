@@ -10,15 +10,18 @@ meanwhile. The writes, the rules and the order are exactly those of
 
 If the writer process dies, the writes of the group in flight are answered 503
 (whether that group committed is not known, so the client retries with the same
-event_id, which SPEC 4 makes safe) and the next group starts a new writer process.
+event_id, which SPEC 4 makes safe), and so is every write for the next second; the
+first write after that starts a new writer process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import signal
 import threading
+import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,9 +33,15 @@ from ledger.config import Settings
 if TYPE_CHECKING:
     from webui.writer import _Pending
 
+log = logging.getLogger("alluvial.writer")
+
 # Spawned, not forked: the web process runs threads by the time a writer is restarted,
 # and a fresh interpreter inherits none of its locks or database connections.
 _CONTEXT = multiprocessing.get_context("spawn")
+# A new writer process starts at most this often (seconds): one that dies at once, again
+# and again (a bad configuration), costs the writes meanwhile a 503, not a new
+# interpreter each.
+RESTART_PAUSE = 1.0
 
 
 class WriterProcess:
@@ -43,6 +52,8 @@ class WriterProcess:
         self._lock = threading.Lock()  # one group in flight (GroupWriter has one leader)
         self._process: Any = None
         self._pipe: Connection | None = None
+        self._exitcode: int | None = None
+        self._stopped_at = -RESTART_PAUSE
         self._start()
 
     def _start(self) -> None:
@@ -60,6 +71,9 @@ class WriterProcess:
         its error (503 when the writer process died on the way)."""
         with self._lock:
             if self._pipe is None:
+                if time.monotonic() - self._stopped_at < RESTART_PAUSE:
+                    _lost(group, RuntimeError("the writer process is restarting"))
+                    return
                 self._start()
             assert self._pipe is not None
             try:
@@ -67,8 +81,10 @@ class WriterProcess:
                 answers = self._pipe.recv()
             except (EOFError, OSError) as exc:
                 self._stopped()
-                for pending in group:
-                    pending.result, pending.error = None, _writer_lost(exc)
+                log.error("the writer process stopped (exit code %s); the %d writes in flight "
+                          "were answered 503, and a new one starts in %.0f s",
+                          self._exitcode, len(group), RESTART_PAUSE)
+                _lost(group, exc)
                 return
         for pending, (result, error) in zip(group, answers, strict=True):
             pending.result, pending.error = result, error
@@ -79,7 +95,9 @@ class WriterProcess:
             self._pipe.close()
         if self._process is not None:
             self._process.join(timeout=5)
+            self._exitcode = self._process.exitcode
         self._process = self._pipe = None
+        self._stopped_at = time.monotonic()
 
     @property
     def pid(self) -> int | None:
@@ -93,10 +111,12 @@ class WriterProcess:
             self._stopped()
 
 
-def _writer_lost(exc: BaseException) -> sa.exc.OperationalError:
-    """The error a write gets when the writer process died under it: 503, retry."""
-    return sa.exc.OperationalError(
-        "group commit", None, RuntimeError(f"the writer process stopped ({exc!r})"))
+def _lost(group: list[_Pending], why: BaseException) -> None:
+    """Answer every write of the group 503 (retry): the writer process is gone."""
+    for pending in group:
+        pending.result = None
+        pending.error = sa.exc.OperationalError(
+            "group commit", None, RuntimeError(f"no writer process ({why!r})"))
 
 
 def _portable(error: BaseException | None) -> BaseException | None:
