@@ -154,6 +154,9 @@ def _serve(pipe: Connection, database_url: str, key_path: str, origin: str) -> N
                 return
             group = [_Pending(event, token) for event, token in items]
             local._commit(group)
-            pipe.send([(p.result, _portable(p.error)) for p in group])
+            try:
+                pipe.send([(p.result, _portable(p.error)) for p in group])
+            except OSError:
+                return  # the web process is gone (stopped): nobody is waiting for answers
     finally:
         ledger.engine.dispose()
