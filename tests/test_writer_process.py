@@ -4,10 +4,15 @@ a writer process that dies costs the writes of the next second a 503, not the se
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +27,8 @@ from tests.conftest import Auth
 from tests.test_api import assert_problem, post, purchase, snapshot
 from tests.test_api import world as world  # the fixture: accounts and parcels
 from webui.writer_process import RESTART_PAUSE
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -89,7 +96,7 @@ def test_a_writer_process_that_dies_costs_one_503_then_a_new_one_writes(
     assert post(client, headers, "parcel.purchased", purchase("D1")).status_code == 201
     first = writer_pid(served)
     os.kill(first, signal.SIGKILL)
-    served.extensions["alluvial"].writer.process._process.join(timeout=10)
+    served.extensions["alluvial"].writer.process._process.wait(timeout=10)
     before = snapshot(world)
     lost = post(client, headers, "parcel.purchased", purchase("D2"), event_id="d-2")
     assert_problem(lost, 503, "DATABASE_UNAVAILABLE")
@@ -103,3 +110,27 @@ def test_a_writer_process_that_dies_costs_one_503_then_a_new_one_writes(
     assert retried.status_code == 201, retried.get_data(as_text=True)
     assert retried.get_json()["seq"] == before[0] + 1
     assert writer_pid(served) != first
+
+
+def test_an_unguarded_script_that_makes_the_app_writes_through_the_writer_process(
+        world: Ledger, settings: Settings, auth: Auth, tmp_path: Any) -> None:
+    """The writer process never runs the caller's main module again (as multiprocessing's
+    spawn would: an unguarded script would then start writers without end)."""
+    script = tmp_path / "embed.py"
+    script.write_text(textwrap.dedent(f"""
+        import json, sys
+        from webui import create_app
+        app = create_app({{"DATABASE_URL": {settings.database_url!r},
+                          "LOG_KEY": {str(settings.log_key_path)!r},
+                          "LOG_ORIGIN": {settings.origin!r}, "WRITER_PROCESS": True}})
+        answer = app.test_client().post("/api/v1/events", json={{
+            "kind": "parcel.purchased", "payload": {json.dumps(purchase("U1"))}}},
+            headers={json.dumps(auth.headers("buyer"))})
+        print(answer.status_code, answer.get_json()["seq"])
+        app.extensions["alluvial"].writer.close()
+    """))
+    size = world.log.size()
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert done.stdout.split() == ["201", str(size + 1)], done.stderr
+    assert world.log.entry(size + 1).payload["parcel_id"] == "U1"

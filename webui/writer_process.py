@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
+import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from multiprocessing.connection import Connection
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -35,13 +37,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("alluvial.writer")
 
-# Spawned, not forked: the web process runs threads by the time a writer is restarted,
-# and a fresh interpreter inherits none of its locks or database connections.
-_CONTEXT = multiprocessing.get_context("spawn")
 # A new writer process starts at most this often (seconds): one that dies at once, again
 # and again (a bad configuration), costs the writes meanwhile a 503, not a new
 # interpreter each.
 RESTART_PAUSE = 1.0
+# The folder holding the webui and ledger packages.
+_HOME = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class WriterProcess:
@@ -50,21 +51,34 @@ class WriterProcess:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._lock = threading.Lock()  # one group in flight (GroupWriter has one leader)
-        self._process: Any = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._pipe: Connection | None = None
         self._exitcode: int | None = None
         self._stopped_at = -RESTART_PAUSE
         self._start()
 
     def _start(self) -> None:
-        ours, theirs = _CONTEXT.Pipe()
-        process = _CONTEXT.Process(
-            target=_serve, name="alluvial-writer", daemon=True,
-            args=(theirs, self.settings.database_url, str(self.settings.log_key_path),
-                  self.settings.origin))
-        process.start()
-        theirs.close()
-        self._process, self._pipe = process, ours
+        """A fresh interpreter running :func:`main`, its end of a socket pair inherited.
+
+        Not multiprocessing's spawn or fork: spawn runs the parent's main module again in
+        the child (an unguarded script that makes the app would start writers without
+        end), and fork copies a process that may run threads and hold connections by
+        then. The settings go in the environment, so no password shows in `ps`.
+        """
+        ours, theirs = socket.socketpair()
+        env = {**os.environ, "ALLUVIAL_DATABASE_URL": self.settings.database_url,
+               "ALLUVIAL_LOG_KEY": str(self.settings.log_key_path),
+               "ALLUVIAL_LOG_ORIGIN": self.settings.origin,
+               # the code this process runs, installed or not
+               "PYTHONPATH": os.pathsep.join(filter(None, [_HOME, os.environ.get("PYTHONPATH")]))}
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", "import sys; from webui.writer_process import main; "
+                                       "main(int(sys.argv[1]))", str(theirs.fileno())],
+                env=env, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+        finally:
+            theirs.close()
+        self._pipe = Connection(ours.detach())
 
     def commit(self, group: list[_Pending]) -> None:
         """Write the group in the writer process; each member then holds its result or
@@ -94,14 +108,17 @@ class WriterProcess:
         if self._pipe is not None:
             self._pipe.close()
         if self._process is not None:
-            self._process.join(timeout=5)
-            self._exitcode = self._process.exitcode
+            try:
+                self._exitcode = self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # alive, yet its pipe is broken
+                self._process.kill()
+                self._exitcode = self._process.wait()
         self._process = self._pipe = None
         self._stopped_at = time.monotonic()
 
     @property
     def pid(self) -> int | None:
-        return None if self._process is None else int(self._process.pid)
+        return None if self._process is None else self._process.pid
 
     def close(self) -> None:
         with self._lock:
@@ -132,17 +149,15 @@ def _portable(error: BaseException | None) -> BaseException | None:
     return RuntimeError(f"{type(error).__name__}: {error}")
 
 
-def _serve(pipe: Connection, database_url: str, key_path: str, origin: str) -> None:
+def _serve(pipe: Connection, settings: Settings) -> None:
     """The writer process: commit each group received until told to stop or orphaned."""
     # Ctrl-C in a terminal reaches the whole process group: the web process stops this
     # one by closing the pipe, after its last group is answered.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from ledger.db import make_engine
     from ledger.events import Ledger
-    from ledger.keys import load_or_create
     from webui.writer import GroupWriter, _Pending
 
-    ledger = Ledger(make_engine(database_url), load_or_create(Path(key_path), origin))
+    ledger = Ledger.open(settings)
     local = GroupWriter(ledger)
     try:
         while True:
@@ -160,3 +175,9 @@ def _serve(pipe: Connection, database_url: str, key_path: str, origin: str) -> N
                 return  # the web process is gone (stopped): nobody is waiting for answers
     finally:
         ledger.engine.dispose()
+
+
+def main(fd: int) -> None:
+    """The writer process's entry (:meth:`WriterProcess._start`): ``fd`` is its end of
+    the socket pair; the settings are in the environment."""
+    _serve(Connection(fd), Settings.from_env())
