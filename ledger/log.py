@@ -312,7 +312,7 @@ class Log:
     def writer(self, batch: int = 5000, bulk: bool = False) -> Iterator[Appender]:
         """One write transaction: all its entries commit with their checkpoint, or nothing does.
 
-        ``bulk``: a long transaction (ingest, rebuild), given a larger page cache."""
+        ``bulk``: a long transaction (ingest, rebuild, rescreen), given a larger page cache."""
         with write_transaction(self.engine, bulk) as conn:
             appender = Appender(conn, read_head(conn, lock=True), self.clock, batch)
             yield appender

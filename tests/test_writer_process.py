@@ -89,7 +89,7 @@ def test_a_deleted_token_is_refused_in_the_writer_process_transaction(
     assert snapshot(world) == before
 
 
-def test_a_writer_process_that_dies_costs_one_503_then_a_new_one_writes(
+def test_a_writer_process_that_dies_costs_a_second_of_503_then_a_new_one_writes(
         world: Ledger, served: Flask, auth: Auth) -> None:
     client = served.test_client()
     headers = auth.headers("buyer")
@@ -118,7 +118,6 @@ def test_an_unguarded_script_that_makes_the_app_writes_through_the_writer_proces
     spawn would: an unguarded script would then start writers without end)."""
     script = tmp_path / "embed.py"
     script.write_text(textwrap.dedent(f"""
-        import json, sys
         from webui import create_app
         app = create_app({{"DATABASE_URL": {settings.database_url!r},
                           "LOG_KEY": {str(settings.log_key_path)!r},

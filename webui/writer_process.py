@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from ledger.config import Settings
+from ledger.errors import LedgerError
 
 if TYPE_CHECKING:
     from webui.writer import _Pending
@@ -140,11 +141,7 @@ def _portable(error: BaseException | None) -> BaseException | None:
     """An error that can cross the pipe and means the same on the other side: the
     ledger's refusals and SQLAlchemy's errors pickle as they are; anything else is an
     internal error there too (500), named by its type and message."""
-    if error is None or isinstance(error, sa.exc.SQLAlchemyError):
-        return error
-    from ledger.errors import LedgerError
-
-    if isinstance(error, LedgerError):
+    if error is None or isinstance(error, sa.exc.SQLAlchemyError | LedgerError):
         return error
     return RuntimeError(f"{type(error).__name__}: {error}")
 
