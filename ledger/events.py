@@ -214,7 +214,24 @@ class Ledger:
             raise InputError(f"ALLUVIAL_LOG_KEY: no log key at {settings.log_key_path}; "
                              "run `alluvial init` first.", rule="CONFIG")
         key = load_or_create(settings.log_key_path, settings.origin)
-        return cls(make_engine(settings.database_url), key)
+        ledger = cls(make_engine(settings.database_url), key)
+        try:
+            ledger.check_projections()
+        except LedgerError:
+            ledger.engine.dispose()
+            raise
+        return ledger
+
+    def check_projections(self) -> None:
+        """Refuse projections that an earlier version made: `alluvial rebuild` remakes them
+        from the log (SPEC 3: they are derived from the entries alone)."""
+        with self.engine.connect() as conn:
+            missing = projections.outdated(conn)
+        if missing:
+            raise InputError(
+                "The projection tables were made by an earlier version of Alluvial Ledger "
+                f"(no column {', '.join(missing)}): run `alluvial rebuild` to remake them "
+                "from the log.", rule="CONFIG")
 
     def initialise(self) -> Entry:
         """`alluvial init`: the log, the projections and entry 1, the actor `admin`."""

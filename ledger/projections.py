@@ -70,6 +70,7 @@ parcels = sa.Table(
     sa.Column("status", sa.String(8), nullable=False),  # active | spent
     sa.Column("open_flags", sa.Integer, nullable=False),
     sa.Column("site_id", Id),  # for purchases: the declared site
+    sa.Column("seller", sa.String(200)),  # for purchases: the seller named (maybe an actor_id)
     sa.Column("dig_lon", sa.Float),  # for purchases: the declared dig point, if any
     sa.Column("dig_lat", sa.Float),
     sa.Column("date", Day, nullable=False),
@@ -149,6 +150,18 @@ def create(conn: sa.Connection) -> None:
 
 def drop(conn: sa.Connection) -> None:
     projection_metadata.drop_all(conn)
+
+
+def outdated(conn: sa.Connection) -> list[str]:
+    """The columns (``table.column``) that this version keeps and the database's projection
+    tables lack, because an earlier version made them; none before `alluvial init`."""
+    inspector = sa.inspect(conn)
+    missing = []
+    for name, table in projection_metadata.tables.items():
+        if inspector.has_table(name):
+            have = {c["name"] for c in inspector.get_columns(name)}
+            missing += [f"{name}.{c.name}" for c in table.columns if c.name not in have]
+    return missing
 
 
 def digest(conn: sa.Connection) -> str:

@@ -114,15 +114,21 @@ def _sites(session: Session, zones: ZoneSet, site_table: _SiteTable,
 NO_DIG = 1e300  # stands for a missing dig point in the numeric columns read below
 
 # A purchase as the database hands it over: its seq, its date as a day number, its dig
-# point (NO_DIG when none) and its site (an index into _SiteTable, -1 when unknown).
+# point (NO_DIG when none), its site (an index into _SiteTable, -1 when unknown) and whether
+# its seller is a registered actor whose licence is not valid on that day.
 PURCHASE = np.dtype([("seq", np.int64), ("day", np.int64), ("lon", np.float64),
-                     ("lat", np.float64), ("site", np.intp)])
+                     ("lat", np.float64), ("site", np.intp), ("seller_void", np.bool_)])
+
+# SPEC 5 LICENCE_INVALID, the seller's part, as write-time screening tests it
+# (ledger.screening.LicenceInvalid), for the purchase ``p`` and its seller's row ``a``.
+SELLER_VOID = ("a.licence_no IS NOT NULL AND (p.date < a.licence_valid_from "
+               "OR p.date > a.licence_valid_to OR p.date >= a.revoked_on)")
 
 # The purchase's date as days since 1970-01-01 (numpy's datetime64[D]), counted by the
 # database: no date string reaches Python.
 DAY_NUMBER = {
-    "sqlite": "CAST(julianday(date) - 2440587.5 AS INTEGER)",
-    "postgresql": "CAST(date AS DATE) - DATE '1970-01-01'",
+    "sqlite": "CAST(julianday(p.date) - 2440587.5 AS INTEGER)",
+    "postgresql": "CAST(p.date AS DATE) - DATE '1970-01-01'",
 }
 
 # The codes rescreen raises on a purchase, in the order it raises them for one purchase.
@@ -135,6 +141,12 @@ WHY = {
                              "valid on {day}",
     "IN_RISK_AREA": "The purchase point lies in a risk area valid on {day}",
     "LICENCE_INVALID": "The site's mining licence is not valid on {day}",
+}
+# LICENCE_INVALID by whose licence is void: (the site's, the seller's)
+LICENCE_WHY = {
+    (True, False): WHY["LICENCE_INVALID"],
+    (False, True): "The seller's licence is not valid on {day}",
+    (True, True): "Neither the site's mining licence nor the seller's is valid on {day}",
 }
 
 
@@ -164,12 +176,14 @@ def _read_purchases(conn: sa.Connection, site_index: dict[str, int]) -> np.ndarr
     A million rows: each row's values live only until numpy has copied them.
     """
     rows = driver_rows(
-        conn, f"SELECT seq, {DAY_NUMBER[conn.dialect.name]}, COALESCE(dig_lon, {NO_DIG}), "
-              f"COALESCE(dig_lat, {NO_DIG}), site_id FROM parcels WHERE site_id IS NOT NULL",
+        conn, f"SELECT p.seq, {DAY_NUMBER[conn.dialect.name]}, COALESCE(p.dig_lon, {NO_DIG}), "
+              f"COALESCE(p.dig_lat, {NO_DIG}), p.site_id, CASE WHEN {SELLER_VOID} THEN 1 "
+              "ELSE 0 END FROM parcels p LEFT JOIN actors a ON a.actor_id = p.seller "
+              "WHERE p.site_id IS NOT NULL",
         name="rescreen")
     code = site_index.get
-    return np.fromiter(((seq, day, lon, lat, code(site, -1))
-                        for seq, day, lon, lat, site in rows), PURCHASE)
+    return np.fromiter(((seq, day, lon, lat, code(site, -1), void)
+                        for seq, day, lon, lat, site, void in rows), PURCHASE)
 
 
 def _purchases(conn: sa.Connection, zones: ZoneSet, site_table: _SiteTable,
@@ -192,8 +206,8 @@ def _purchases(conn: sa.Connection, zones: ZoneSet, site_table: _SiteTable,
     found = {"UNREGISTERED_SITE": ~registered,
              "OUTSIDE_LICENSED_ZONE": registered & ~licensed,
              "IN_RISK_AREA": at_risk,
-             "LICENCE_INVALID": registered & ~licence_valid}
-    return _new_flags(conn, rows["seq"], when, found)
+             "LICENCE_INVALID": (registered & ~licence_valid) | rows["seller_void"]}
+    return _new_flags(conn, rows, when, found, site_void=registered & ~licence_valid)
 
 
 def _licence_checks(zones: ZoneSet, site_table: _SiteTable, rows: np.ndarray, when: np.ndarray,
@@ -224,10 +238,12 @@ def _licence_checks(zones: ZoneSet, site_table: _SiteTable, rows: np.ndarray, wh
     return licensed, licence_valid
 
 
-def _new_flags(conn: sa.Connection, seq: np.ndarray, when: np.ndarray,
-               found: dict[str, np.ndarray]) -> list[tuple[Flag, str]]:
+def _new_flags(conn: sa.Connection, purchases: np.ndarray, when: np.ndarray,
+               found: dict[str, np.ndarray], site_void: np.ndarray) -> list[tuple[Flag, str]]:
     """The flags in ``found`` (a mask over the purchases per code) that their parcels lack,
-    by seq and then in the order of CODES."""
+    by seq and then in the order of CODES. ``site_void``: where LICENCE_INVALID is (also)
+    the site's licence, not the seller's alone."""
+    seq = purchases["seq"]
     known = _known_purchase_flags(conn)
     hit_row, hit_code = [], []
     for c, name in enumerate(CODES):
@@ -240,10 +256,12 @@ def _new_flags(conn: sa.Connection, seq: np.ndarray, when: np.ndarray,
     row, code = row[order], code[order]
     parcel_of = _parcel_ids(conn, np.unique(seq[row]).tolist())
     new = []
-    for s, c, day in zip(seq[row].tolist(), code.tolist(),
-                         np.datetime_as_string(when[row]).tolist(), strict=True):
+    for r, s, c, day in zip(row.tolist(), seq[row].tolist(), code.tolist(),
+                            np.datetime_as_string(when[row]).tolist(), strict=True):
         name = CODES[c]
-        detail = WHY[name].format(day=day) + " (found by rescreen)."
+        why = WHY[name] if name != "LICENCE_INVALID" else LICENCE_WHY[
+            bool(site_void[r]), bool(purchases["seller_void"][r])]
+        detail = why.format(day=day) + " (found by rescreen)."
         new.append((Flag(name, "parcel", parcel_of[s], detail, {"seq": s}), day))
     return new
 

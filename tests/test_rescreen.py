@@ -62,7 +62,17 @@ PURCHASES: list[tuple[str, tuple[float, float] | None, str]] = [
     ("S-SEGUELA", SEGUELA, "2010-05-02"),  # suspended, dug in a risk area
     ("S-NOWHERE", SEGUELA, "2008-05-02"),  # an unknown site, dug in a risk area
     ("S-NOWHERE", None, "2008-05-02"),  # an unknown site and no point at all
+    # Sold by registered actors (SELLERS below):
+    ("S-AKW", AKWATIA, "2009-12-31"),  # the last day of the seller's licence
+    ("S-AKW", AKWATIA, "2010-01-01"),  # the seller's licence has expired
+    ("S-AKW", AKWATIA, "2009-12-31"),  # the day before the seller's licence was revoked
+    ("S-AKW", AKWATIA, "2010-01-01"),  # the seller's licence is revoked
+    ("S-AKW", AKWATIA, "2010-01-01"),  # a seller with a valid licence
+    ("S-REV", AKWATIA, "2010-01-01"),  # the site's licence and the seller's are both void
 ]
+# The purchases sold by a registered actor; the others by "Kofi Boateng", who is not one.
+SELLERS = {30: "miner-exp", 31: "miner-exp", 32: "miner-rev", 33: "miner-rev",
+           34: "miner-ok", 35: "miner-exp"}
 
 
 # (site_id, licence_no, location), each registered on 2004-01-07
@@ -101,6 +111,12 @@ def mapped(ledger: Ledger) -> Ledger:
         "actor_id": "off-gh", "name": "Minerals Commission", "role": "officer",
         "country": "GH", "date": "2004-01-02"}))
     ledger.write(Event("actor.registered", "off-gh", licensed("buyer-a", "buyer")))
+    for seller, until in (("miner-ok", "2030-12-31"), ("miner-exp", "2009-12-31"),
+                          ("miner-rev", "2030-12-31")):
+        ledger.write(Event("actor.registered", "off-gh", licensed(seller, "buyer", until=until)))
+    ledger.write(Event("licence.revoked", "off-gh", {
+        "actor_id": "miner-rev", "reason": "sold stones from a suspended pit",
+        "date": "2010-01-01"}))
     zone(ledger, "Z-AKW", AKWATIA_ZONE, licence_no="ML-AKW-1")
     zone(ledger, "Z-HOLE", HOLE, licence_no="ML-HOLE")
     zone(ledger, "Z-MULTI", MULTI, licence_no="ML-MULTI")
@@ -127,8 +143,9 @@ def purchase(n: int, prefix: str) -> Event:
     site_id, dig, day = PURCHASES[n]
     extra = {} if dig is None else {"dig_location": point(dig)}
     return Event("parcel.purchased", "buyer-a", {
-        "parcel_id": f"{prefix}{n:02d}", "site_id": site_id, "seller": "Kofi Boateng",
-        "date": day, "carats": 10.0, "stones": 5, "price": {"amount": 420.5, "currency": "USD"},
+        "parcel_id": f"{prefix}{n:02d}", "site_id": site_id,
+        "seller": SELLERS.get(n, "Kofi Boateng"), "date": day, "carats": 10.0, "stones": 5,
+        "price": {"amount": 420.5, "currency": "USD"},
         **extra})
 
 
@@ -185,3 +202,30 @@ def test_a_suspended_site_without_a_dig_point_is_only_unregistered(mapped: Ledge
     unscreened.write(purchase(PURCHASES.index(("S-SEGUELA", None, "2010-05-02")), "H"))
     rescreen(mapped)
     assert set().union(*parcel_codes(mapped, "H").values()) == {"UNREGISTERED_SITE"}
+
+
+def test_a_seller_licence_revoked_later_reaches_back_over_history(mapped: Ledger) -> None:
+    """SPEC 5: a licence revoked with an effective date in the past flags, on rescreen, the
+    purchases its holder sold from that day on, and no earlier one."""
+    days = ["2011-06-29", "2011-06-30", "2011-07-01"]
+    for n, day in enumerate(days):
+        mapped.write(Event("parcel.purchased", "buyer-a", {
+            "parcel_id": f"K{n}", "site_id": "S-AKW", "seller": "miner-ok", "date": day,
+            "carats": 3.5, "stones": 2, "price": {"amount": 150.0, "currency": "USD"},
+            "dig_location": point(AKWATIA)}))
+    assert codes(mapped, "parcel", "K") == {}  # licensed when they were written
+    mapped.write(Event("licence.revoked", "off-gh", {
+        "actor_id": "miner-ok", "reason": "licence obtained by fraud", "date": "2011-06-30"}))
+
+    report = rescreen(mapped)
+
+    assert codes(mapped, "parcel", "K") == {"1": {"LICENCE_INVALID"}, "2": {"LICENCE_INVALID"}}
+    assert report.new_flags == 2
+    with mapped.engine.connect() as conn:
+        details = conn.exec_driver_sql(
+            "SELECT subject_id, detail FROM flags ORDER BY subject_id").all()
+    assert [(s, d) for s, d in details if s.startswith("K")] == [
+        ("K1", "The seller's licence is not valid on 2011-06-30 (found by rescreen)."),
+        ("K2", "The seller's licence is not valid on 2011-07-01 (found by rescreen)."),
+    ]
+    assert rescreen(mapped).new_flags == 0

@@ -56,12 +56,20 @@ class Context:
             self.engine.dispose()
 
     @cached_property
-    def ledger(self) -> Ledger:
+    def ledger_as_stored(self) -> Ledger:
+        """The ledger, whatever version made its projections (to rebuild them, or to read
+        the log alone)."""
         return Ledger(self.engine, self.key())
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        """The ledger, refused when its projections are an earlier version's."""
+        self.ledger_as_stored.check_projections()
+        return self.ledger_as_stored
 
     @property
     def log(self) -> Log:
-        return self.ledger.log
+        return self.ledger_as_stored.log
 
 
 pass_ctx = click.make_pass_decorator(Context)

@@ -68,5 +68,5 @@ def trace(ctx: Context, ident: str, direction: str, as_json: bool) -> None:
 @pass_ctx
 def rebuild(ctx: Context) -> None:
     """Drop the projections and recreate them from the log."""
-    digest = ctx.ledger.rebuild()
+    digest = ctx.ledger_as_stored.rebuild()
     click.echo(f"Projections rebuilt from {ctx.log.size()} entries; digest {digest}")
