@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any, Protocol
@@ -194,8 +195,8 @@ class _Replay:
                             "bundle does not register.")
         elif kind == "zone.amended":
             zone.update({k: p[k] for k in ("geometry", "valid_from", "valid_to") if k in p})
-        elif kind == "zone.retired":
-            zone["valid_to"] = p.get("valid_to") or p["date"]
+        elif kind == "zone.retired":  # without valid_to: valid on no day (SPEC 5)
+            zone["valid_to"] = p.get("valid_to") or _day_before(zone["valid_from"])
         else:
             zone["revoked_on"] = p["date"]
 
@@ -429,6 +430,12 @@ class _Screen:
         zlabel = (f"{zone} (licence {self.replay.zones[zone]['licence_no']})" if zone
                   else "outside every licence zone")
         self.r.zones.setdefault(zone or "", Share(zlabel)).points += weight
+
+
+def _day_before(day: str) -> str:
+    """The ISO date before ``day`` (as ledger.state.day_before; this module stands alone)."""
+    d = date.fromisoformat(day)
+    return "0000-12-31" if d == date.min else (d - timedelta(days=1)).isoformat()
 
 
 def _valid(zone: dict[str, Any], day: str) -> bool:

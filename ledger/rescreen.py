@@ -120,8 +120,9 @@ PURCHASE = np.dtype([("seq", np.int64), ("day", np.int64), ("lon", np.float64),
                      ("lat", np.float64), ("site", np.intp), ("seller_void", np.bool_)])
 
 # SPEC 5 LICENCE_INVALID, the seller's part, as write-time screening tests it
-# (ledger.screening.LicenceInvalid), for the purchase ``p`` and its seller's row ``a``.
-SELLER_VOID = ("a.licence_no IS NOT NULL AND (p.date < a.licence_valid_from "
+# (ledger.screening.LicenceInvalid): the purchase ``p`` names as its seller an actor ``a``,
+# registered before it, whose licence is missing or not valid on the purchase's date.
+SELLER_VOID = ("a.seq < p.seq AND (a.licence_no IS NULL OR p.date < a.licence_valid_from "
                "OR p.date > a.licence_valid_to OR p.date >= a.revoked_on)")
 
 # The purchase's date as days since 1970-01-01 (numpy's datetime64[D]), counted by the
@@ -145,7 +146,7 @@ WHY = {
 # LICENCE_INVALID by whose licence is void: (the site's, the seller's)
 LICENCE_WHY = {
     (True, False): WHY["LICENCE_INVALID"],
-    (False, True): "The seller's licence is not valid on {day}",
+    (False, True): "The seller, a registered actor, has no licence valid on {day}",
     (True, True): "Neither the site's mining licence nor the seller's is valid on {day}",
 }
 

@@ -74,9 +74,17 @@ def refuse(rule: str, field: str, message: str, **data: Any) -> RuleViolation:
     return RuleViolation(f"{field}: {message}", rule=rule, field=field, **data)
 
 
+# Payload fields that name an actor (SPEC 3: input naming `system` is refused).
+ACTOR_FIELDS = ("actor_id", "to_actor", "seller", "exporter")
+
+
 def role(ctx: Ctx) -> None:
     if ctx.actor_id == SYSTEM:
         raise refuse("ROLE", "actor", "'system' is reserved for what the ledger writes itself.")
+    for field in ACTOR_FIELDS:
+        if ctx.p.get(field) == SYSTEM:
+            raise refuse("ROLE", f"payload.{field}", "'system' is reserved for what the "
+                         "ledger writes itself; no event may name it.")
     if ctx.actor is None:
         raise refuse("ROLE", "actor", f"'{ctx.actor_id}' is not a registered actor, so it may "
                      f"not write {ctx.kind}.")
@@ -127,6 +135,7 @@ def _references(ctx: Ctx) -> Iterator[tuple[str, str, str]]:
         for i, pid in enumerate(p["parent_ids"]):
             yield "parcels", pid, f"payload.parent_ids[{i}]"
     elif kind == "export.declared":
+        yield "actors", p["exporter"], "payload.exporter"
         for i, pid in enumerate(p["parcel_ids"]):
             yield "parcels", pid, f"payload.parcel_ids[{i}]"
     elif kind == "import.confirmed":

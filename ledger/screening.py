@@ -199,7 +199,9 @@ class LicenceInvalid:
                 reasons.append(f"the mining licence is not valid on {s.day}: {why}")
         seller = s.payload.get("seller")
         actor = s.state.get("actors", seller) if s.kind == "parcel.purchased" and seller else None
-        if actor is not None and actor["licence_no"]:
+        if actor is not None and not actor["licence_no"]:
+            reasons.append(f"the seller {seller} is a registered actor without a licence")
+        elif actor is not None:
             end, revoked = actor["licence_valid_to"], actor["revoked_on"]
             if (actor["licence_valid_from"] and s.day < actor["licence_valid_from"]) or (
                 end and s.day > end

@@ -9,6 +9,7 @@ the cache is dropped, so memory does not grow with the size of a file.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import date, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -127,7 +128,18 @@ def _zone_amended(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
 
 
 def _zone_retired(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
-    s.update("zones", p["zone_id"], valid_to=p.get("valid_to") or p["date"], last_seq=seq)
+    """The zone counts up to valid_to; without one, on no day at all (SPEC 5: the payload's
+    date plays no part in validity)."""
+    zone = s.get("zones", p["zone_id"])
+    assert zone is not None, f"zone {p['zone_id']} vanished inside a transaction"
+    s.update("zones", p["zone_id"], valid_to=p.get("valid_to") or day_before(zone["valid_from"]),
+             last_seq=seq)
+
+
+def day_before(day: str) -> str:
+    """The ISO date before ``day`` (0000-12-31 before the first that Python can name)."""
+    d = date.fromisoformat(day)
+    return "0000-12-31" if d == date.min else (d - timedelta(days=1)).isoformat()
 
 
 def _site_registered(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:

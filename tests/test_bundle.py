@@ -716,6 +716,9 @@ DISHONEST: list[tuple[str, Callable[[Events], Events], str]] = [
      "'b1' is a buyer and may not write export.declared (SPEC 4 ROLE)"),
     ("dug-outside-the-licence", changed(7, dig_location=point(-1.5, 7.5)),
      "OUTSIDE_LICENSED_ZONE: no zone of licence ML-1 valid on 2008-01-10 covers it"),
+    ("licence-zone-retired-from-the-start", inserted(7, "zone.retired", "off", zone_id="Z",
+                                                     reason="drawn in error", date="2009-01-01"),
+     "OUTSIDE_LICENSED_ZONE: no zone of licence ML-1 valid on 2008-01-10 covers it"),
     ("no-export", lambda events: events[:-1],
      f"custody: the bundle holds no export.declared entry for {CERT}."),
 ]

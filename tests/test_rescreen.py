@@ -69,10 +69,11 @@ PURCHASES: list[tuple[str, tuple[float, float] | None, str]] = [
     ("S-AKW", AKWATIA, "2010-01-01"),  # the seller's licence is revoked
     ("S-AKW", AKWATIA, "2010-01-01"),  # a seller with a valid licence
     ("S-REV", AKWATIA, "2010-01-01"),  # the site's licence and the seller's are both void
+    ("S-AKW", AKWATIA, "2012-05-02"),  # a registered seller without a licence
 ]
 # The purchases sold by a registered actor; the others by "Kofi Boateng", who is not one.
 SELLERS = {30: "miner-exp", 31: "miner-exp", 32: "miner-rev", 33: "miner-rev",
-           34: "miner-ok", 35: "miner-exp"}
+           34: "miner-ok", 35: "miner-exp", 36: "off-gh"}
 
 
 # (site_id, licence_no, location), each registered on 2004-01-07
@@ -213,7 +214,14 @@ def test_a_seller_licence_revoked_later_reaches_back_over_history(mapped: Ledger
             "parcel_id": f"K{n}", "site_id": "S-AKW", "seller": "miner-ok", "date": day,
             "carats": 3.5, "stones": 2, "price": {"amount": 150.0, "currency": "USD"},
             "dig_location": point(AKWATIA)}))
-    assert codes(mapped, "parcel", "K") == {}  # licensed when they were written
+    # Sold by someone who became a registered actor, unlicensed until 2012, only afterwards.
+    mapped.write(Event("parcel.purchased", "buyer-a", {
+        "parcel_id": "K3", "site_id": "S-AKW", "seller": "miner-late", "date": "2011-07-01",
+        "carats": 3.5, "stones": 2, "price": {"amount": 150.0, "currency": "USD"},
+        "dig_location": point(AKWATIA)}))
+    assert codes(mapped, "parcel", "K") == {}  # licensed, or not an actor, when written
+    mapped.write(Event("actor.registered", "off-gh",
+                       licensed("miner-late", "buyer", since="2012-01-01")))
     mapped.write(Event("licence.revoked", "off-gh", {
         "actor_id": "miner-ok", "reason": "licence obtained by fraud", "date": "2011-06-30"}))
 
@@ -225,7 +233,9 @@ def test_a_seller_licence_revoked_later_reaches_back_over_history(mapped: Ledger
         details = conn.exec_driver_sql(
             "SELECT subject_id, detail FROM flags ORDER BY subject_id").all()
     assert [(s, d) for s, d in details if s.startswith("K")] == [
-        ("K1", "The seller's licence is not valid on 2011-06-30 (found by rescreen)."),
-        ("K2", "The seller's licence is not valid on 2011-07-01 (found by rescreen)."),
+        ("K1", "The seller, a registered actor, has no licence valid on 2011-06-30 (found by "
+               "rescreen)."),
+        ("K2", "The seller, a registered actor, has no licence valid on 2011-07-01 (found by "
+               "rescreen)."),
     ]
     assert rescreen(mapped).new_flags == 0

@@ -103,6 +103,40 @@ def test_revoked_or_expired_licence_zone(world: Ledger, write) -> None:  # type:
                                                           "LICENCE_INVALID"}
 
 
+def test_a_seller_registered_without_a_licence_is_flagged(world: Ledger, write) -> None:  # type: ignore[no-untyped-def]
+    """SPEC 5 LICENCE_INVALID: a seller who is a registered actor needs a licence of its own;
+    one who is not registered (a digger) is not screened for it."""
+    def bought(pid: str, seller: str) -> WriteResult:
+        return write("parcel.purchased", "buyer-a", parcel_id=pid, site_id="S-AKW",
+                     seller=seller, date="2008-03-14", carats=1.0, stones=1,
+                     price={"amount": 10, "currency": "USD"}, dig_location=point(AKWATIA))
+    unlicensed = bought("P1", "aud-1")
+    assert codes(unlicensed) == {"LICENCE_INVALID"}
+    assert "the seller aud-1 is a registered actor without a licence" in \
+        unlicensed.flags[0]["detail"].lower()
+    assert codes(bought("P2", "exp-gh")) == set()  # licensed until 2030
+    assert codes(bought("P3", "Ama Owusu")) == set()  # not a registered actor
+
+
+def test_a_retired_zone_counts_up_to_its_valid_to_or_not_at_all(world: Ledger, write) -> None:  # type: ignore[no-untyped-def]
+    """SPEC 5: validity is valid_from..valid_to; the payload's date plays no part in it."""
+    zone(write, "R-EMBARGO", box(-8.6, 4.3, -2.4, 10.8), zone_type="risk", category="embargo",
+         valid_from="2005-12-15")
+    write("zone.retired", "off-gh", zone_id="R-EMBARGO", valid_to="2013-12-31",
+          reason="embargo lifted", date="2014-04-29")
+    write("zone.retired", "off-gh", zone_id="R-CIV-NORTH", reason="drawn in error",
+          date="2011-06-01")
+
+    def risks(pid: str, day: str) -> str:
+        result = buy(write, pid, date=day, dig_location=point(SEGUELA))
+        return next((f["detail"] for f in result.flags if f["code"] == "IN_RISK_AREA"), "")
+
+    assert "R-EMBARGO" in risks("P1", "2013-12-31")
+    assert risks("P2", "2014-01-01") == ""  # after its new valid_to, before the retiring date
+    assert "R-CIV-NORTH" not in risks("P3", "2008-05-02")  # retired without valid_to
+    assert "R-CIV-NORTH" not in risks("P4", "2011-05-01")
+
+
 HOLE = Polygon([(-0.9, 5.9), (-0.7, 5.9), (-0.7, 6.1), (-0.9, 6.1)],
                holes=[[(-0.82, 6.02), (-0.78, 6.02), (-0.78, 6.06), (-0.82, 6.06)]])
 MULTI = shapely.MultiPolygon([box(-0.85, 5.99, -0.75, 6.09), box(-0.50, 5.99, -0.40, 6.09)])
