@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -279,11 +280,14 @@ class Ledger:
             rows = conn.execute(
                 sa.select(e.c.seq, e.c.kind, e.c.actor, e.c.payload).order_by(e.c.seq),
                 execution_options={"yield_per": 5000})
-            for n, (seq, kind, actor, payload) in enumerate(rows, 1):
-                state.apply(seq, kind, actor, json.loads(payload))
-                if n % 5000 == 0:
-                    state.flush()
-            state.flush()
+            while batch := [(seq, kind, actor, json.loads(payload))
+                            for seq, kind, actor, payload in islice(rows, 5000)]:
+                # The projection of a purchase looks its seller up among the actors.
+                state.prefetch("actors", {p["seller"] for _, kind, _, p in batch
+                                          if kind == "parcel.purchased"})
+                for seq, kind, actor, p in batch:
+                    state.apply(seq, kind, actor, p)
+                state.flush()
             return projections.digest(conn)
 
     def digest(self) -> str:

@@ -70,13 +70,18 @@ parcels = sa.Table(
     sa.Column("status", sa.String(8), nullable=False),  # active | spent
     sa.Column("open_flags", sa.Integer, nullable=False),
     sa.Column("site_id", Id),  # for purchases: the declared site
-    sa.Column("seller", sa.String(200)),  # for purchases: the seller named (maybe an actor_id)
+    # For purchases: the seller, when a registered actor at the time (SPEC 5 LICENCE_INVALID).
+    sa.Column("seller_id", Id),
     sa.Column("dig_lon", sa.Float),  # for purchases: the declared dig point, if any
     sa.Column("dig_lat", sa.Float),
     sa.Column("date", Day, nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),  # the entry that made it
     sa.Column("spent_seq", sa.BigInteger),
 )
+
+# Rescreen reads the few purchases sold by registered actors from this index alone.
+sa.Index("ix_parcels_seller_id", parcels.c.seller_id, sqlite_where=parcels.c.seller_id.is_not(None),
+         postgresql_where=parcels.c.seller_id.is_not(None))
 
 # One row per custody step: purchase (site -> parcel), transfer (parcel -> itself),
 # split and merge (parent -> child), export (parcel -> certificate), and a site's

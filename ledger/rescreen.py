@@ -114,16 +114,9 @@ def _sites(session: Session, zones: ZoneSet, site_table: _SiteTable,
 NO_DIG = 1e300  # stands for a missing dig point in the numeric columns read below
 
 # A purchase as the database hands it over: its seq, its date as a day number, its dig
-# point (NO_DIG when none), its site (an index into _SiteTable, -1 when unknown) and whether
-# its seller is a registered actor whose licence is not valid on that day.
+# point (NO_DIG when none) and its site (an index into _SiteTable, -1 when unknown).
 PURCHASE = np.dtype([("seq", np.int64), ("day", np.int64), ("lon", np.float64),
-                     ("lat", np.float64), ("site", np.intp), ("seller_void", np.bool_)])
-
-# SPEC 5 LICENCE_INVALID, the seller's part, as write-time screening tests it
-# (ledger.screening.LicenceInvalid): the purchase ``p`` names as its seller an actor ``a``,
-# registered before it, whose licence is missing or not valid on the purchase's date.
-SELLER_VOID = ("a.seq < p.seq AND (a.licence_no IS NULL OR p.date < a.licence_valid_from "
-               "OR p.date > a.licence_valid_to OR p.date >= a.revoked_on)")
+                     ("lat", np.float64), ("site", np.intp)])
 
 # The purchase's date as days since 1970-01-01 (numpy's datetime64[D]), counted by the
 # database: no date string reaches Python.
@@ -143,11 +136,11 @@ WHY = {
     "IN_RISK_AREA": "The purchase point lies in a risk area valid on {day}",
     "LICENCE_INVALID": "The site's mining licence is not valid on {day}",
 }
-# LICENCE_INVALID by whose licence is void: (the site's, the seller's)
+# LICENCE_INVALID by whose licence is void: 1 the site's, 2 the seller's, 3 both
 LICENCE_WHY = {
-    (True, False): WHY["LICENCE_INVALID"],
-    (False, True): "The seller, a registered actor, has no licence valid on {day}",
-    (True, True): "Neither the site's mining licence nor the seller's is valid on {day}",
+    1: WHY["LICENCE_INVALID"],
+    2: "The seller, a registered actor, has no licence valid on {day}",
+    3: "Neither the site's mining licence nor the seller's is valid on {day}",
 }
 
 
@@ -178,13 +171,26 @@ def _read_purchases(conn: sa.Connection, site_index: dict[str, int]) -> np.ndarr
     """
     rows = driver_rows(
         conn, f"SELECT p.seq, {DAY_NUMBER[conn.dialect.name]}, COALESCE(p.dig_lon, {NO_DIG}), "
-              f"COALESCE(p.dig_lat, {NO_DIG}), p.site_id, CASE WHEN {SELLER_VOID} THEN 1 "
-              "ELSE 0 END FROM parcels p LEFT JOIN actors a ON a.actor_id = p.seller "
+              f"COALESCE(p.dig_lat, {NO_DIG}), p.site_id FROM parcels p "
               "WHERE p.site_id IS NOT NULL",
         name="rescreen")
     code = site_index.get
-    return np.fromiter(((seq, day, lon, lat, code(site, -1), void)
-                        for seq, day, lon, lat, site, void in rows), PURCHASE)
+    return np.fromiter(((seq, day, lon, lat, code(site, -1))
+                        for seq, day, lon, lat, site in rows), PURCHASE)
+
+
+def _void_sellers(conn: sa.Connection) -> np.ndarray:
+    """The seqs of the purchases whose seller was a registered actor when they were written
+    (``parcels.seller_id``) and whose licence, as the actors now stand, is missing or not
+    valid on the purchase's date: SPEC 5 LICENCE_INVALID, the seller's part, as write-time
+    screening tests it (:class:`ledger.screening.LicenceInvalid`). Few rows, read through
+    the index on seller_id."""
+    rows = driver_rows(
+        conn, "SELECT p.seq FROM parcels p JOIN actors a ON a.actor_id = p.seller_id "
+              "WHERE p.seller_id IS NOT NULL AND (a.licence_no IS NULL "
+              "OR p.date < a.licence_valid_from OR p.date > a.licence_valid_to "
+              "OR p.date >= a.revoked_on)")
+    return np.fromiter((seq for seq, in rows), np.int64)
 
 
 def _purchases(conn: sa.Connection, zones: ZoneSet, site_table: _SiteTable,
@@ -195,6 +201,7 @@ def _purchases(conn: sa.Connection, zones: ZoneSet, site_table: _SiteTable,
     code, when = rows["site"], rows["day"].astype("datetime64[D]")
     dig = rows["lon"] < NO_DIG
     registered = (code >= 0) & (when < site_table.suspended[code])
+    seller_void = np.isin(rows["seq"], _void_sellers(conn))
     licensed, licence_valid = _licence_checks(zones, site_table, rows, when, dig, registered)
     # SPEC 5: on the dig point when given, else on the location of the site, if registered.
     at_risk = np.zeros(len(rows), dtype=bool)
@@ -207,8 +214,9 @@ def _purchases(conn: sa.Connection, zones: ZoneSet, site_table: _SiteTable,
     found = {"UNREGISTERED_SITE": ~registered,
              "OUTSIDE_LICENSED_ZONE": registered & ~licensed,
              "IN_RISK_AREA": at_risk,
-             "LICENCE_INVALID": (registered & ~licence_valid) | rows["seller_void"]}
-    return _new_flags(conn, rows, when, found, site_void=registered & ~licence_valid)
+             "LICENCE_INVALID": (registered & ~licence_valid) | seller_void}
+    licence_why = (registered & ~licence_valid) + 2 * seller_void
+    return _new_flags(conn, rows["seq"], when, found, licence_why)
 
 
 def _licence_checks(zones: ZoneSet, site_table: _SiteTable, rows: np.ndarray, when: np.ndarray,
@@ -239,12 +247,11 @@ def _licence_checks(zones: ZoneSet, site_table: _SiteTable, rows: np.ndarray, wh
     return licensed, licence_valid
 
 
-def _new_flags(conn: sa.Connection, purchases: np.ndarray, when: np.ndarray,
-               found: dict[str, np.ndarray], site_void: np.ndarray) -> list[tuple[Flag, str]]:
+def _new_flags(conn: sa.Connection, seq: np.ndarray, when: np.ndarray,
+               found: dict[str, np.ndarray], licence_why: np.ndarray) -> list[tuple[Flag, str]]:
     """The flags in ``found`` (a mask over the purchases per code) that their parcels lack,
-    by seq and then in the order of CODES. ``site_void``: where LICENCE_INVALID is (also)
-    the site's licence, not the seller's alone."""
-    seq = purchases["seq"]
+    by seq and then in the order of CODES. ``licence_why``: whose licence makes a purchase
+    LICENCE_INVALID (the keys of LICENCE_WHY)."""
     known = _known_purchase_flags(conn)
     hit_row, hit_code = [], []
     for c, name in enumerate(CODES):
@@ -260,8 +267,7 @@ def _new_flags(conn: sa.Connection, purchases: np.ndarray, when: np.ndarray,
     for r, s, c, day in zip(row.tolist(), seq[row].tolist(), code.tolist(),
                             np.datetime_as_string(when[row]).tolist(), strict=True):
         name = CODES[c]
-        why = WHY[name] if name != "LICENCE_INVALID" else LICENCE_WHY[
-            bool(site_void[r]), bool(purchases["seller_void"][r])]
+        why = WHY[name] if name != "LICENCE_INVALID" else LICENCE_WHY[int(licence_why[r])]
         detail = why.format(day=day) + " (found by rescreen)."
         new.append((Flag(name, "parcel", parcel_of[s], detail, {"seq": s}), day))
     return new

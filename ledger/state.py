@@ -157,11 +157,11 @@ def _site_suspended(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
 
 def _new_parcel(s: State, seq: int, holder: str, pid: str, carats: float, stones: int,
                 date: str, site_id: str | None = None, dig: Any = None,
-                seller: str | None = None) -> None:
+                seller_id: str | None = None) -> None:
     lon, lat = dig["coordinates"][:2] if dig else (None, None)
     s.insert("parcels", {
         "parcel_id": pid, "holder": holder, "points": points(carats), "stones": stones,
-        "status": "active", "open_flags": 0, "site_id": site_id, "seller": seller,
+        "status": "active", "open_flags": 0, "site_id": site_id, "seller_id": seller_id,
         "dig_lon": lon, "dig_lat": lat, "date": date, "seq": seq, "spent_seq": None,
     })
 
@@ -173,8 +173,9 @@ def _edge(s: State, seq: int, kind: str, actor: str, date: str, src: tuple[str, 
 
 
 def _parcel_purchased(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
+    seller = p["seller"]
     _new_parcel(s, seq, actor, p["parcel_id"], p["carats"], p["stones"], p["date"], p["site_id"],
-                p.get("dig_location"), p["seller"])
+                p.get("dig_location"), seller if s.get("actors", seller) is not None else None)
     _edge(s, seq, "parcel.purchased", actor, p["date"], ("site", p["site_id"]),
           ("parcel", p["parcel_id"]), points(p["carats"]))
 

@@ -295,12 +295,13 @@ def test_projections_of_an_earlier_version_are_refused_until_rebuilt(
     before = world.digest()
     size = world.log.size()
     with world.engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE parcels DROP COLUMN seller"))
+        conn.execute(sa.text("DROP INDEX ix_parcels_seller_id"))
+        conn.execute(sa.text("ALTER TABLE parcels DROP COLUMN seller_id"))
 
     with pytest.raises(LedgerError) as refused:
         create_app({"DATABASE_URL": settings.database_url, "LOG_KEY": str(settings.log_key_path)})
     assert refused.value.rule == "CONFIG"
-    assert "parcels.seller" in str(refused.value) and "alluvial rebuild" in str(refused.value)
+    assert "parcels.seller_id" in str(refused.value) and "alluvial rebuild" in str(refused.value)
     command = runner.invoke(cli, ["rescreen"])
     assert command.exit_code == 2
     assert command.stderr.startswith("CONFIG: ") and "`alluvial rebuild`" in command.stderr
