@@ -433,7 +433,7 @@ class _Screen:
 
 
 def _day_before(day: str) -> str:
-    """The ISO date before ``day`` (as ledger.state.day_before; this module stands alone)."""
+    """The ISO date before ``day`` (as in ledger.state; this module stands alone)."""
     d = date.fromisoformat(day)
     return "0000-12-31" if d == date.min else (d - timedelta(days=1)).isoformat()
 

@@ -132,11 +132,11 @@ def _zone_retired(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
     date plays no part in validity)."""
     zone = s.get("zones", p["zone_id"])
     assert zone is not None, f"zone {p['zone_id']} vanished inside a transaction"
-    s.update("zones", p["zone_id"], valid_to=p.get("valid_to") or day_before(zone["valid_from"]),
+    s.update("zones", p["zone_id"], valid_to=p.get("valid_to") or _day_before(zone["valid_from"]),
              last_seq=seq)
 
 
-def day_before(day: str) -> str:
+def _day_before(day: str) -> str:
     """The ISO date before ``day`` (0000-12-31 before the first that Python can name)."""
     d = date.fromisoformat(day)
     return "0000-12-31" if d == date.min else (d - timedelta(days=1)).isoformat()
