@@ -94,8 +94,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
 
 @pytest.fixture(scope="module")
 def browser(demo: tuple[str, Path]) -> Iterator[Any]:
-    assert sync_playwright is not None
-    with sync_playwright() as p:
+    # `demo` has skipped (or failed, under ALLUVIAL_REQUIRE_BROWSER) without Playwright.
+    from playwright.sync_api import sync_playwright as playwright
+
+    with playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         yield chromium
         chromium.close()
