@@ -44,8 +44,8 @@ from typing import Any
 from benchmarks._common import Report, fmt_ms, fmt_rate, median_ms, percentile_ms, progress, rate
 from ledger import accounts
 from ledger.db import make_engine
-from ledger.events import Event, Ledger
-from ledger.keys import load_or_create
+from ledger.log.keys import load_or_create
+from ledger.recorder.events import Event, Ledger
 
 ORIGIN = "bench.alluvial.local"
 TARGET_WRITES = 1000.0

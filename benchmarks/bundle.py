@@ -40,14 +40,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from benchmarks._common import Report, fmt_ms, fmt_x, progress, stage
-from ledger.bundle import _chunks, build_bundle, dumps
-from ledger.bundle_verify import verify_bundle
+from ledger.bundle.build import _chunks, build_bundle, dumps
+from ledger.bundle.verify import verify_bundle
 from ledger.config import DEFAULT_ORIGIN
-from ledger.custody import trace
+from ledger.custody.trace import trace
 from ledger.db import entries, make_engine
-from ledger.events import Ledger
-from ledger.ingest import ingest
-from ledger.keys import load_or_create
+from ledger.log.keys import load_or_create
+from ledger.recorder.events import Ledger
+from ledger.recorder.ingest import ingest
 from sample_data.generate import dump_line, events, preamble
 
 TARGET_S = 1.0

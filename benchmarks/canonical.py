@@ -1,4 +1,4 @@
-"""Benchmark of RFC 8785 encoding: ``ledger.canonical`` against ``rfc8785.dumps``.
+"""Benchmark of RFC 8785 encoding: ``ledger.log.canonical`` against ``rfc8785.dumps``.
 
     python -m benchmarks.canonical [--size N]      # default N = 20,000
 
@@ -6,8 +6,8 @@ Encodes N custody-sized events ({kind, actor, event_id, payload} with a
 ``parcel.purchased``-shaped payload: price {amount, currency}, carats, a GeoJSON
 Point; one in ten with integral amounts or carats, which the fast path rewrites)
 with the reference ``rfc8785.dumps`` (the baseline) and with
-``ledger.canonical.canonical_bytes``, checks the bytes are identical, and reports
-µs per event and the speedup. For context it also times ``ledger.canonical.parse``
+``ledger.log.canonical.canonical_bytes``, checks the bytes are identical, and reports
+µs per event and the speedup. For context it also times ``ledger.log.canonical.parse``
 of the same events against plain ``json.loads`` (the duplicate-key hook's cost).
 
 Each figure is the best of ``--repeat`` passes over all N events, so that other load
@@ -27,7 +27,7 @@ from typing import Any
 import rfc8785
 
 from benchmarks._common import Report, fmt_x, progress
-from ledger.canonical import canonical_bytes, parse
+from ledger.log.canonical import canonical_bytes, parse
 
 # The per-entry budget of bulk append: 40,000 entries/s, everything included.
 ENTRY_BUDGET_US = 1e6 / 40_000

@@ -12,7 +12,7 @@ the peak RSS is that of the work alone:
    SigningKey.generate(...)).initialise()``): the file streamed, one transaction,
    with validation, rules, projections, screening, hashing and Merkle bookkeeping.
    After 20,000 lines ``ingest`` starts its helper process, which reads and checks
-   the lines a few chunks ahead (``ledger.prepare``): the table gives the CPU time
+   the lines a few chunks ahead (``ledger.recorder.prepare``): the table gives the CPU time
    and peak RSS of both processes. Its events/s and its peak RSS (VmHWM).
 2. The baseline: the same file streamed, each line ``json.loads``-ed and its payload
    inserted as JSON text with a plain SQLAlchemy Core ``insert()`` (executemany of
@@ -97,8 +97,8 @@ def run_child(module: str, *args: str) -> dict[str, Any]:
 def fresh_ledger(url: str) -> Any:
     """A new, initialised ledger at ``url`` (entry 1: the actor admin)."""
     from ledger.db import make_engine
-    from ledger.events import Ledger
-    from ledger.keys import SigningKey
+    from ledger.log.keys import SigningKey
+    from ledger.recorder.events import Ledger
 
     ledger = Ledger(make_engine(url), SigningKey.generate(ORIGIN))
     ledger.initialise()
@@ -146,7 +146,7 @@ def load_note() -> str:
 
 
 def child_ingest(file: str, url: str, lines: int) -> dict[str, Any]:
-    from ledger.ingest import ingest
+    from ledger.recorder.ingest import ingest
 
     ledger = fresh_ledger(url)
     rss0 = peak_rss_mb()
@@ -203,7 +203,7 @@ def child_core(file: str, url: str, lines: int) -> dict[str, Any]:
 def child_profile(file: str, url: str, out: str) -> dict[str, Any]:
     from pyinstrument import Profiler
 
-    from ledger.ingest import ingest
+    from ledger.recorder.ingest import ingest
 
     ledger = fresh_ledger(url)
     profiler = Profiler(interval=0.001)

@@ -59,10 +59,10 @@ from benchmarks._common import (
     timed_calls,
     workdir,
 )
-from ledger import merkle
 from ledger.db import entries, make_engine
-from ledger.keys import SigningKey, load_or_create
-from ledger.log import Log, entry_bytes
+from ledger.log import merkle
+from ledger.log.keys import SigningKey, load_or_create
+from ledger.log.store import Log, entry_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 ORIGIN = "bench.alluvial.local"
@@ -252,8 +252,8 @@ FIRST_PROOF = """
 import json, sys, time
 t0 = time.perf_counter()
 from ledger.db import make_engine
-from ledger.keys import SigningKey
-from ledger.log import Log
+from ledger.log.keys import SigningKey
+from ledger.log.store import Log
 t1 = time.perf_counter()
 url, key_file, what, arg, size = sys.argv[1:6]
 log = Log(make_engine(url), SigningKey.from_skey(open(key_file).read()))
@@ -330,8 +330,8 @@ VERIFY = (
     + """
 import json, sys, time
 from ledger.db import make_engine
-from ledger.keys import VerifierKey
-from ledger.verify import verify_log
+from ledger.log.keys import VerifierKey
+from ledger.log.verify import verify_log
 url, vkey = sys.argv[1:3]
 engine = make_engine(url)
 rss0 = peak_rss_mb()

@@ -206,9 +206,9 @@ class World:
 
 def build(tmp: Path, world: World, n: int, tag: str) -> dict[str, Any]:
     from ledger.db import make_engine
-    from ledger.events import Ledger
-    from ledger.ingest import ingest
-    from ledger.keys import load_or_create
+    from ledger.log.keys import load_or_create
+    from ledger.recorder.events import Ledger
+    from ledger.recorder.ingest import ingest
 
     url = f"sqlite:///{tmp / f'{tag}.db'}"
     key_file = tmp / "log.key"
@@ -228,9 +228,9 @@ def build(tmp: Path, world: World, n: int, tag: str) -> dict[str, Any]:
 
 def child_rescreen(url: str, key_file: str, profile: str) -> dict[str, Any]:
     from ledger.db import make_engine
-    from ledger.events import Ledger
-    from ledger.keys import load_or_create
-    from ledger.rescreen import rescreen
+    from ledger.log.keys import load_or_create
+    from ledger.recorder.events import Ledger
+    from ledger.recorder.rescreen import rescreen
 
     ledger = Ledger(make_engine(url), load_or_create(Path(key_file), ORIGIN))
     rss0 = peak_rss_mb()
@@ -317,7 +317,7 @@ def check_loop_against_zoneset(url: str, sample: dict[str, np.ndarray], licensed
                                at_risk: np.ndarray) -> None:
     """The loop must answer what ZoneSet.screen answers, or it is no baseline."""
     from ledger.db import make_engine
-    from ledger.zones import ZoneSet, days
+    from ledger.geo.zones import ZoneSet, days
 
     engine = make_engine(url)
     with engine.connect() as conn:
@@ -333,12 +333,12 @@ def check_loop_against_zoneset(url: str, sample: dict[str, np.ndarray], licensed
 
 
 def single_writes(world: World, url: str, key_file: str, writes: int) -> dict[str, Any]:
-    import ledger.zones
+    import ledger.geo.zones
+    from ledger.custody.state import State
     from ledger.db import make_engine
-    from ledger.events import Event, Ledger
-    from ledger.keys import load_or_create
-    from ledger.screening import DEFAULT_RULES, subject_for
-    from ledger.state import State
+    from ledger.geo.screening import DEFAULT_RULES, subject_for
+    from ledger.log.keys import load_or_create
+    from ledger.recorder.events import Event, Ledger
 
     engine = make_engine(url)
     key = load_or_create(Path(key_file), ORIGIN)

@@ -183,7 +183,7 @@ def interleaved(n: int, parcels: int) -> Iterator[dict[str, Any]]:
 
 def build(tmp: Path, n: int, parcels: int, tag: str) -> tuple[str, dict[str, Any]]:
     """Write the interleaved file and ingest it into a fresh ledger; return its URL."""
-    from ledger.ingest import ingest
+    from ledger.recorder.ingest import ingest
 
     file = tmp / f"{tag}.jsonl"
     with stage(f"generating {n:,} events with a {parcels}-parcel lineage"):
@@ -201,7 +201,7 @@ def build(tmp: Path, n: int, parcels: int, tag: str) -> tuple[str, dict[str, Any
 
 def measure(url: str, parcels: int, runs: int) -> dict[str, Any]:
     """Time the trace, the recursive-SQL walk and the single SELECT on one ledger."""
-    from ledger.custody import trace
+    from ledger.custody.trace import trace
     from ledger.db import make_engine
     from ledger.projections import edges
 
@@ -260,7 +260,7 @@ def measure(url: str, parcels: int, runs: int) -> dict[str, Any]:
 def profile_trace(url: str, runs: int, out: Path) -> None:
     from pyinstrument import Profiler
 
-    from ledger.custody import trace
+    from ledger.custody.trace import trace
     from ledger.db import make_engine
 
     engine = make_engine(url)

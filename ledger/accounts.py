@@ -17,21 +17,18 @@ an index, so a token is found without comparing secrets one by one.
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from ledger import projections as pj
-from ledger.custody import Trace, trace
 from ledger.db import driver_execute
 from ledger.errors import Conflict, InputError, LedgerError, NotFound, PermissionDenied
-from ledger.log import ADMIN
+from ledger.log.store import ADMIN
 
 ROLES = ("officer", "buyer", "exporter", "auditor", "admin")
 TOKEN_PREFIX = "alv_"
@@ -188,115 +185,3 @@ def require(principal: Principal | None, area: str) -> None:
     if principal.role not in allowed:
         raise PermissionDenied(f"role: the role {principal.role} may not read {area}; "
                                f"only {' or '.join(sorted(allowed))} may.", field="role")
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Reads of the projections as one principal may see them."""
-
-    conn: sa.Connection
-    principal: Principal
-
-    @property
-    def sees_all(self) -> bool:
-        return self.principal.role in READ_ALL
-
-    def held(self, parcel_id: str) -> bool:
-        """The parcel is held by the actor now, or was (it is on one of its custody steps)."""
-        me = self.principal.actor_id
-        p, e = pj.parcels, pj.edges
-        if self.conn.execute(sa.select(p.c.seq).where(
-                p.c.parcel_id == parcel_id, p.c.holder == me)).first():
-            return True
-        touches = sa.or_(sa.and_(e.c.from_type == "parcel", e.c.from_id == parcel_id),
-                         sa.and_(e.c.to_type == "parcel", e.c.to_id == parcel_id))
-        return self.conn.execute(sa.select(e.c.seq).where(touches, e.c.actor == me)
-                                 .limit(1)).first() is not None
-
-    def check_parcel(self, parcel_id: str) -> None:
-        # Same answer whether the parcel exists or not: a scoped caller learns nothing else.
-        if not self.sees_all and not self.held(parcel_id):
-            raise PermissionDenied(f"parcel_id: '{parcel_id}' is not a parcel that "
-                                   f"'{self.principal.actor_id}' holds or held.",
-                                   field="parcel_id")
-
-    def parcel(self, parcel_id: str) -> dict[str, Any]:
-        self.check_parcel(parcel_id)
-        row = self.conn.execute(
-            sa.select(pj.parcels).where(pj.parcels.c.parcel_id == parcel_id)).first()
-        if row is None:
-            raise NotFound(f"parcel_id: there is no parcel '{parcel_id}'.", field="parcel_id")
-        return {
-            "parcel_id": row.parcel_id, "holder": row.holder, "carats": row.points / 100,
-            "stones": row.stones, "status": row.status, "on_hold": row.open_flags > 0,
-            "open_flags": row.open_flags, "site_id": row.site_id, "date": row.date,
-            "seq": row.seq, "spent_seq": row.spent_seq,
-            "flags": self.flags(subject=("parcel", parcel_id)),
-        }
-
-    def custody(self, parcel_id: str, direction: str) -> Trace:
-        self.parcel(parcel_id)  # visibility, then existence
-        return trace(self.conn, parcel_id, direction)
-
-    def flags(self, status: str | None = None,
-              subject: tuple[str, str] | None = None) -> list[dict[str, Any]]:
-        """Flags in the shape of `flags --json`; a scoped caller's are those on its parcels
-        (held or once held) and on its exports."""
-        f = pj.flags
-        query = sa.select(f).order_by(f.c.seq)
-        if status is not None:
-            query = query.where(f.c.status == status)
-        if subject is not None:
-            query = query.where(f.c.subject_type == subject[0], f.c.subject_id == subject[1])
-        elif not self.sees_all:
-            mine = pj.exports.c.exporter == self.principal.actor_id
-            query = query.where(sa.or_(
-                sa.and_(f.c.subject_type == "parcel", f.c.subject_id.in_(self._held_parcels())),
-                sa.and_(f.c.subject_type == "export", f.c.subject_id.in_(
-                    sa.select(pj.exports.c.certificate_no).where(mine)))))
-        return [{"flag_id": r.flag_id, "seq": r.seq, "code": r.code,
-                 "subject": {"type": r.subject_type, "id": r.subject_id}, "detail": r.detail,
-                 "status": r.status} for r in self.conn.execute(query)]
-
-    def _held_parcels(self) -> sa.CompoundSelect[Any]:
-        me, p, e = self.principal.actor_id, pj.parcels, pj.edges
-        return sa.union(
-            sa.select(p.c.parcel_id).where(p.c.holder == me),
-            sa.select(e.c.from_id).where(e.c.actor == me, e.c.from_type == "parcel"),
-            sa.select(e.c.to_id).where(e.c.actor == me, e.c.to_type == "parcel"),
-        )
-
-    def check_export(self, certificate_no: str) -> None:
-        """A bundle is the auditor's or its exporter's to download."""
-        if self.sees_all:
-            return
-        x = pj.exports
-        row = self.conn.execute(sa.select(x.c.exporter).where(
-            x.c.certificate_no == certificate_no)).first()
-        if row is None or row.exporter != self.principal.actor_id:
-            raise PermissionDenied(f"certificate_no: '{certificate_no}' is not an export of "
-                                   f"'{self.principal.actor_id}'.", field="certificate_no")
-
-
-# -- the public map (any account) ------------------------------------------------------
-
-def _geometry(text: str) -> Any:
-    return json.loads(text)
-
-
-def zones(conn: sa.Connection) -> Iterator[dict[str, Any]]:
-    """Zones and risk areas as GeoJSON features (properties: the projection's columns)."""
-    z = pj.zones
-    for r in conn.execute(sa.select(z).order_by(z.c.zone_id)):
-        props = {k: v for k, v in r._mapping.items() if k not in ("geometry", "last_seq")}
-        yield {"type": "Feature", "id": r.zone_id, "geometry": _geometry(r.geometry),
-               "properties": props}
-
-
-def sites(conn: sa.Connection) -> Iterator[dict[str, Any]]:
-    """Mine sites as GeoJSON features."""
-    s = pj.sites
-    for r in conn.execute(sa.select(s).order_by(s.c.site_id)):
-        props = {k: v for k, v in r._mapping.items() if k != "location"}
-        yield {"type": "Feature", "id": r.site_id, "geometry": _geometry(r.location),
-               "properties": props}

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ledger.canonical import parse
 from ledger.errors import LedgerError
-from ledger.events import Event, Ledger
-from ledger.ingest import IngestReport, ingest
+from ledger.log.canonical import parse
+from ledger.recorder.events import Event, Ledger
+from ledger.recorder.ingest import IngestReport, ingest
 
 SCENARIO = Path(__file__).resolve().parent.parent / "sample_data" / "scenario"
 

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 from ledger.config import Settings
 from ledger.db import make_engine
-from ledger.events import Ledger
-from ledger.keys import load_or_create
-from ledger.log import Log
+from ledger.log.keys import load_or_create
+from ledger.log.store import Log
+from ledger.recorder.events import Ledger
 from tests import pg
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
@@ -126,8 +126,8 @@ class Auth:
 
     def register(self, role: str, actor: str) -> None:
         """Register the actor (GH, licensed 2000-2030) unless it already is."""
-        from ledger.events import Event
         from ledger.projections import actors
+        from ledger.recorder.events import Event
 
         with self.ledger.engine.connect() as conn:
             if conn.execute(actors.select().where(actors.c.actor_id == actor)).first():

@@ -20,8 +20,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from ledger.events import Ledger
-from ledger.schema import KINDS, load_schema
+from ledger.custody.schema import KINDS, load_schema
+from ledger.recorder.events import Ledger
 from tests.conftest import Auth
 from tests.test_api import bundle_available, world  # noqa: F401  (the fixture)
 from webui.openapi import components

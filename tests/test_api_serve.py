@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from ledger.events import Event, Ledger
+from ledger.recorder.events import Event, Ledger
 from tests.conftest import Auth
 
 API = "/api/v1"

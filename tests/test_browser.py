@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from ledger.db import make_engine
-from ledger.events import Event, Ledger
-from ledger.keys import load_or_create
+from ledger.log.keys import load_or_create
+from ledger.recorder.events import Event, Ledger
 from webui.login import set_password
 
 try:

@@ -20,18 +20,20 @@ from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import bundle_format, jcs, merkle
-from ledger.bundle import build_bundle, dumps, inclusion_paths
-from ledger.bundle_format import Bundle, Item, Manifest, manifest_text, tlog_proof
-from ledger.bundle_verify import verify_bundle
-from ledger.canonical import canonical_bytes
-from ledger.checkpoint import Checkpoint
+from ledger.bundle import format as bundle_format
+from ledger.bundle import jcs
+from ledger.bundle.build import build_bundle, dumps, inclusion_paths
+from ledger.bundle.format import Bundle, Item, Manifest, manifest_text, tlog_proof
+from ledger.bundle.verify import verify_bundle
 from ledger.cli import cli
 from ledger.config import DEFAULT_ORIGIN
 from ledger.db import make_engine
-from ledger.events import Event, Ledger
-from ledger.keys import SigningKey, VerifierKey, open_note, sign_note
-from ledger.keys import load_or_create as load_key
+from ledger.log import merkle
+from ledger.log.canonical import canonical_bytes
+from ledger.log.checkpoint import Checkpoint
+from ledger.log.keys import SigningKey, VerifierKey, open_note, sign_note
+from ledger.log.keys import load_or_create as load_key
+from ledger.recorder.events import Event, Ledger
 
 CERT = "GH-2008-0042"
 ROOT = Path(__file__).resolve().parent.parent
@@ -555,18 +557,19 @@ def test_each_entry_is_a_c2sp_tlog_proof(built: Built) -> None:
                                        checkpoint.root_hash)
 
 
-CORE = {"ledger", "ledger.bundle_verify", "ledger.bundle_format", "ledger.jcs",
-        "ledger.bundle_replay", "ledger.merkle", "ledger.keys", "ledger.checkpoint",
-        "ledger.errors"}
+CORE = {"ledger", "ledger.bundle", "ledger.log", "ledger.bundle.verify", "ledger.bundle.format",
+        "ledger.bundle.jcs", "ledger.bundle.replay", "ledger.log.merkle", "ledger.log.keys",
+        "ledger.log.checkpoint", "ledger.errors"}
 SIGNATURES = {"cryptography", "_cffi_backend", "_openssl"}
 
 
 @pytest.mark.parametrize(("module", "ours", "third_allowed"), [
-    ("ledger.bundle_verify", CORE, SIGNATURES),
-    ("ledger.bundle_format", CORE - {"ledger.bundle_verify", "ledger.bundle_replay",
-                                     "ledger.checkpoint"}, SIGNATURES),
-    ("ledger.jcs", {"ledger", "ledger.jcs"}, set()),
-    ("ledger.bundle_replay", {"ledger", "ledger.bundle_replay"}, set()),  # shapely: lazily
+    ("ledger.bundle.verify", CORE, SIGNATURES),
+    ("ledger.bundle.format", CORE - {"ledger.bundle.verify", "ledger.bundle.replay",
+                                     "ledger.log.checkpoint"}, SIGNATURES),
+    ("ledger.bundle.jcs", {"ledger", "ledger.bundle", "ledger.bundle.jcs"}, set()),
+    # shapely: lazily
+    ("ledger.bundle.replay", {"ledger", "ledger.bundle", "ledger.bundle.replay"}, set()),
 ], ids=["core", "format", "jcs", "replay"])
 def test_the_verifier_core_imports_only_stdlib_merkle_and_signatures(
         module: str, ours: set[str], third_allowed: set[str]) -> None:
@@ -590,8 +593,8 @@ def test_rescreening_is_skipped_and_said_so_without_shapely(built: Built, tmp_pa
     code = textwrap.dedent(f"""
         import sys
         sys.modules["shapely"] = None  # as if shapely were not installed
-        from ledger.bundle_verify import verify_bundle
-        from ledger.keys import VerifierKey
+        from ledger.bundle.verify import verify_bundle
+        from ledger.log.keys import VerifierKey
         data = open({str(tmp_path / "bundle.json")!r}, "rb").read()
         report = verify_bundle(data, VerifierKey.from_vkey({built.vkey!r}))
         print("\\n".join(report.lines()))
@@ -784,7 +787,9 @@ def test_the_verifiers_fast_hash_path_agrees_with_jcs(value: dict[str, Any]) -> 
 
 def test_the_offline_verifier_uses_the_ledgers_own_roles_and_map_kinds() -> None:
     """The vendorable verifier copies two tables of the ledger: they must not drift apart."""
-    from ledger import bundle_replay, events, rules
+    from ledger.bundle import replay as bundle_replay
+    from ledger.custody import rules
+    from ledger.recorder import events
 
     assert {k: set(v) for k, v in bundle_replay.ROLES.items()} == {
         k: set(v) for k, v in rules.ROLES.items()}

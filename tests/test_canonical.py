@@ -1,4 +1,4 @@
-"""ledger.canonical: byte-identical to rfc8785 everywhere, RFC 8785's own answers, strict parse."""
+"""ledger.log.canonical: byte-identical to rfc8785, RFC 8785's own answers, strict parse."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import canonical
-from ledger.canonical import (
+from ledger.errors import InputError
+from ledger.log import canonical
+from ledger.log.canonical import (
     CanonicalizationError,
     FloatDomainError,
     IntegerDomainError,
@@ -25,7 +26,6 @@ from ledger.canonical import (
     canonical_text,
     parse,
 )
-from ledger.errors import InputError
 
 SAMPLE_EVENTS = Path(__file__).resolve().parents[1] / "sample_data" / "scenario" / "events.jsonl"
 SAFE = 2**53 - 1

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.checkpoint import MAX_SIZE, Checkpoint
 from ledger.errors import InputError, VerificationError
-from ledger.keys import SigningKey, sign_note
+from ledger.log.checkpoint import MAX_SIZE, Checkpoint
+from ledger.log.keys import SigningKey, sign_note
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "rfc6962_vectors.json"
 ORIGIN = "alluvial.test"

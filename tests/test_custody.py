@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from ledger.cli import cli
 from ledger.config import Settings
-from ledger.custody import trace
+from ledger.custody.trace import trace
 from ledger.errors import LedgerError
-from ledger.events import Event, Ledger, WriteResult
+from ledger.recorder.events import Event, Ledger, WriteResult
 from webui import create_app
 
 Write = Callable[..., WriteResult]
@@ -321,7 +321,7 @@ def test_rebuild_of_100000_mixed_events_gives_the_identical_digest(ledger: Ledge
     """Issue 3: `rebuild` over 100,000 generated purchases, transfers, splits, merges, exports."""
     import json
 
-    from ledger.ingest import ingest
+    from ledger.recorder.ingest import ingest
     from sample_data.generate import events
 
     report = ingest(ledger, (json.dumps(e) for e in events(100_000)))

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from ledger.cli import cli
-from ledger.custody import trace
+from ledger.custody.trace import trace
 from ledger.db import make_engine
 from ledger.projections import exports, flags, sites
 

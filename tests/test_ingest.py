@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from ledger.cli import cli
-from ledger.events import Ledger
+from ledger.recorder.events import Ledger
 from tests.test_custody import SQUARE, licensed
 
 
@@ -40,7 +40,7 @@ SETUP = [
 def helper(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int | None:
     """Every test twice: lines read by the writing process, and by a helper process
     (``ingest`` starts one after HELPER_AFTER lines; 0 here: from the first line)."""
-    monkeypatch.setattr("ledger.ingest.HELPER_AFTER", request.param)
+    monkeypatch.setattr("ledger.recorder.ingest.HELPER_AFTER", request.param)
     return request.param  # type: ignore[no-any-return]
 
 
@@ -132,7 +132,7 @@ def test_helper_process_checks_payloads_ahead() -> None:
     """What the helper hands back: canonical payload text, or the refusal kept for the
     moment the line is written; a line that cannot be read is refused at once."""
     from ledger.errors import InputError
-    from ledger.prepare import prepared_events
+    from ledger.recorder.prepare import prepared_events
     lines = [purchase("P1", carats=2.5), "", purchase("P2", carats=-3), "{not json"]
     got = list(prepared_events(enumerate(lines, 1), 0))
     assert [n for n, _, _ in got] == [1, 2, 3, 4]

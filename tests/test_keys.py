@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.errors import InputError, VerificationError
-from ledger.keys import (
+from ledger.log.keys import (
     MAX_NOTE_BYTES,
     SigningKey,
     VerifierKey,

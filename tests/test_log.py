@@ -12,12 +12,12 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import merkle
-from ledger.checkpoint import Checkpoint
 from ledger.db import checkpoints, entries
 from ledger.errors import LedgerError
-from ledger.events import Ledger
-from ledger.log import Log, entry_bytes, format_ts
+from ledger.log import merkle
+from ledger.log.checkpoint import Checkpoint
+from ledger.log.store import Log, entry_bytes, format_ts
+from ledger.recorder.events import Ledger
 
 FIXTURE_CHECKS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -148,7 +148,7 @@ def test_plain_sql_cannot_update_or_delete(log: Log, statement: str) -> None:
 
 
 def test_concurrent_appends_are_serialized(engine, settings) -> None:  # type: ignore[no-untyped-def]
-    from ledger.keys import load_or_create
+    from ledger.log.keys import load_or_create
 
     log = Log(engine, load_or_create(settings.log_key_path, settings.origin))
     log.create()
@@ -170,7 +170,7 @@ def test_concurrent_appends_are_serialized(engine, settings) -> None:  # type: i
     with engine.connect() as conn:
         seqs = [r[0] for r in conn.execute(sa.select(entries.c.seq).order_by(entries.c.seq))]
     assert seqs == list(range(1, 8001))
-    from ledger.verify import verify_log
+    from ledger.log.verify import verify_log
 
     report = verify_log(engine, log.verifier)
     assert report.ok, report.lines()

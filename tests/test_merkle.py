@@ -1,4 +1,4 @@
-"""ledger.merkle against RFC 9162 section 2.1, published vectors and pymerkle 7.
+"""ledger.log.merkle against RFC 9162 section 2.1, published vectors and pymerkle 7.
 
 The reference functions below are the RFC's recursive definitions (MTH, PATH, SUBPROOF)
 transcribed as literally as possible; they are slow and obviously right, the module is
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.merkle import (
+from ledger.log.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
     CompactRange,

@@ -23,11 +23,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
-from ledger import accounts, merkle
+from ledger import accounts
 from ledger.accounts import User
-from ledger.custody import Edge, Trace
-from ledger.events import Event, Ledger
-from ledger.keys import load_or_create
+from ledger.custody.trace import Edge, Trace
+from ledger.log import merkle
+from ledger.log.keys import load_or_create
+from ledger.recorder.events import Event, Ledger
 from tests import pg
 from tests.conftest import AUTH_ACTORS, Auth
 from webui import create_app, login

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from shapely.geometry import box, mapping
 
-from ledger.events import Event, Ledger
-from ledger.rescreen import rescreen
+from ledger.recorder.events import Event, Ledger
+from ledger.recorder.rescreen import rescreen
 from tests.test_custody import licensed
 from tests.test_screening import (
     AKWATIA,

@@ -40,7 +40,7 @@ except ImportError:  # pragma: no cover
 def _validators() -> Any:
     """validate(kind, payload), from ledger.schema when it imports, else fastjsonschema."""
     try:
-        from ledger.schema import validate_payload
+        from ledger.custody.schema import validate_payload
         return validate_payload
     except ImportError:  # pragma: no cover - while ledger is being built
         import fastjsonschema

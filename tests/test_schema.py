@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ledger.custody.schema import KINDS, load_schema, validate_event, validate_payload
 from ledger.errors import InputError
-from ledger.schema import KINDS, load_schema, validate_event, validate_payload
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 SQUARE = [[[-5.6, 8.2], [-5.4, 8.2], [-5.4, 8.4], [-5.6, 8.4], [-5.6, 8.2]]]

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from shapely.geometry import Polygon, box, mapping
 
 from ledger.cli import cli
-from ledger.events import Event, Ledger, WriteResult
 from ledger.projections import flags
+from ledger.recorder.events import Event, Ledger, WriteResult
 from tests.test_custody import buy, export, licensed, merge, move, split
 
 AKWATIA = (-0.80, 6.04)
@@ -281,7 +281,7 @@ def test_export_geojson_has_flat_properties(world: Ledger, write, runner: CliRun
 def test_ingest_screens_a_chunk_of_points_like_single_writes(world: Ledger, write) -> None:  # type: ignore[no-untyped-def]
     """Ingest looks a whole chunk's dig points up in the zone trees at once: the
     boundary, hole, multipolygon and overlapping-area cases flag exactly as single writes."""
-    from ledger.ingest import ingest
+    from ledger.recorder.ingest import ingest
     zone(write, "Z-HOLE", HOLE, licence_no="ML-HOLE")
     zone(write, "Z-MULTI", MULTI, licence_no="ML-MULTI")
     zone(write, "R-EMBARGO", box(-8.6, 4.3, -2.4, 10.8), zone_type="risk", category="embargo",

@@ -24,8 +24,8 @@ from ledger.db import (
     make_engine,
     trigger_names,
 )
-from ledger.keys import SigningKey
-from ledger.log import Log
+from ledger.log.keys import SigningKey
+from ledger.log.store import Log
 from tests.test_log import grow, purchase
 
 
@@ -75,8 +75,8 @@ def insert_row_in_middle(conn: sa.Connection) -> None:
 
 def rewrite_hash_too(conn: sa.Connection) -> None:
     """Change entry 20 and store the new hash with it: entry 21's prev still commits to the old."""
-    from ledger import merkle
-    from ledger.log import Entry
+    from ledger.log import merkle
+    from ledger.log.store import Entry
 
     change_payload_byte(conn)
     row = conn.exec_driver_sql("SELECT * FROM entries WHERE seq = 20").first()
@@ -204,8 +204,8 @@ KILLED_WRITER = textwrap.dedent("""
     import sys
     from ledger.config import Settings
     from ledger.db import make_engine
-    from ledger.keys import load_or_create
-    from ledger.log import Log
+    from ledger.log.keys import load_or_create
+    from ledger.log.store import Log
     from tests.test_log import purchase
 
     s = Settings.from_env()

@@ -22,7 +22,7 @@ from flask.testing import FlaskClient
 
 from ledger import accounts
 from ledger.config import Settings
-from ledger.events import Ledger
+from ledger.recorder.events import Ledger
 from tests.conftest import Auth
 from tests.test_api import assert_problem, post, purchase, snapshot
 from tests.test_api import world as world  # the fixture: accounts and parcels

@@ -17,7 +17,7 @@ from flask import Flask
 
 from ledger import accounts
 from ledger.config import DEFAULT_ORIGIN, Settings
-from ledger.events import Ledger
+from ledger.recorder.events import Ledger
 from webui import api, errors, pages, reqlog, sessions
 from webui.auth import TokenCache
 from webui.http import MAX_BODY

@@ -17,8 +17,8 @@ from typing import Any
 
 from flask import Response, request
 
-from ledger.canonical import parse
 from ledger.errors import InputError
+from ledger.log.canonical import parse
 from webui.errors import RequestError
 
 MAX_BODY = 1 << 20  # SPEC 6: 413 beyond 1 MiB

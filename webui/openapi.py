@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, Flask, current_app
 
 from ledger.accounts import READS
-from ledger.schema import BASE_URI, KINDS, load_schema
+from ledger.custody.schema import BASE_URI, KINDS, load_schema
 
 PREFIX = "/api/v1"
 MAX_SEQ = 2**63 - 1

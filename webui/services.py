@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from flask import current_app
 
-from ledger.events import Ledger
+from ledger.accounts import Principal
+from ledger.reads import Scope
+from ledger.recorder.events import Ledger
 from webui.auth import TokenCache
 from webui.writer import GroupWriter
 
@@ -32,7 +33,7 @@ def ledger() -> Ledger:
 
 
 @contextmanager
-def reading() -> Iterator[sa.Connection]:
-    """A connection for the reads of one request."""
+def reading(principal: Principal | None = None) -> Iterator[Scope]:
+    """The reads of one request, as ``principal`` may see them (``ledger.reads``)."""
     with services().ledger.engine.connect() as conn:
-        yield conn
+        yield Scope(conn, principal)

@@ -11,7 +11,7 @@ came too late for it. Before taking its group, the leader waits up to ``linger``
 seconds while more writes keep arriving, so that a busy server commits fewer, larger
 groups. An event the ledger refuses writes nothing, so the others of its group go
 on; anything else that goes wrong rolls the whole group back, and each of its events
-is then written alone, so each request gets its own answer.
+is then written alone, so each request gets its own answer (:mod:`webui.group_commit`).
 
 A write may carry the digest of the bearer token it was made with: the group's
 transaction reads which of its tokens still exist, and refuses (401) the writes of a
@@ -32,25 +32,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 
-from ledger.accounts import Unauthenticated, live_tokens
-from ledger.errors import LedgerError
-from ledger.events import Event, Ledger, WriteResult
+from ledger.recorder.events import Event, Ledger, WriteResult
+from webui import group_commit
+from webui.group_commit import Pending
 from webui.writer_process import WriterProcess
-
-
-@dataclass
-class _Pending:
-    event: Event
-    token: str | None = None  # the digest of the token the write was made with
-    result: WriteResult | None = None
-    error: BaseException | None = None
-    done: bool = False
-
-
-class _Partial(Exception):
-    """A refusal after part of an event was appended: the group must roll back."""
 
 
 class GroupWriter:
@@ -63,7 +49,7 @@ class GroupWriter:
         self.linger = linger
         # Where the groups are committed: here, or in a writer process of their own.
         self.process = process
-        self._queue: deque[_Pending] = deque()
+        self._queue: deque[Pending] = deque()
         self._queue_lock = threading.Lock()
         # Guards _leading and the done flags; waiters sleep on it until their group commits.
         self._turn = threading.Condition(self._queue_lock)
@@ -76,7 +62,7 @@ class GroupWriter:
         ``token``: the digest of the bearer token the write was made with, checked in
         the write's own transaction (:class:`Unauthenticated` once it is deleted).
         """
-        pending = _Pending(event, token)
+        pending = Pending(event, token)
         with self._turn:
             self._queue.append(pending)
             self._arrived.notify()
@@ -115,11 +101,11 @@ class GroupWriter:
                 if left <= 0 or not self._arrived.wait(min(self.linger / 4, left)):
                     return
 
-    def _take(self) -> list[_Pending]:
+    def _take(self) -> list[Pending]:
         if self.linger:
             self._gather()
-        group: list[_Pending] = []
-        later: list[_Pending] = []
+        group: list[Pending] = []
+        later: list[Pending] = []
         ids: set[str] = set()
         with self._queue_lock:
             while self._queue and len(group) < self.max_group:
@@ -134,56 +120,13 @@ class GroupWriter:
             self._queue.extendleft(reversed(later))
         return group
 
-    def _commit(self, group: list[_Pending]) -> None:
+    def _commit(self, group: list[Pending]) -> None:
         """Write the group; each member then holds its result or its error, and is done."""
+        if self.process is None:
+            group_commit.commit(self.ledger, group)
+            return
         try:
-            if self.process is not None:
-                self.process.commit(group)
-                return
-            try:
-                self._commit_together(group)
-            except Exception:
-                for pending in group:
-                    self._commit_alone(pending)
+            self.process.commit(group)
         finally:
             for pending in group:
                 pending.done = True
-
-    def _commit_together(self, group: list[_Pending]) -> None:
-        results: list[WriteResult | LedgerError] = []
-        with self.ledger.session() as session:
-            live = live_tokens(session.appender.conn, {p.token for p in group if p.token})
-            session.prefetch([pending.event for pending in group])  # a few queries, not many
-            for pending in group:
-                if pending.token is not None and pending.token not in live:
-                    results.append(_revoked())
-                    continue
-                size = session.appender.size
-                try:
-                    results.append(session.write(pending.event))
-                except LedgerError as exc:
-                    if session.appender.size != size:
-                        raise _Partial from exc
-                    results.append(exc)
-        checkpoint = session.appender.checkpoint
-        for pending, outcome in zip(group, results, strict=True):
-            if isinstance(outcome, LedgerError):
-                pending.error = outcome
-            else:
-                outcome.checkpoint = checkpoint
-                pending.result = outcome
-
-    def _commit_alone(self, pending: _Pending) -> None:
-        pending.result = pending.error = None
-        try:
-            if pending.token is not None:
-                with self.ledger.engine.connect() as conn:
-                    if not live_tokens(conn, {pending.token}):
-                        raise _revoked()
-            pending.result = self.ledger.write(pending.event)
-        except Exception as exc:
-            pending.error = exc
-
-
-def _revoked() -> Unauthenticated:
-    return Unauthenticated("Authorization: the bearer token is not valid.")

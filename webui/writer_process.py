@@ -26,15 +26,13 @@ import sys
 import threading
 import time
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from ledger.config import Settings
 from ledger.errors import LedgerError
-
-if TYPE_CHECKING:
-    from webui.writer import _Pending
+from webui import group_commit
+from webui.group_commit import Pending
 
 log = logging.getLogger("alluvial.writer")
 
@@ -81,7 +79,7 @@ class WriterProcess:
             theirs.close()
         self._pipe = Connection(ours.detach())
 
-    def commit(self, group: list[_Pending]) -> None:
+    def commit(self, group: list[Pending]) -> None:
         """Write the group in the writer process; each member then holds its result or
         its error (503 when the writer process died on the way)."""
         with self._lock:
@@ -129,7 +127,7 @@ class WriterProcess:
             self._stopped()
 
 
-def _lost(group: list[_Pending], why: BaseException) -> None:
+def _lost(group: list[Pending], why: BaseException) -> None:
     """Answer every write of the group 503 (retry): the writer process is gone."""
     for pending in group:
         pending.result = None
@@ -151,11 +149,9 @@ def _serve(pipe: Connection, settings: Settings) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the web process stops this
     # one by closing the pipe, after its last group is answered.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from ledger.events import Ledger
-    from webui.writer import GroupWriter, _Pending
+    from ledger.recorder.events import Ledger
 
     ledger = Ledger.open(settings)
-    local = GroupWriter(ledger)
     try:
         while True:
             try:
@@ -164,8 +160,8 @@ def _serve(pipe: Connection, settings: Settings) -> None:
                 return
             if items is None:
                 return
-            group = [_Pending(event, token) for event, token in items]
-            local._commit(group)
+            group = [Pending(event, token) for event, token in items]
+            group_commit.commit(ledger, group)
             try:
                 pipe.send([(p.result, _portable(p.error)) for p in group])
             except OSError:

@@ -1,6 +1,11 @@
-"""The `alluvial` command line (SPEC 6): the group and its commands, one module per area."""
+"""The `alluvial` command line (SPEC 6): the group and its commands, one module per area.
 
-from ledger.cli import accounts, bundle, custody, demo, log, serve, zones
+The commands that start the web layer (`serve`, `demo`) live in ``webui.commands`` and
+join the group through the ``alluvial.commands`` entry points, so this package never
+imports ``webui``.
+"""
+
+from ledger.cli import accounts, bundle, custody, log, zones
 from ledger.cli.app import cli, main
 
-__all__ = ["accounts", "bundle", "cli", "custody", "demo", "log", "main", "serve", "zones"]
+__all__ = ["accounts", "bundle", "cli", "custody", "log", "main", "zones"]

@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from ledger.config import Settings
 from ledger.db import make_engine
 from ledger.errors import LedgerError, VerificationError
-from ledger.events import Ledger
-from ledger.keys import SigningKey, load_or_create
-from ledger.log import Log
+from ledger.log.keys import SigningKey, load_or_create
+from ledger.log.store import Log
+from ledger.recorder.events import Ledger
 
 # The one place errors become exit codes (SPEC 6).
 EXIT_CODES: tuple[tuple[type[LedgerError], int], ...] = (
@@ -75,8 +75,30 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
+# Commands of the layers above the core (`serve`, `demo` in webui.commands), declared in
+# pyproject.toml; loaded only when one of them is run or the list is shown.
+PLUGIN_GROUP = "alluvial.commands"
+
+
+def _plugins() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP)}
+
+
 class LedgerGroup(click.Group):
-    """Turns the ledger's errors into a message on stderr and the exit code of EXIT_CODES."""
+    """Turns the ledger's errors into a message on stderr and the exit code of EXIT_CODES,
+    and adds the commands of the entry points in PLUGIN_GROUP."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_plugins()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and (plugin := _plugins().get(cmd_name)) is not None:
+            found = plugin.load()
+            self.add_command(found, cmd_name)
+        return found
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

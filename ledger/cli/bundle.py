@@ -20,8 +20,8 @@ from ledger.cli.app import Context, cli, pass_ctx
 @pass_ctx
 def bundle(ctx: Context, certificate_no: str, output: Path, since: int | None) -> None:
     """Write the provenance bundle of the export under KP certificate CERTIFICATE_NO."""
-    from ledger.bundle import build_bundle, dumps
-    from ledger.log import Log
+    from ledger.bundle.build import build_bundle, dumps
+    from ledger.log.store import Log
 
     made = build_bundle(Log(ctx.engine, ctx.key()), certificate_no, since)
     text = dumps(made)
@@ -47,9 +47,9 @@ def bundle(ctx: Context, certificate_no: str, output: Path, since: int | None) -
 def verify_bundle(file: Path, vkey: str | None, trust_bundle_key: bool,
                   checkpoint_file: Path | None) -> None:
     """Verify the provenance bundle FILE offline: no database, no network, no file written."""
-    from ledger.bundle_verify import verify_bundle as run
+    from ledger.bundle.verify import verify_bundle as run
     from ledger.errors import InputError
-    from ledger.keys import VerifierKey
+    from ledger.log.keys import VerifierKey
 
     if (vkey is None) == (not trust_bundle_key):
         raise click.UsageError("give the log's published key with --key VKEY, or accept the "

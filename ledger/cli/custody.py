@@ -23,8 +23,8 @@ def ingest(ctx: Context, file: Any, batch: int | None) -> None:
     """
     from tqdm import tqdm
 
-    from ledger.ingest import LineError
-    from ledger.ingest import ingest as run
+    from ledger.recorder.ingest import LineError
+    from ledger.recorder.ingest import ingest as run
 
     ledger = ctx.ledger
     with tqdm(unit="line", file=sys.stderr, disable=None, leave=False) as bar:
@@ -53,7 +53,7 @@ def ingest(ctx: Context, file: Any, batch: int | None) -> None:
 @pass_ctx
 def trace(ctx: Context, ident: str, direction: str, as_json: bool) -> None:
     """The custody graph of a parcel or a KP certificate number."""
-    from ledger.custody import trace as build
+    from ledger.custody.trace import trace as build
 
     with ctx.engine.connect() as conn:
         graph = build(conn, ident, direction)

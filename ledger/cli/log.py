@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ledger.cli.app import Context, cli, pass_ctx, print_json
-from ledger.events import Ledger
+from ledger.recorder.events import Ledger
 
 
 @cli.command()
@@ -69,7 +69,7 @@ def verify(ctx: Context, checkpoint_file: Path | None) -> None:
     """Re-derive every entry hash, the Merkle root and check the signed checkpoint."""
     from tqdm import tqdm
 
-    from ledger.verify import verify_log
+    from ledger.log.verify import verify_log
 
     earlier = checkpoint_file.read_text(encoding="utf-8") if checkpoint_file else None
     total = ctx.log.size()

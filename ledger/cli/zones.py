@@ -23,8 +23,8 @@ from ledger.errors import InputError, LedgerError
 def import_zones(ctx: Context, file: Path, zone_type: str, actor: str,
                  renames: tuple[str, ...]) -> None:
     """Register every feature of FILE (GeoJSON, GeoPackage, Shapefile; any CRS) as a zone."""
-    from ledger.events import Event
-    from ledger.zonefile import read_zone_file
+    from ledger.geo.zonefile import read_zone_file
+    from ledger.recorder.events import Event
 
     mapping = {}
     for item in renames:
@@ -48,7 +48,7 @@ def import_zones(ctx: Context, file: Path, zone_type: str, actor: str,
 @pass_ctx
 def rescreen(ctx: Context) -> None:
     """Screen the whole history again against today's map; append only new flags."""
-    from ledger.rescreen import rescreen as run
+    from ledger.recorder.rescreen import rescreen as run
 
     report = run(ctx.ledger, progress=lambda msg: click.echo(msg, err=True))
     click.echo(f"Rescreened {report.purchases} purchases and {report.sites} sites: "
@@ -87,7 +87,7 @@ def flags(ctx: Context, only_open: bool, as_json: bool) -> None:
 @pass_ctx
 def export_geojson(ctx: Context, output: Path | None) -> None:
     """Zones, risk areas, sites and flagged purchases as one GeoJSON FeatureCollection."""
-    from ledger.maps import feature_collection
+    from ledger.geo.maps import feature_collection
 
     with ctx.engine.connect() as conn:
         text = json.dumps(feature_collection(conn), ensure_ascii=False)

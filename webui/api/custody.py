@@ -1,5 +1,5 @@
 """Parcels, their custody and flags, and export bundles, as each account may see them
-(SPEC 6; ledger.accounts.Scope decides what is visible)."""
+(SPEC 6; ledger.reads.Scope decides what is visible)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import re
 
 from flask import Blueprint, Response
 
-from ledger.accounts import Scope
 from webui.auth import member
 from webui.http import choice_arg, int_arg, json_response
 from webui.openapi import PREFIX, Param, integer, operation
@@ -23,8 +22,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 @operation("A parcel: holder, mass, status and flags", area="parcels", ok={200: "Parcel"})
 def parcel(parcel_id: str) -> Response:
     principal = member("parcels")
-    with reading() as conn:
-        return json_response(Scope(conn, principal).parcel(parcel_id))
+    with reading(principal) as scope:
+        return json_response(scope.parcel(parcel_id))
 
 
 @bp.get("/parcels/<path:parcel_id>/custody")
@@ -36,8 +35,8 @@ def custody(parcel_id: str) -> Response:
     principal = member("parcels")
     direction = choice_arg("direction", DIRECTIONS, "backward")
     assert direction is not None
-    with reading() as conn:
-        return json_response(Scope(conn, principal).custody(parcel_id, direction).to_json())
+    with reading(principal) as scope:
+        return json_response(scope.custody(parcel_id, direction).to_json())
 
 
 @bp.get("/flags")
@@ -48,8 +47,8 @@ def custody(parcel_id: str) -> Response:
 def flags() -> Response:
     principal = member("flags")
     status = choice_arg("status", STATUSES)
-    with reading() as conn:
-        return json_response({"flags": Scope(conn, principal).flags(status)})
+    with reading(principal) as scope:
+        return json_response({"flags": scope.flags(status)})
 
 
 @bp.get("/exports/<path:certificate_no>/bundle")
@@ -60,9 +59,9 @@ def flags() -> Response:
 def bundle(certificate_no: str) -> Response:
     principal = member("bundles")
     since = int_arg("since")
-    with reading() as conn:
-        Scope(conn, principal).check_export(certificate_no)
-    from ledger.bundle import build_bundle, dumps  # issue 6's module, loaded on first use
+    with reading(principal) as scope:
+        scope.check_export(certificate_no)
+    from ledger.bundle.build import build_bundle, dumps  # issue 6's module, loaded on first use
 
     response = Response(dumps(build_bundle(ledger().log, certificate_no, since)),
                         mimetype="application/json")

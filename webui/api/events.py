@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from ledger.accounts import Unauthenticated
-from ledger.events import Event
+from ledger.recorder.events import Event
 from webui.auth import writing_member
 from webui.http import json_body, json_response
 from webui.openapi import PREFIX, operation

@@ -8,9 +8,9 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from ledger.checkpoint import Checkpoint
 from ledger.errors import NotFound
-from ledger.log import format_ts
+from ledger.log.checkpoint import Checkpoint
+from ledger.log.store import format_ts
 from webui.auth import caller
 from webui.http import cacheable, etag, int_arg, json_response
 from webui.openapi import MAX_SEQ, PREFIX, integer, operation

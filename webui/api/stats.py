@@ -17,6 +17,5 @@ bp = Blueprint("stats", __name__, url_prefix=PREFIX)
 @operation("Counts, and carats and value by country and year", area="stats",
            ok={200: "Stats"})
 def stats() -> Response:
-    caller("stats")
-    with reading() as conn:
-        return json_response(public_stats(conn))
+    with reading(caller("stats")) as scope:
+        return json_response(public_stats(scope.conn))

@@ -1,7 +1,7 @@
 """Who is signed in, and which pages each role may open.
 
 A page declares what it does, never a list of roles of its own: a page that writes
-an event kind is open to the roles rule ROLE lets write it (``ledger.rules.ROLES``),
+an event kind is open to the roles rule ROLE lets write it (``ledger.custody.rules.ROLES``),
 a page that reads an area to the roles ``ledger.accounts.READS`` lets read it. The
 navigation shows each role the pages it may open, from the same declarations.
 """
@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 from flask import g, redirect, request, session, url_for
 
-from ledger import rules
 from ledger.accounts import READ_ALL, READS, ROLES, Principal, Unauthenticated, require
+from ledger.custody import rules
 from ledger.errors import PermissionDenied
 from webui import login
 from webui.services import ledger

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from ledger import accounts
+from ledger import accounts, reads
 from ledger.errors import LedgerError
 from webui import login
-from webui.pages import access, reads
+from webui.pages import access
 from webui.pages.forms import Refusal, refusals
 from webui.services import ledger, reading
 
@@ -20,8 +20,8 @@ USER_FIELDS = ("name", "role", "actor", "password")
 
 def _users(values: dict[str, str], errors: Mapping[str, list[Refusal]], token: str = "",
            status: int = 200) -> tuple[str, int]:
-    with reading() as conn:
-        listed = reads.users(conn)
+    with reading(access.principal()) as scope:
+        listed = reads.users(scope)
     return render_template("users.html", users=listed, values=values, errors=errors,
                            token=token, roles=accounts.ROLES), status
 

@@ -9,10 +9,10 @@ import io
 from flask import Blueprint, redirect, render_template, request
 from werkzeug.wrappers import Response
 
-from ledger.accounts import Scope
-from ledger.verify import verify_log
+from ledger import reads
+from ledger.log.verify import verify_log
 from webui.http import choice_arg
-from webui.pages import access, links, reads
+from webui.pages import access, links
 from webui.pages.forms import RESOLVE
 from webui.pages.submit import Round, announce, handle
 from webui.services import ledger, reading
@@ -25,8 +25,8 @@ KINDS = {"parcels": "parcel", "sites": "site", "actors": "actor", "exports": "ex
 @bp.get("/audit")
 @access.reads_all()
 def overview() -> str:
-    with reading() as conn:
-        flags = Scope(conn, access.principal()).flags("open")
+    with reading(access.principal()) as scope:
+        flags = scope.flags("open")
     return render_template("audit.html", flags=flags, report=None, note="")
 
 
@@ -38,8 +38,8 @@ def verify() -> str:
     note = request.form.get("checkpoint", "").replace("\r\n", "\n").strip()
     book = ledger()
     report = verify_log(book.engine, book.log.verifier, (note + "\n") if note else None)
-    with reading() as conn:
-        flags = Scope(conn, access.principal()).flags("open")
+    with reading(access.principal()) as scope:
+        flags = scope.flags("open")
     return render_template("audit.html", flags=flags, report=report, note=note)
 
 
@@ -48,8 +48,8 @@ def verify() -> str:
 def search() -> Response | str:
     """By parcel, site, actor, certificate, zone or flag: one exact match opens its page."""
     text = request.args.get("q", "").strip()
-    with reading() as conn:
-        found = reads.search(conn, text) if text else {}
+    with reading(access.principal()) as scope:
+        found = reads.search(scope, text) if text else {}
     exact = [(KINDS[k], text) for k, ids in found.items() if text in ids and k in KINDS]
     if len(exact) == 1:
         return redirect(links.record(*exact[0]))
@@ -60,16 +60,16 @@ def search() -> Response | str:
 @access.reads("flags")
 def flags() -> str:
     status = choice_arg("status", ("open", "resolved"))
-    with reading() as conn:
-        listed = Scope(conn, access.principal()).flags(status)
+    with reading(access.principal()) as scope:
+        listed = scope.flags(status)
     return render_template("flags.html", flags=listed, status=status)
 
 
 @bp.route("/flags/<path:flag_id>/resolve", methods=["GET", "POST"])
 @access.writes("flag.resolved")
 def resolve(flag_id: str) -> Response | tuple[str, int]:
-    with reading() as conn:
-        flag = reads.flag(conn, flag_id)
+    with reading(access.principal()) as scope:
+        flag = reads.flag(scope, flag_id)
     step: Round = handle(RESOLVE, flag_id=flag_id)
     if step.result is not None:
         announce(step.result, f"Resolution of flag {flag_id}")
@@ -80,8 +80,8 @@ def resolve(flag_id: str) -> Response | tuple[str, int]:
 @bp.get("/flags.csv")
 @access.reads("flags")
 def flags_csv() -> Response:
-    with reading() as conn:
-        listed = Scope(conn, access.principal()).flags()
+    with reading(access.principal()) as scope:
+        listed = scope.flags()
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["flag_id", "seq", "code", "subject_type", "subject_id", "status", "detail"])

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from ledger.canonical import parse
+from ledger.custody.rules import HS_CODES
 from ledger.errors import InputError, LedgerError
-from ledger.rules import HS_CODES
+from ledger.log.canonical import parse
 
 # SPEC 4 (and the web layer's own refusals), in plain words.
 RULE_WORDS = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ledger.custody import Edge, Node, Trace
+from ledger.custody.trace import Edge, Node, Trace
 
 NODE_W, NODE_H, GAP_X, GAP_Y, MARGIN = 190.0, 40.0, 70.0, 14.0, 16.0
 CENTRED = 12  # columns are centred on each other up to this height, else top-aligned

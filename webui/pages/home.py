@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
-from ledger.accounts import READ_ALL, Scope
+from ledger import reads
 from ledger.stats import counts
 from webui.api.log import _checkpoint_json
-from webui.pages import access, reads
+from webui.pages import access
 from webui.services import ledger, reading
 
 bp = Blueprint("home", __name__)
@@ -19,12 +19,10 @@ bp = Blueprint("home", __name__)
 def dashboard() -> str:
     who = access.principal()
     note = ledger().log.latest_checkpoint()
-    with reading() as conn:
-        sees_all = who.role in READ_ALL
+    with reading(who) as scope:
         return render_template(
             "dashboard.html", checkpoint=_checkpoint_json(note) if note else None,
-            counts=counts(conn),
-            flags=Scope(conn, who).flags("open") if access.may_read("flags") else None,
-            recent=reads.recent_entries(conn, None if sees_all else who.actor_id),
-            holdings=reads.holdings(conn, who.actor_id),
-            exports=reads.exports_of(conn, who.actor_id), sees_all=sees_all)
+            counts=counts(scope.conn),
+            flags=scope.flags("open") if access.may_read("flags") else None,
+            recent=reads.recent_entries(scope), holdings=reads.holdings(scope),
+            exports=reads.exports_of(scope), sees_all=scope.sees_all)

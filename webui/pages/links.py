@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Response, url_for
 
-from ledger.custody import Node
+from ledger.custody.trace import Node
 
 _PAGES = {"parcel": ("pages.records.parcel", "parcel_id"),
           "site": ("pages.records.site", "site_id"),

@@ -7,7 +7,7 @@ import json
 
 from flask import Blueprint, Response, render_template
 
-from ledger.maps import feature_collection
+from ledger import reads
 from webui.pages import access, links
 from webui.pages.cartography import draw_map, insets
 from webui.services import reading
@@ -18,8 +18,8 @@ bp = Blueprint("map", __name__)
 @bp.get("/map")
 @access.reads("zones")
 def world() -> str:
-    with reading() as conn:
-        features = feature_collection(conn)["features"]
+    with reading(access.principal()) as scope:
+        features = reads.map_features(scope)["features"]
     return render_template("map.html", drawing=draw_map(features, links.feature),
                            insets=insets(features, links.feature))
 
@@ -27,6 +27,6 @@ def world() -> str:
 @bp.get("/map.geojson")
 @access.reads("zones")
 def geojson() -> Response:
-    with reading() as conn:
-        text = json.dumps(feature_collection(conn), ensure_ascii=False)
+    with reading(access.principal()) as scope:
+        text = json.dumps(reads.map_features(scope), ensure_ascii=False)
     return links.download(text, "alluvial-map.geojson", "application/geo+json")

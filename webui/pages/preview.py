@@ -1,8 +1,8 @@
 """Screening before saving: what writing an event would raise, without writing it.
 
-The same steps as ``ledger.events.Session.write``, read-only: the kind's schema,
+The same steps as ``ledger.recorder.events.Session.write``, read-only: the kind's schema,
 the custody rules of SPEC 4 (a refusal is raised as it would be on saving), then
-the ledger's own screening rules on a subject built by ``ledger.screening.subject_for``
+the ledger's own screening rules on a subject built by ``ledger.geo.screening.subject_for``
 against the committed map. Nothing is appended and the read transaction ends in a
 rollback, so a preview can never change the log; the answer is what saving would give
 if nothing else were written in between.
@@ -16,11 +16,11 @@ from typing import Any
 
 import shapely
 
-from ledger import rules
-from ledger.events import Event, Ledger
-from ledger.schema import validate_payload
-from ledger.screening import Flag, subject_for
-from ledger.state import State
+from ledger.custody import rules
+from ledger.custody.schema import validate_payload
+from ledger.custody.state import State
+from ledger.geo.screening import Flag, subject_for
+from ledger.recorder.events import Event, Ledger
 
 
 @dataclass(frozen=True)

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 
-import sqlalchemy as sa
 from flask import Blueprint, Response, render_template
 
-from ledger.accounts import Scope
-from ledger.custody import Trace, trace
+from ledger import reads
+from ledger.custody.trace import Trace
 from ledger.errors import NotFound
-from ledger.maps import feature_collection
+from ledger.reads import Scope
 from webui.api.log import _checkpoint_json
 from webui.openapi import MAX_SEQ
-from webui.pages import access, links, reads
+from webui.pages import access, links
 from webui.pages.cartography import draw_map
 from webui.pages.graph import GraphDrawing, draw_graph
 from webui.services import ledger, reading
@@ -22,35 +21,34 @@ from webui.services import ledger, reading
 bp = Blueprint("records", __name__)
 
 
-def _graph(conn: sa.Connection, graph: Trace) -> GraphDrawing:
-    return draw_graph(graph, reads.node_seqs(conn, graph.nodes),
-                      reads.flagged_nodes(conn, graph.nodes), links.node)
+def _graph(scope: Scope, graph: Trace) -> GraphDrawing:
+    return draw_graph(graph, reads.node_seqs(scope, graph.nodes),
+                      reads.flagged_nodes(scope, graph.nodes), links.node)
 
 
 @bp.get("/parcels/<path:parcel_id>")
 @access.reads("parcels")
 def parcel(parcel_id: str) -> str:
-    with reading() as conn:
-        scope = Scope(conn, access.principal())
+    with reading(access.principal()) as scope:
         record = scope.parcel(parcel_id)
         back, forward = scope.custody(parcel_id, "backward"), scope.custody(parcel_id, "forward")
         return render_template(
             "parcel.html", parcel=record, back=back, forward=forward,
-            back_drawing=_graph(conn, back), forward_drawing=_graph(conn, forward),
-            origins=draw_map(reads.origin_features(conn, back), links.feature,
+            back_drawing=_graph(scope, back), forward_drawing=_graph(scope, forward),
+            origins=draw_map(reads.origin_features(scope, back), links.feature,
                              fit=("licence_zone", "site", "dig_point", "flagged_purchase")))
 
 
 @bp.get("/exports/<path:certificate_no>")
 @access.reads("bundles")
 def export(certificate_no: str) -> str:
-    with reading() as conn:
-        Scope(conn, access.principal()).check_export(certificate_no)
-        record = reads.export(conn, certificate_no)
-        back = trace(conn, certificate_no, "backward")
+    with reading(access.principal()) as scope:
+        scope.check_export(certificate_no)
+        record = reads.export(scope, certificate_no)
+        back = reads.export_custody(scope, certificate_no)
         return render_template(
-            "export.html", export=record, back=back, back_drawing=_graph(conn, back),
-            origins=draw_map(reads.origin_features(conn, back), links.feature,
+            "export.html", export=record, back=back, back_drawing=_graph(scope, back),
+            origins=draw_map(reads.origin_features(scope, back), links.feature,
                              fit=("licence_zone", "site", "dig_point", "flagged_purchase")))
 
 
@@ -58,9 +56,9 @@ def export(certificate_no: str) -> str:
 @access.reads("bundles")
 def bundle(certificate_no: str) -> Response:
     """The provenance bundle (SPEC 7), as `GET /api/v1/exports/{no}/bundle` gives it."""
-    with reading() as conn:
-        Scope(conn, access.principal()).check_export(certificate_no)
-    from ledger.bundle import build_bundle, dumps  # loaded on first use, as the API does
+    with reading(access.principal()) as scope:
+        scope.check_export(certificate_no)
+    from ledger.bundle.build import build_bundle, dumps  # loaded on first use, as the API does
 
     return links.download(dumps(build_bundle(ledger().log, certificate_no)),
                           f"{links.safe(certificate_no)}.bundle.json", "application/json")
@@ -69,9 +67,9 @@ def bundle(certificate_no: str) -> Response:
 @bp.get("/sites/<path:site_id>")
 @access.reads("sites")
 def site(site_id: str) -> str:
-    with reading() as conn:
-        record = reads.site(conn, site_id)
-        features = reads.near(feature_collection(conn), record["zones"], [site_id])
+    with reading(access.principal()) as scope:
+        record = reads.site(scope, site_id)
+        features = reads.near(reads.map_features(scope), record["zones"], [site_id])
     return render_template("site.html", site=record,
                            drawing=draw_map(features, links.feature, fit=("site",)))
 
@@ -79,9 +77,9 @@ def site(site_id: str) -> str:
 @bp.get("/zones/<path:zone_id>")
 @access.reads("zones")
 def zone(zone_id: str) -> str:
-    with reading() as conn:
-        record = reads.zone(conn, zone_id)
-        features = reads.near(feature_collection(conn), [zone_id], record["sites"])
+    with reading(access.principal()) as scope:
+        record = reads.zone(scope, zone_id)
+        features = reads.near(reads.map_features(scope), [zone_id], record["sites"])
     return render_template("zone.html", zone=record,
                            drawing=draw_map(features, links.feature, fit=("licence_zone",)))
 
@@ -89,9 +87,9 @@ def zone(zone_id: str) -> str:
 @bp.get("/actors/<path:actor_id>")
 @access.signed_in()
 def actor(actor_id: str) -> str:
-    with reading() as conn:
-        record = reads.actor(conn, actor_id)
-        recent = reads.recent_entries(conn, actor_id) if access.may_read("entries") else []
+    with reading(access.principal()) as scope:
+        record = reads.actor(scope, actor_id)
+        recent = reads.recent_entries(scope, actor_id) if access.may_read("entries") else []
     return render_template("actor.html", actor=record, recent=recent)
 
 

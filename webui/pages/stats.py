@@ -18,8 +18,8 @@ bp = Blueprint("stats", __name__)
 @bp.get("/stats")
 @access.signed_in()
 def charts() -> str:
-    with reading() as conn:
-        figures = public_stats(conn)
+    with reading(access.principal()) as scope:
+        figures = public_stats(scope.conn)
     return render_template(
         "stats.html", stats=figures,
         purchases=bar_chart(figures["purchases"], "carats", "ct"),
@@ -30,8 +30,8 @@ def charts() -> str:
 @access.signed_in()
 def stats_csv() -> Response:
     """Purchases and exports by country and year, one row each."""
-    with reading() as conn:
-        figures = public_stats(conn)
+    with reading(access.principal()) as scope:
+        figures = public_stats(scope.conn)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["flow", "country", "year", "count", "carats", "value_usd"])

@@ -17,10 +17,11 @@ from pathlib import Path
 from flask import flash, request
 from werkzeug.datastructures import FileStorage
 
+from ledger import reads
 from ledger.errors import InputError, LedgerError
-from ledger.events import Event, WriteResult
-from ledger.zonefile import read_zone_file
-from webui.pages import access, links, reads
+from ledger.geo.zonefile import read_zone_file
+from ledger.recorder.events import Event, WriteResult
+from webui.pages import access, links
 from webui.pages.cartography import MapDrawing, draw_map
 from webui.pages.forms import Form, Refusal, refusals
 from webui.pages.preview import Preview, preview
@@ -63,8 +64,8 @@ def preview_map(step: Round) -> MapDrawing | None:
     shown = step.preview
     if shown is None or shown.geometry is None:
         return None
-    with reading() as conn:
-        features = reads.screened(conn, shown.geometry, shown.licence_no, len(shown.flags))
+    with reading(access.principal()) as scope:
+        features = reads.screened(scope, shown.geometry, shown.licence_no, len(shown.flags))
     return draw_map(features, links.feature_or_none, fit=("site", "licence_zone"), width=700)
 
 
@@ -85,7 +86,7 @@ ZONE_FILES = (".geojson", ".json", ".gpkg", ".zip")
 def import_zones(upload: FileStorage | None, zone_type: str) -> int:
     """Register every feature of an uploaded zone file, all or nothing (as `import-zones`).
 
-    The file is read by ``ledger.zonefile.read_zone_file`` (any CRS; a zipped
+    The file is read by ``ledger.geo.zonefile.read_zone_file`` (any CRS; a zipped
     Shapefile too) from a private temporary folder that is removed afterwards.
     """
     name = (upload.filename or "") if upload is not None else ""

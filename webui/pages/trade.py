@@ -6,8 +6,8 @@ from __future__ import annotations
 from flask import Blueprint, redirect, render_template
 from werkzeug.wrappers import Response
 
-from ledger.accounts import Scope
-from webui.pages import access, links, reads
+from ledger import reads
+from webui.pages import access, links
 from webui.pages.forms import EXPORT, MERGE, PURCHASE, SPLIT, TRANSFER, Form
 from webui.pages.submit import announce, handle, preview_map
 from webui.services import reading
@@ -34,13 +34,11 @@ def _round(form: Form) -> Response | tuple[str, int]:
             ident = ident[part]
         announce(step.result, f"{NOUNS[form.kind]} of {ident}")
         return redirect(links.record(kind, str(ident)))
-    who = access.principal()
-    with reading() as conn:
+    with reading(access.principal()) as scope:
         return render_template("form.html", form=form, step=step, title=TITLES[form.kind],
                                intro=form.kind, previews=form.kind == "parcel.purchased",
-                               holdings=reads.holdings(conn, who.actor_id),
-                               around=preview_map(step),
-                               suggest=reads.suggestions(conn, who.actor_id)), step.status
+                               holdings=reads.holdings(scope), around=preview_map(step),
+                               suggest=reads.suggestions(scope)), step.status
 
 
 @bp.route("/purchases/new", methods=["GET", "POST"])
@@ -77,9 +75,6 @@ def declare_export() -> Response | tuple[str, int]:
 @access.writes("parcel.transferred")
 def holdings() -> str:
     """The parcels you hold; those on hold with the open flags that hold them."""
-    who = access.principal()
-    with reading() as conn:
-        held = reads.holdings(conn, who.actor_id)
-        flags = Scope(conn, who).flags("open")
-        return render_template("holdings.html", held=held, flags=flags,
-                               exports=reads.exports_of(conn, who.actor_id))
+    with reading(access.principal()) as scope:
+        return render_template("holdings.html", held=reads.holdings(scope),
+                               flags=scope.flags("open"), exports=reads.exports_of(scope))

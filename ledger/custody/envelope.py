@@ -1,7 +1,7 @@
 """What a writer sends: an event's envelope, checked before its payload (SPEC 4, SPEC 6).
 
-Kept apart from the write path (:mod:`ledger.events`) so that a process that only
-reads and checks ingest lines (:mod:`ledger.prepare`) imports nothing heavy.
+Kept apart from the write path (:mod:`ledger.recorder.events`) so that a process that only
+reads and checks ingest lines (:mod:`ledger.recorder.prepare`) imports nothing heavy.
 """
 
 from __future__ import annotations

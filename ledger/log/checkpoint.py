@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ledger.errors import InputError, VerificationError
-from ledger.keys import SigningKey, VerifierKey, decode_base64, open_note, sign_note
+from ledger.log.keys import SigningKey, VerifierKey, decode_base64, open_note, sign_note
 
 MAX_SIZE = 2**63 - 1  # an SQL BIGINT, and Go's tlog int64
 _SIZE = re.compile(r"0|[1-9][0-9]*")

@@ -7,7 +7,7 @@ a chunk of lines at a time, to one other process (:func:`prepared_events`), so t
 two run side by side on two cores. The results are exactly what the writing
 process would have found: a line that does not parse is refused at that line, and
 a payload that fails its schema is refused when it is written, after the event_id
-check, as in :meth:`ledger.events.Session.write`.
+check, as in :meth:`ledger.recorder.events.Session.write`.
 
 This module imports no database, geometry or web code.
 """
@@ -20,10 +20,10 @@ from collections.abc import Generator, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import chain, islice
 
-from ledger.canonical import canonical_text, parse
-from ledger.envelope import Event
+from ledger.custody.envelope import Event
+from ledger.custody.schema import validate_payload
 from ledger.errors import LedgerError
-from ledger.schema import validate_payload
+from ledger.log.canonical import canonical_text, parse
 
 Line = tuple[int, str]
 # (line number, the event or None for a blank line, the error that refuses the line)

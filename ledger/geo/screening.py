@@ -17,8 +17,8 @@ from typing import Any, Protocol
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from ledger.state import Row, State
-from ledger.zones import Zone, ZoneSet
+from ledger.custody.state import Row, State
+from ledger.geo.zones import Zone, ZoneSet
 
 
 @dataclass(frozen=True)

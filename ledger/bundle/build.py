@@ -1,6 +1,6 @@
 """Building the provenance bundle of one export (SPEC 7).
 
-The format, and what a verifier checks, are described in :mod:`ledger.bundle_verify`
+The format, and what a verifier checks, are described in :mod:`ledger.bundle.verify`
 and ``schemas/bundle.json``. The bundle holds, against the latest signed checkpoint:
 the export entry and every entry on every custody path back to the sites (purchases,
 transfers, splits, merges: :func:`ledger.custody.trace`), the registrations of those
@@ -24,16 +24,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ledger import merkle
-from ledger.bundle_format import Bundle, Consistency, Item, manifest_text
-from ledger.checkpoint import Checkpoint
-from ledger.custody import trace
+from ledger.bundle.format import Bundle, Consistency, Item, manifest_text
+from ledger.custody.trace import trace
 from ledger.db import entries
 from ledger.errors import InputError, NotFound
-from ledger.keys import sign_note
-from ledger.log import Entry, Log, _latest_note
+from ledger.log import merkle
+from ledger.log.checkpoint import Checkpoint
+from ledger.log.keys import sign_note
+from ledger.log.store import Entry, Log, _latest_note
+from ledger.log.tree import NODE_MIN_WIDTH, LedgerTree, node_id
 from ledger.projections import actors, exports, flags, sites, zones
-from ledger.tree import NODE_MIN_WIDTH, LedgerTree, node_id
 
 MAP_KINDS = ("zone.amended", "zone.retired", "licence.revoked")
 CHUNK = 10_000  # ids per IN (...) query
@@ -210,7 +210,7 @@ def inclusion_paths(conn: sa.Connection, size: int, seqs: Iterable[int]
 
     Bottom up, a leaf's path holds, at each level, the root of its aligned block's sibling
     clipped to the tree, skipping siblings that lie wholly past the end: the ranges
-    RFC 9162 2.1.3.1's recursion takes, as ``ledger.merkle.inclusion_proof`` walks them
+    RFC 9162 2.1.3.1's recursion takes, as ``ledger.log.merkle.inclusion_proof`` walks them
     (a test checks both agree). All the ranges' stored nodes and leaves are then read
     at once, and each range's root computed once however many paths share it.
     """

@@ -14,8 +14,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ledger.canonical import canonical_text
 from ledger.db import driver_rows, insert_many, update_many
+from ledger.log.canonical import canonical_text
 from ledger.projections import KEYS, cents, points, projection_metadata
 
 Row = dict[str, Any]

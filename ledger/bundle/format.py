@@ -1,9 +1,9 @@
 """The provenance bundle's format (SPEC 7): its parts parsed and their shape checked,
 the manifest note the log signs for it, and the hash of an entry.
 
-What a bundle means and how it is verified is :mod:`ledger.bundle_verify`; like it,
-this module imports only the standard library, ``ledger.jcs``, ``ledger.merkle``,
-``ledger.keys`` and ``ledger.errors``, so the verifier can be vendored or ported on its own.
+What a bundle means and how it is verified is :mod:`ledger.bundle.verify`; like it,
+this module imports only the standard library, ``ledger.bundle.jcs``, ``ledger.log.merkle``,
+``ledger.log.keys`` and ``ledger.errors``, so the verifier can be vendored or ported on its own.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger import jcs, merkle
+from ledger.bundle import jcs
 from ledger.errors import InputError, VerificationError
-from ledger.keys import decode_base64
+from ledger.log import merkle
+from ledger.log.keys import decode_base64
 
 FORMAT = "alluvial-bundle/1"
 MANIFEST_HEADER = f"{FORMAT} manifest"
@@ -36,14 +37,14 @@ def entry_hash(entry: dict[str, Any]) -> bytes:
 
 
 def _fast_entry_hash(entry: dict[str, Any]) -> bytes:
-    """entry_hash for values :func:`ledger.jcs.loads` found JCS-safe (one C encoder call)."""
+    """entry_hash for values :func:`ledger.bundle.jcs.loads` found JCS-safe (one C encoder call)."""
     return merkle.leaf_hash(jcs.fast_canonical_bytes(entry))
 
 
 # -- the manifest ---------------------------------------------------------------------------
 def manifest_text(origin: str, certificate_no: str, size: int, root: bytes,
                   seqs: Iterable[int]) -> str:
-    """The note text the log signs for a bundle (described in :mod:`ledger.bundle_verify`)."""
+    """The note text the log signs for a bundle (described in :mod:`ledger.bundle.verify`)."""
     ordered = sorted(set(seqs))
     runs: list[list[int]] = []
     for seq in ordered:

@@ -1,6 +1,6 @@
 """RFC 8785 (JCS) canonical JSON in the standard library alone, for the offline verifier.
 
-:mod:`ledger.canonical` is what the log hashes with; it leans on the ``rfc8785`` package.
+:mod:`ledger.log.canonical` is what the log hashes with; it leans on the ``rfc8785`` package.
 A verifier that others vendor or port should not, so this module writes the same bytes
 with nothing but ``json``, ``decimal`` and ``math`` (the bundle tests check, over random
 JSON values and RFC 8785's number cases, that both agree byte for byte).
@@ -8,7 +8,7 @@ JSON values and RFC 8785's number cases, that both agree byte for byte).
 It also reads JSON strictly (:func:`loads`: no duplicate keys, no NaN) and, while
 reading, notes whether the value lies where Python's C encoder with sorted keys already
 writes RFC 8785; such values can then be encoded at C speed
-(:func:`fast_canonical_bytes`), as :mod:`ledger.canonical`'s own fast path argues.
+(:func:`fast_canonical_bytes`), as :mod:`ledger.log.canonical`'s own fast path argues.
 """
 
 from __future__ import annotations

@@ -1,7 +1,13 @@
-"""`alluvial demo`: a fresh ledger with the West African scenario, a user per role, the server."""
+"""The commands that start the web layer: `alluvial serve` (the app on waitress, a production
+WSGI server) and `alluvial demo` (a fresh ledger with the scenario, then the server), SPEC 6.
+
+They live here, with the web layer they start, so that `ledger` never imports `webui`; the
+`alluvial` group finds them through the ``alluvial.commands`` entry points in pyproject.toml.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections import Counter
@@ -9,7 +15,65 @@ from pathlib import Path
 
 import click
 
-from ledger.cli.app import Context, cli
+from ledger.cli.app import Context, pass_ctx
+from webui.login import set_password
+
+# waitress refuses bodies past this before the app sees them; the app answers 413
+# problem+json past its own 1 MiB limit (webui.http.MAX_BODY), so only bodies beyond
+# this get waitress's plain 413.
+WAITRESS_MAX_BODY = 8 << 20
+SEND_BYTES = 18000  # waitress 2's default: two jumbo-frame payloads
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port, printed on stderr).")
+@click.option("--threads", default=16, show_default=True, type=click.IntRange(1, 256),
+              help="Worker threads: requests served at once.")
+@pass_ctx
+def serve(ctx: Context, host: str, port: int, threads: int) -> None:
+    """Serve the web pages and the /api/v1 REST API until interrupted.
+
+    Writes are committed, a group of concurrent ones at a time, by a second process
+    that this one starts and stops (and restarts, should it die).
+    """
+    from waitress import create_server
+
+    from webui import create_app, reqlog
+
+    app = create_app({"DATABASE_URL": ctx.settings.database_url,
+                      "LOG_KEY": str(ctx.settings.log_key_path),
+                      "LOG_ORIGIN": ctx.settings.origin,
+                      "SECRET_KEY": ctx.settings.secret_key,
+                      # group commits in a process of their own (webui.writer_process)
+                      "WRITER_PROCESS": True})
+    reqlog.to_stderr()
+    # "Task queue depth is N" is waitress thinking aloud under load, not an error.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    # poll() instead of select(): cheaper per loop turn, and no FD_SETSIZE ceiling.
+    server = create_server(app, host=host, port=port, threads=threads,
+                           max_request_body_size=WAITRESS_MAX_BODY, expose_tracebacks=False,
+                           ident="alluvial", clear_untrusted_proxy_headers=True,
+                           asyncore_use_poll=True)
+    # Waitress 3 sends each write at once (send_bytes=1): the status line and headers,
+    # then the body, as two sends and two wake-ups of the client for every small JSON
+    # answer. Buffering up to one 18000-byte chunk sends a small response whole, in one
+    # send from the event loop; a large one (a bundle) still streams. Set on the server's
+    # adjustments rather than passed in, where waitress 3 deprecates it: a waitress
+    # without the setting simply ignores the attribute.
+    server.adj.send_bytes = SEND_BYTES
+    click.echo(f"Serving Alluvial Ledger on http://{server.effective_host}:"
+               f"{server.effective_port}/ (API under /api/v1)", err=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        services = app.extensions["alluvial"]
+        services.writer.close()
+        services.ledger.engine.dispose()
 
 # The user each role signs in as, and the scenario actor it writes as.
 DEMO_USERS = (
@@ -40,7 +104,7 @@ def _fresh(ctx: Context, reset: bool) -> None:
         path.unlink()
 
 
-@cli.command()
+@click.command()
 @click.option("--no-serve", is_flag=True, help="Load the demo and stop; do not start the server.")
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--reset", is_flag=True, help="Replace the ledger and key already in this folder.")
@@ -51,7 +115,7 @@ def demo(click_ctx: click.Context, no_serve: bool, port: int, reset: bool) -> No
 
     from ledger import accounts
     from ledger.demo import load_scenario
-    from ledger.events import Ledger
+    from ledger.recorder.events import Ledger
 
     ctx: Context = click_ctx.obj
     _fresh(ctx, reset)
@@ -69,8 +133,6 @@ def demo(click_ctx: click.Context, no_serve: bool, port: int, reset: bool) -> No
                "), for example:")
     for number, _rule, message in report.refusals[:2]:
         click.echo(f"  attempt {number}: {message}")
-    from webui.login import set_password  # the web layer owns password hashing
-
     accounts.create_tables(ctx.engine)
     lines = []
     click.echo("Users (web sign-in with password demo-<name>; API tokens are shown only now):")
@@ -86,6 +148,4 @@ def demo(click_ctx: click.Context, no_serve: bool, port: int, reset: bool) -> No
     click.echo(f"The tokens are also in ./{TOKENS_FILE} (source it for the README's curl steps).")
     if no_serve:
         return
-    from ledger.cli.serve import serve
-
     click_ctx.invoke(serve, host="127.0.0.1", port=port, threads=16)

@@ -30,7 +30,7 @@ from typing import Any
 
 import fastjsonschema
 
-from .errors import InputError
+from ledger.errors import InputError
 
 BASE_URI = "https://alluvial.local/schemas/"
 KINDS: tuple[str, ...] = (
@@ -48,7 +48,7 @@ _UNCLOSED = "ring is not closed: its last position must repeat the first"
 
 
 def _schema_dir() -> Path:
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the ledger package
     for folder in (here / "schemas", here.parent / "schemas"):
         if (folder / "defs.json").is_file():
             return folder

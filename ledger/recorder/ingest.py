@@ -16,8 +16,8 @@ from itertools import islice
 from typing import Literal
 
 from ledger.errors import LedgerError
-from ledger.events import Ledger
-from ledger.prepare import Prepared, prepared_events
+from ledger.recorder.events import Ledger
+from ledger.recorder.prepare import Prepared, prepared_events
 
 CHUNK = 1000
 # Lines read in this process before a helper process starts reading ahead: small files
@@ -60,7 +60,7 @@ def ingest(
     """Write every line's event; raise :class:`LineError` for the first refused line.
 
     After ``helper_after`` lines (None: never; "auto": :data:`HELPER_AFTER`), a second
-    process reads and checks the lines ahead of the writer (:mod:`ledger.prepare`) when
+    process reads and checks the lines ahead of the writer (:mod:`ledger.recorder.prepare`) when
     the machine has two cores.
     """
     report = IngestReport()

@@ -1,6 +1,6 @@
 """The custody replay and the re-screening of origins: a bundle's entries, folded offline.
 
-:mod:`ledger.bundle_verify` checks a provenance bundle's signatures and proofs, then
+:mod:`ledger.bundle.verify` checks a provenance bundle's signatures and proofs, then
 hands the entries whose proofs hold, in seq order, to :func:`replay`, which rebuilds
 what the log's database would know from those entries alone and writes what it finds
 into the verifier's report:

@@ -7,7 +7,7 @@ reads a few dozen rows in two queries, in a fresh process as in a warm one.
 Narrower subtrees are hashed from at most 15 leaves.
 
 Roots and inclusion paths come from pymerkle (they agree with RFC 9162);
-consistency proofs are built by :mod:`ledger.merkle` to the RFC, because
+consistency proofs are built by :mod:`ledger.log.merkle` to the RFC, because
 pymerkle's own consistency proofs are not in RFC form.
 """
 
@@ -19,8 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 from pymerkle import BaseMerkleTree
 
-from ledger import merkle
 from ledger.db import entries, merkle_nodes
+from ledger.log import merkle
 
 NODE_MIN_LEVEL = 4
 NODE_MIN_WIDTH = 1 << NODE_MIN_LEVEL

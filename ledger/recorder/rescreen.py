@@ -21,10 +21,10 @@ import shapely
 import sqlalchemy as sa
 
 from ledger.db import driver_rows, entries
-from ledger.events import Ledger, Session
+from ledger.geo.screening import DEFAULT_RULES, Flag, subject_for
+from ledger.geo.zones import ZoneSet, days
 from ledger.projections import edges, flags, sites
-from ledger.screening import DEFAULT_RULES, Flag, subject_for
-from ledger.zones import ZoneSet, days
+from ledger.recorder.events import Ledger, Session
 
 
 @dataclass
@@ -183,7 +183,7 @@ def _void_sellers(conn: sa.Connection) -> np.ndarray:
     """The seqs of the purchases whose seller was a registered actor when they were written
     (``parcels.seller_id``) and whose licence, as the actors now stand, is missing or not
     valid on the purchase's date: SPEC 5 LICENCE_INVALID, the seller's part, as write-time
-    screening tests it (:class:`ledger.screening.LicenceInvalid`). Few rows, read through
+    screening tests it (:class:`ledger.geo.screening.LicenceInvalid`). Few rows, read through
     the index on seller_id."""
     rows = driver_rows(
         conn, "SELECT p.seq FROM parcels p JOIN actors a ON a.actor_id = p.seller_id "

@@ -1,10 +1,10 @@
 """Offline verification of a provenance bundle (SPEC 7): the verifier's core.
 
 It checks the signatures, proofs, chain and manifest of a bundle, and reports; the
-bundle's parts are parsed and shape-checked by :mod:`ledger.bundle_format`, the custody
-replay and re-screening are :mod:`ledger.bundle_replay`, the RFC 8785 bytes
-:mod:`ledger.jcs`. Together they import only the standard library, ``ledger.merkle``
-(RFC 9162 proofs) and ``ledger.keys``/``ledger.checkpoint``/``ledger.errors`` (signed
+bundle's parts are parsed and shape-checked by :mod:`ledger.bundle.format`, the custody
+replay and re-screening are :mod:`ledger.bundle.replay`, the RFC 8785 bytes
+:mod:`ledger.bundle.jcs`. Together they import only the standard library, ``ledger.log.merkle``
+(RFC 9162 proofs) and ``ledger.log.keys``/``ledger.log.checkpoint``/``ledger.errors`` (signed
 notes over the ``cryptography`` Ed25519 primitive), so they can be vendored or ported on
 their own. Re-screening uses shapely when it can be imported, and says so plainly when
 it cannot. It needs no database and no network, and writes nothing.
@@ -21,7 +21,7 @@ The bundle (``schemas/bundle.json``) is one UTF-8 JSON object::
      "consistency": {"old_size": N, "hashes": [...]}}        # only with --since N
 
 * Entries are sorted by seq. An entry's hash is SHA-256(0x00 || RFC 8785 bytes of the
-  entry object), recomputed here (:func:`entry_hash`, over :mod:`ledger.jcs`, a
+  entry object), recomputed here (:func:`entry_hash`, over :mod:`ledger.bundle.jcs`, a
   standard-library JCS).
 * ``proof`` is the C2SP tlog-proof body: the zero-based ``index`` and the RFC 9162
   inclusion path, leaf sibling first, in the tree of the checkpoint's size. With the
@@ -48,7 +48,7 @@ The bundle (``schemas/bundle.json``) is one UTF-8 JSON object::
 What :func:`verify_bundle` checks, each failure a line naming its part: the key
 against the pinned one (``log.vkey``), ``checkpoint`` and ``manifest`` signatures,
 every ``entries[i] (seq N)`` hash, proof and chain link, the manifest's list against
-the entries; then :mod:`ledger.bundle_replay` replays the ``custody`` graph (SPEC 4),
+the entries; then :mod:`ledger.bundle.replay` replays the ``custody`` graph (SPEC 4),
 re-screens every origin purchase against the bundle's zones (``screening``, SPEC 5) and
 fails on any open ``flags`` (SPEC 1: no export holding tainted diamonds is certified).
 The report ends with the shares of origin sites and licence zones in the export.
@@ -71,8 +71,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from ledger import jcs, merkle
-from ledger.bundle_format import (
+from ledger.bundle import jcs
+from ledger.bundle.format import (
     ZERO_HASH,
     Bundle,
     Item,
@@ -80,10 +80,11 @@ from ledger.bundle_format import (
     _fast_entry_hash,
     entry_hash,
 )
-from ledger.bundle_replay import Share, replay
-from ledger.checkpoint import Checkpoint
+from ledger.bundle.replay import Share, replay
 from ledger.errors import InputError, LedgerError, VerificationError
-from ledger.keys import VerifierKey, open_note
+from ledger.log import merkle
+from ledger.log.checkpoint import Checkpoint
+from ledger.log.keys import VerifierKey, open_note
 
 
 # -- verification ----------------------------------------------------------------------------

@@ -18,9 +18,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ledger import merkle
-from ledger.canonical import canonical_text
-from ledger.checkpoint import Checkpoint
 from ledger.db import (
     create_schema,
     driver_execute,
@@ -32,8 +29,11 @@ from ledger.db import (
     write_transaction,
 )
 from ledger.errors import InputError, NotFound
-from ledger.keys import SigningKey, VerifierKey
-from ledger.tree import NODE_MIN_LEVEL, LedgerTree, node_id
+from ledger.log import merkle
+from ledger.log.canonical import canonical_text
+from ledger.log.checkpoint import Checkpoint
+from ledger.log.keys import SigningKey, VerifierKey
+from ledger.log.tree import NODE_MIN_LEVEL, LedgerTree, node_id
 
 ZERO_HASH = "0" * 64
 ADMIN = "admin"

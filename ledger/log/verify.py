@@ -16,13 +16,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ledger import merkle
-from ledger.checkpoint import Checkpoint
 from ledger.db import existing_triggers, expected_triggers, is_sqlite, log_head
 from ledger.errors import LedgerError
-from ledger.keys import VerifierKey
-from ledger.log import ZERO_HASH, _latest_note, entry_bytes
-from ledger.tree import NODE_MIN_LEVEL, LedgerTree, node_id
+from ledger.log import merkle
+from ledger.log.checkpoint import Checkpoint
+from ledger.log.keys import VerifierKey
+from ledger.log.store import ZERO_HASH, _latest_note, entry_bytes
+from ledger.log.tree import NODE_MIN_LEVEL, LedgerTree, node_id
 
 STREAM_BATCH = 20_000
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ledger.custody.state import Row, State
 from ledger.errors import RuleViolation
 from ledger.projections import flags, points
-from ledger.state import Row, State
 
 SYSTEM = "system"
 HS_CODES = ("7102.10", "7102.21", "7102.31")

@@ -17,18 +17,19 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from ledger import projections, rules
-from ledger.canonical import canonical_text
+from ledger import projections
 from ledger.config import Settings
+from ledger.custody import rules
+from ledger.custody.envelope import Event as Event  # re-exported: what a write takes
+from ledger.custody.schema import KINDS, load_schema, validate_payload
+from ledger.custody.state import State
 from ledger.db import driver_rows, entries, make_engine
-from ledger.envelope import Event as Event  # re-exported: what a write takes
 from ledger.errors import Conflict, InputError, LedgerError
-from ledger.keys import SigningKey, load_or_create
-from ledger.log import ADMIN, Appender, Entry, Log, admin_payload
-from ledger.schema import KINDS, load_schema, validate_payload
-from ledger.screening import DEFAULT_RULES, Flag, Rule, purchase_points, subject_for
-from ledger.state import State
-from ledger.zones import ZoneSet
+from ledger.geo.screening import DEFAULT_RULES, Flag, Rule, purchase_points, subject_for
+from ledger.geo.zones import ZoneSet
+from ledger.log.canonical import canonical_text
+from ledger.log.keys import SigningKey, load_or_create
+from ledger.log.store import ADMIN, Appender, Entry, Log, admin_payload
 
 # Entries that change the map: screening must see them at once.
 MAP_KINDS = frozenset({"zone.registered", "zone.amended", "zone.retired", "licence.revoked"})

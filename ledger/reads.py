@@ -1,0 +1,399 @@
+"""What users are shown: every read behind the API and the pages, through the caller's
+:class:`Scope` (the principal's role decides what it may see, SPEC 1 and 6).
+
+The API routes and the pages call these and nothing else, so a page cannot show what
+the API refuses. Plain queries that decide nothing themselves; who may open an area at
+all is ``ledger.accounts.READS``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from ledger import projections as pj
+from ledger.accounts import READ_ALL, Principal, Token, User
+from ledger.custody.trace import Node, Trace, trace
+from ledger.db import entries
+from ledger.errors import NotFound, PermissionDenied
+from ledger.geo.maps import feature_collection
+
+RECENT = 10
+FOUND = 25
+# The id an entry's payload is about, by kind (for one-line summaries).
+_ABOUT = ("certificate_no", "parcel_id", "parent_id", "site_id", "zone_id", "actor_id",
+          "flag_id")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Reads of the projections as one principal may see them."""
+
+    conn: sa.Connection
+    principal: Principal | None  # None: an anonymous caller, who sees the public reads only
+
+    @property
+    def sees_all(self) -> bool:
+        return self.principal is not None and self.principal.role in READ_ALL
+
+    @property
+    def actor(self) -> str:
+        """The actor the caller acts as ("" for an anonymous caller, which holds nothing)."""
+        return "" if self.principal is None else self.principal.actor_id
+
+    def held(self, parcel_id: str) -> bool:
+        """The parcel is held by the actor now, or was (it is on one of its custody steps)."""
+        me = self.actor
+        p, e = pj.parcels, pj.edges
+        if self.conn.execute(sa.select(p.c.seq).where(
+                p.c.parcel_id == parcel_id, p.c.holder == me)).first():
+            return True
+        touches = sa.or_(sa.and_(e.c.from_type == "parcel", e.c.from_id == parcel_id),
+                         sa.and_(e.c.to_type == "parcel", e.c.to_id == parcel_id))
+        return self.conn.execute(sa.select(e.c.seq).where(touches, e.c.actor == me)
+                                 .limit(1)).first() is not None
+
+    def check_parcel(self, parcel_id: str) -> None:
+        # Same answer whether the parcel exists or not: a scoped caller learns nothing else.
+        if not self.sees_all and not self.held(parcel_id):
+            raise PermissionDenied(f"parcel_id: '{parcel_id}' is not a parcel that "
+                                   f"'{self.actor}' holds or held.",
+                                   field="parcel_id")
+
+    def parcel(self, parcel_id: str) -> dict[str, Any]:
+        self.check_parcel(parcel_id)
+        row = self.conn.execute(
+            sa.select(pj.parcels).where(pj.parcels.c.parcel_id == parcel_id)).first()
+        if row is None:
+            raise NotFound(f"parcel_id: there is no parcel '{parcel_id}'.", field="parcel_id")
+        return {
+            "parcel_id": row.parcel_id, "holder": row.holder, "carats": row.points / 100,
+            "stones": row.stones, "status": row.status, "on_hold": row.open_flags > 0,
+            "open_flags": row.open_flags, "site_id": row.site_id, "date": row.date,
+            "seq": row.seq, "spent_seq": row.spent_seq,
+            "flags": self.flags(subject=("parcel", parcel_id)),
+        }
+
+    def custody(self, parcel_id: str, direction: str) -> Trace:
+        self.parcel(parcel_id)  # visibility, then existence
+        return trace(self.conn, parcel_id, direction)
+
+    def flags(self, status: str | None = None,
+              subject: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+        """Flags in the shape of `flags --json`; a scoped caller's are those on its parcels
+        (held or once held) and on its exports."""
+        f = pj.flags
+        query = sa.select(f).order_by(f.c.seq)
+        if status is not None:
+            query = query.where(f.c.status == status)
+        if subject is not None:
+            query = query.where(f.c.subject_type == subject[0], f.c.subject_id == subject[1])
+        elif not self.sees_all:
+            mine = pj.exports.c.exporter == self.actor
+            query = query.where(sa.or_(
+                sa.and_(f.c.subject_type == "parcel", f.c.subject_id.in_(self._held_parcels())),
+                sa.and_(f.c.subject_type == "export", f.c.subject_id.in_(
+                    sa.select(pj.exports.c.certificate_no).where(mine)))))
+        return [{"flag_id": r.flag_id, "seq": r.seq, "code": r.code,
+                 "subject": {"type": r.subject_type, "id": r.subject_id}, "detail": r.detail,
+                 "status": r.status} for r in self.conn.execute(query)]
+
+    def _held_parcels(self) -> sa.CompoundSelect[Any]:
+        me, p, e = self.actor, pj.parcels, pj.edges
+        return sa.union(
+            sa.select(p.c.parcel_id).where(p.c.holder == me),
+            sa.select(e.c.from_id).where(e.c.actor == me, e.c.from_type == "parcel"),
+            sa.select(e.c.to_id).where(e.c.actor == me, e.c.to_type == "parcel"),
+        )
+
+    def check_export(self, certificate_no: str) -> None:
+        """A bundle is the auditor's or its exporter's to download."""
+        if self.sees_all:
+            return
+        x = pj.exports
+        row = self.conn.execute(sa.select(x.c.exporter).where(
+            x.c.certificate_no == certificate_no)).first()
+        if row is None or row.exporter != self.actor:
+            raise PermissionDenied(f"certificate_no: '{certificate_no}' is not an export of "
+                                   f"'{self.actor}'.", field="certificate_no")
+
+
+def _rows(scope: Scope, query: Any) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in scope.conn.execute(query)]
+
+
+def _one(scope: Scope, table: sa.Table, key: str, value: str, what: str
+         ) -> dict[str, Any]:
+    row = scope.conn.execute(sa.select(table).where(table.c[key] == value)).first()
+    if row is None:
+        raise NotFound(f"{key}: there is no {what} '{value}'.", field=key)
+    return dict(row._mapping)
+
+
+def summary(kind: str, payload: dict[str, Any]) -> str:
+    """What an entry is about, in a few words."""
+    if kind == "parcel.merged":
+        return f"{', '.join(payload['parent_ids'])} → {payload['child']['parcel_id']}"
+    if kind == "flag.raised":
+        return f"{payload['flag_id']} {payload['code']} on {payload['subject']['id']}"
+    about = next((payload[k] for k in _ABOUT if k in payload), "")
+    if kind == "parcel.transferred":
+        return f"{about} → {payload['to_actor']}"
+    return str(about)
+
+
+def recent_entries(scope: Scope, actor: str | None = None,
+                   limit: int = RECENT) -> list[dict[str, Any]]:
+    """The latest entries: an auditor's of everyone (or of ``actor``), others' their own."""
+    e = entries
+    query = sa.select(e.c.seq, e.c.ts, e.c.kind, e.c.actor, e.c.payload)
+    if not scope.sees_all:
+        actor = scope.actor
+    if actor is not None:
+        query = query.where(e.c.actor == actor)
+    rows = scope.conn.execute(query.order_by(e.c.seq.desc()).limit(limit))
+    return [{"seq": r.seq, "ts": r.ts, "kind": r.kind, "actor": r.actor,
+             "about": summary(r.kind, json.loads(r.payload))} for r in rows]
+
+
+def holdings(scope: Scope) -> list[dict[str, Any]]:
+    """The parcels the caller holds now (active): those on hold first, then the newest."""
+    actor, p = scope.actor, pj.parcels
+    rows = _rows(scope, sa.select(p).where(p.c.holder == actor, p.c.status == "active")
+                 .order_by(p.c.open_flags.desc(), p.c.seq.desc()))
+    for r in rows:
+        r["carats"] = r["points"] / 100
+    return rows
+
+
+def parcel_ids(scope: Scope) -> list[str]:
+    actor, p = scope.actor, pj.parcels
+    return list(scope.conn.execute(sa.select(p.c.parcel_id).where(
+        p.c.holder == actor, p.c.status == "active").order_by(p.c.seq)).scalars())
+
+
+def exports_of(scope: Scope, limit: int = RECENT) -> list[dict[str, Any]]:
+    """The caller's latest exports."""
+    exporter, x = scope.actor, pj.exports
+    rows = _rows(scope, sa.select(x).where(x.c.exporter == exporter)
+                 .order_by(x.c.seq.desc()).limit(limit))
+    for r in rows:
+        r["carats"], r["value_usd"] = r["points"] / 100, r["value_cents"] / 100
+    return rows
+
+
+def suggestions(scope: Scope) -> dict[str, list[str]]:
+    """Ids a form offers while typing: sites, the caller's parcels, registered actors."""
+    return {
+        "sites": list(scope.conn.execute(sa.select(pj.sites.c.site_id).where(
+            pj.sites.c.suspended_on.is_(None)).order_by(pj.sites.c.site_id)).scalars()),
+        "parcels": parcel_ids(scope),
+        "actors": list(scope.conn.execute(sa.select(pj.actors.c.actor_id).where(
+            pj.actors.c.role.in_(("buyer", "exporter"))).order_by(pj.actors.c.actor_id))
+            .scalars()),
+    }
+
+
+def flags_on(scope: Scope, subject_type: str, subject_id: str) -> list[dict[str, Any]]:
+    f = pj.flags
+    return _rows(scope, sa.select(f).where(f.c.subject_type == subject_type,
+                                          f.c.subject_id == subject_id).order_by(f.c.seq))
+
+
+def site(scope: Scope, site_id: str) -> dict[str, Any]:
+    """A site, its own flags, and the purchases declared at it (flagged ones first)."""
+    row = _one(scope, pj.sites, "site_id", site_id, "site")
+    p = pj.parcels
+    row["flags"] = flags_on(scope, "site", site_id)
+    row["purchases"] = scope.conn.execute(sa.select(sa.func.count()).where(
+        p.c.site_id == site_id)).scalar_one()
+    row["flagged"] = list(scope.conn.execute(sa.select(p.c.parcel_id).where(
+        p.c.site_id == site_id, p.c.open_flags > 0).order_by(p.c.seq)).scalars())
+    row["zones"] = list(scope.conn.execute(sa.select(pj.zones.c.zone_id).where(
+        pj.zones.c.licence_no == row["licence_no"], pj.zones.c.zone_type == "licence")
+        .order_by(pj.zones.c.zone_id)).scalars())
+    return row
+
+
+def zone(scope: Scope, zone_id: str) -> dict[str, Any]:
+    row = _one(scope, pj.zones, "zone_id", zone_id, "zone")
+    s = pj.sites
+    row["sites"] = [] if row["licence_no"] is None else list(scope.conn.execute(
+        sa.select(s.c.site_id).where(s.c.licence_no == row["licence_no"])
+        .order_by(s.c.site_id)).scalars())
+    return row
+
+
+def actor(scope: Scope, actor_id: str) -> dict[str, Any]:
+    row = _one(scope, pj.actors, "actor_id", actor_id, "actor")
+    p = pj.parcels
+    row["held"] = scope.conn.execute(sa.select(sa.func.count()).where(
+        p.c.holder == actor_id, p.c.status == "active")).scalar_one()
+    row["on_hold"] = scope.conn.execute(sa.select(sa.func.count()).where(
+        p.c.holder == actor_id, p.c.status == "active", p.c.open_flags > 0)).scalar_one()
+    return row
+
+
+def export(scope: Scope, certificate_no: str) -> dict[str, Any]:
+    row = _one(scope, pj.exports, "certificate_no", certificate_no, "export certificate")
+    row["carats"], row["value_usd"] = row["points"] / 100, row["value_cents"] / 100
+    row["flags"] = flags_on(scope, "export", certificate_no)
+    return row
+
+
+def export_custody(scope: Scope, certificate_no: str) -> Trace:
+    """An export's custody graph back to its sites (after :meth:`Scope.check_export`)."""
+    return trace(scope.conn, certificate_no, "backward")
+
+
+def flag(scope: Scope, flag_id: str) -> dict[str, Any]:
+    return _one(scope, pj.flags, "flag_id", flag_id, "flag")
+
+
+def search(scope: Scope, text: str) -> dict[str, list[str]]:
+    """Ids of parcels, sites, actors, certificates, zones and flags containing ``text``."""
+    pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    found = {}
+    for name, table, key in (("parcels", pj.parcels, "parcel_id"), ("sites", pj.sites, "site_id"),
+                             ("actors", pj.actors, "actor_id"),
+                             ("exports", pj.exports, "certificate_no"),
+                             ("zones", pj.zones, "zone_id"), ("flags", pj.flags, "flag_id")):
+        column = table.c[key]
+        found[name] = list(scope.conn.execute(sa.select(column).where(
+            sa.func.lower(column).like(pattern, escape="\\")).order_by(column).limit(FOUND))
+            .scalars())
+    return found
+
+
+def node_seqs(scope: Scope, nodes: Iterable[Node]) -> dict[Node, int]:
+    """The entry that made each node of a trace (its registration, purchase, split...)."""
+    tables = {"parcel": (pj.parcels, "parcel_id"), "site": (pj.sites, "site_id"),
+              "zone": (pj.zones, "zone_id"), "export": (pj.exports, "certificate_no")}
+    wanted: dict[str, list[str]] = {}
+    for kind, ident in nodes:
+        wanted.setdefault(kind, []).append(ident)
+    seqs: dict[Node, int] = {}
+    for kind, ids in wanted.items():
+        table, key = tables[kind]
+        for k in range(0, len(ids), 500):
+            rows = scope.conn.execute(sa.select(table.c[key], table.c.seq).where(
+                table.c[key].in_(ids[k:k + 500])))
+            seqs.update({(kind, ident): seq for ident, seq in rows})
+    return seqs
+
+
+def flagged_nodes(scope: Scope, nodes: Iterable[Node]) -> set[Node]:
+    """The parcels and exports of a trace with open flags."""
+    f = pj.flags
+    wanted = [n for n in nodes if n[0] in ("parcel", "export", "site")]
+    found: set[Node] = set()
+    for k in range(0, len(wanted), 500):
+        ids = [i for _, i in wanted[k:k + 500]]
+        rows = scope.conn.execute(sa.select(f.c.subject_type, f.c.subject_id).where(
+            f.c.subject_id.in_(ids), f.c.status == "open"))
+        found.update((t, i) for t, i in rows)
+    return found & set(wanted)
+
+
+def origin_features(scope: Scope, graph: Trace) -> list[dict[str, Any]]:
+    """The origin map of a trace: its sites, their licence zones, the dig points of its
+    purchases (in the shape of ``ledger.geo.maps.feature_collection``), and every risk area."""
+    site_ids = graph.sites()
+    zone_ids = [i for t, i in graph.nodes if t == "zone"]
+    parcel_ids = [i for t, i in graph.nodes if t == "parcel"]
+    z, s, p = pj.zones, pj.sites, pj.parcels
+    features = []
+    for r in scope.conn.execute(sa.select(z).where(sa.or_(z.c.zone_id.in_(zone_ids),
+                                                    z.c.zone_type == "risk"))):
+        layer = "licence_zone" if r.zone_type == "licence" else "risk_area"
+        features.append(_feature(r.geometry, layer=layer, zone_id=r.zone_id, name=r.name,
+                                 category=r.category, licence_no=r.licence_no,
+                                 valid_from=r.valid_from, valid_to=r.valid_to))
+    for r in scope.conn.execute(sa.select(s).where(s.c.site_id.in_(site_ids))):
+        features.append(_feature(r.location, layer="site", site_id=r.site_id, name=r.name,
+                                 open_flags=0, flags=""))
+    for k in range(0, len(parcel_ids), 500):
+        rows = scope.conn.execute(sa.select(p).where(p.c.parcel_id.in_(parcel_ids[k:k + 500]),
+                                               p.c.dig_lon.is_not(None)))
+        for r in rows:
+            point = json.dumps({"type": "Point", "coordinates": [r.dig_lon, r.dig_lat]})
+            layer = "flagged_purchase" if r.open_flags else "dig_point"
+            features.append(_feature(point, layer=layer, parcel_id=r.parcel_id,
+                                     site_id=r.site_id, date=r.date, flags=""))
+    return features
+
+
+def near(collection: dict[str, Any], zone_ids: Iterable[str], site_ids: Iterable[str]
+         ) -> list[dict[str, Any]]:
+    """Of ``ledger.geo.maps.feature_collection``: these zones and sites, the purchases flagged
+    at these sites, and every risk area."""
+    zones_, sites_ = set(zone_ids), set(site_ids)
+    kept = []
+    for f in collection["features"]:
+        p = f["properties"]
+        if (p["layer"] == "risk_area" or (p["layer"] == "licence_zone" and p["zone_id"] in zones_)
+                or (p["layer"] in ("site", "flagged_purchase") and p["site_id"] in sites_)):
+            kept.append(f)
+    return kept
+
+
+def screened(scope: Scope, geometry: dict[str, Any], licence_no: str | None,
+             flags: int) -> list[dict[str, Any]]:
+    """A map of a preview: the point or polygon screened, the licence zones of its mining
+    licence, and every risk area."""
+    z = pj.zones
+    own = sa.and_(z.c.zone_type == "licence", z.c.licence_no == licence_no)
+    rows = scope.conn.execute(sa.select(z).where(sa.or_(z.c.zone_type == "risk", own)))
+    features = [_feature(r.geometry, layer="licence_zone" if r.zone_type == "licence"
+                         else "risk_area", zone_id=r.zone_id, name=r.name,
+                         licence_no=r.licence_no, category=r.category,
+                         valid_from=r.valid_from, valid_to=r.valid_to) for r in rows]
+    features.append({"type": "Feature", "geometry": geometry, "properties": {
+        "layer": "site", "site_id": "", "name": "what was screened", "open_flags": flags,
+        "flags": ""}})
+    return features
+
+
+def _feature(geometry: str, **properties: Any) -> dict[str, Any]:
+    return {"type": "Feature", "geometry": json.loads(geometry), "properties": properties}
+
+
+def users(scope: Scope) -> list[dict[str, Any]]:
+    tokens = sa.select(sa.func.count()).where(Token.user == User.name).scalar_subquery()
+    rows = scope.conn.execute(sa.select(User.name, User.role, User.actor_id, User.created,
+                                  User.password_hash.is_not(None).label("has_password"),
+                                  tokens.label("tokens")).order_by(User.name))
+    return [dict(r._mapping) for r in rows]
+
+
+# -- the public map (any account) ------------------------------------------------------
+
+def _geometry(text: str) -> Any:
+    return json.loads(text)
+
+
+def zones(scope: Scope) -> Iterator[dict[str, Any]]:
+    """Zones and risk areas as GeoJSON features (properties: the projection's columns)."""
+    z = pj.zones
+    for r in scope.conn.execute(sa.select(z).order_by(z.c.zone_id)):
+        props = {k: v for k, v in r._mapping.items() if k not in ("geometry", "last_seq")}
+        yield {"type": "Feature", "id": r.zone_id, "geometry": _geometry(r.geometry),
+               "properties": props}
+
+
+def sites(scope: Scope) -> Iterator[dict[str, Any]]:
+    """Mine sites as GeoJSON features."""
+    s = pj.sites
+    for r in scope.conn.execute(sa.select(s).order_by(s.c.site_id)):
+        props = {k: v for k, v in r._mapping.items() if k != "location"}
+        yield {"type": "Feature", "id": r.site_id, "geometry": _geometry(r.location),
+               "properties": props}
+
+
+def map_features(scope: Scope) -> dict[str, Any]:
+    """The map's layers (``ledger.geo.maps.feature_collection``) as the caller may see them."""
+    return feature_collection(scope.conn)
