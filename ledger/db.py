@@ -69,9 +69,18 @@ checkpoints = sa.Table(
 
 APPEND_ONLY_TABLES = ("entries", "merkle_nodes", "checkpoints")
 
+# The unique keys of each append-only table. SQLite's INSERT OR REPLACE deletes the row
+# holding a taken key without firing DELETE triggers, so a BEFORE INSERT trigger refuses
+# an insert whose key is taken (PostgreSQL's ON CONFLICT DO UPDATE fires UPDATE triggers).
+UNIQUE_KEYS = {"entries": ("seq", "event_id"), "merkle_nodes": ("id",), "checkpoints": ("id",)}
+
 
 def trigger_names(table: str) -> tuple[str, str]:
     return (f"{table}_no_update", f"{table}_no_delete")
+
+
+def insert_guard_name(table: str) -> str:
+    return f"{table}_no_replace"
 
 
 def normalise_url(url: str) -> str:
@@ -258,6 +267,7 @@ def install_triggers(conn: sa.Connection) -> None:
                     f"CREATE TRIGGER IF NOT EXISTS {name} BEFORE {op} ON {table} "
                     f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
                 )
+        install_insert_guards(conn)
         return
     conn.exec_driver_sql(
         "CREATE OR REPLACE FUNCTION alluvial_append_only() RETURNS trigger "
@@ -280,6 +290,23 @@ def install_triggers(conn: sa.Connection) -> None:
         )
 
 
+def install_insert_guards(conn: sa.Connection) -> None:
+    """SQLite: refuse INSERT OR REPLACE over a row of the log's tables (see UNIQUE_KEYS).
+
+    Idempotent; a ledger made before the guards existed gets them when a writing command
+    starts (:meth:`ledger.log.store.Log.check_store`)."""
+    if not is_sqlite(conn):
+        return
+    for table, keys in UNIQUE_KEYS.items():
+        taken = " OR ".join(
+            f"EXISTS (SELECT 1 FROM {table} WHERE {key} = NEW.{key})" for key in keys)
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER IF NOT EXISTS {insert_guard_name(table)} BEFORE INSERT ON {table} "
+            f"WHEN {taken} BEGIN SELECT RAISE(ABORT, '{table} is append-only: "
+            "a row with this key exists'); END"
+        )
+
+
 def existing_triggers(conn: sa.Connection) -> set[str]:
     if is_sqlite(conn):
         rows = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'")
@@ -290,5 +317,9 @@ def existing_triggers(conn: sa.Connection) -> set[str]:
     return {r[0] for r in rows}
 
 
-def expected_triggers() -> list[str]:
-    return [name for table in APPEND_ONLY_TABLES for name in trigger_names(table)]
+def expected_triggers(conn: sa.Connection | None = None) -> list[str]:
+    """The append-only triggers; on SQLite (``conn``) also the insert guards."""
+    names = [name for table in APPEND_ONLY_TABLES for name in trigger_names(table)]
+    if conn is not None and is_sqlite(conn):
+        names += [insert_guard_name(table) for table in APPEND_ONLY_TABLES]
+    return names

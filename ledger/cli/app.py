@@ -58,8 +58,10 @@ class Context:
     @cached_property
     def ledger_as_stored(self) -> Ledger:
         """The ledger, whatever version made its projections (to rebuild them, or to read
-        the log alone)."""
-        return Ledger(self.engine, self.key())
+        the log alone); refused when the log key is not the log's own (SPEC 3)."""
+        ledger = Ledger(self.engine, self.key())
+        ledger.log.check_store(f"ALLUVIAL_LOG_KEY ({self.settings.log_key_path})")
+        return ledger
 
     @cached_property
     def ledger(self) -> Ledger:

@@ -21,9 +21,8 @@ from ledger.cli.app import Context, cli, pass_ctx
 def bundle(ctx: Context, certificate_no: str, output: Path, since: int | None) -> None:
     """Write the provenance bundle of the export under KP certificate CERTIFICATE_NO."""
     from ledger.bundle.build import build_bundle, dumps
-    from ledger.log.store import Log
 
-    made = build_bundle(Log(ctx.engine, ctx.key()), certificate_no, since)
+    made = build_bundle(ctx.log, certificate_no, since)  # ctx.log: the log's own key only
     text = dumps(made)
     if str(output) == "-":
         sys.stdout.write(text)

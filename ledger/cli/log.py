@@ -69,12 +69,16 @@ def verify(ctx: Context, checkpoint_file: Path | None) -> None:
     """Re-derive every entry hash, the Merkle root and check the signed checkpoint."""
     from tqdm import tqdm
 
+    from ledger.log.store import Log
     from ledger.log.verify import verify_log
 
     earlier = checkpoint_file.read_text(encoding="utf-8") if checkpoint_file else None
-    total = ctx.log.size()
-    with tqdm(total=total, unit="entry", file=sys.stderr, disable=None, leave=False) as bar:
-        report = verify_log(ctx.engine, ctx.key().verifier, earlier, progress=bar.update)
+    # Not ctx.log: verify reports a key or a trigger that is wrong, it neither refuses nor
+    # repairs them (Log.check_store).
+    log = Log(ctx.engine, ctx.key())
+    with tqdm(total=log.size(), unit="entry", file=sys.stderr, disable=None,
+              leave=False) as bar:
+        report = verify_log(ctx.engine, log.verifier, earlier, progress=bar.update)
     if not report.ok:
         for line in report.lines():
             click.echo(line)

@@ -228,6 +228,21 @@ def sign_note(text: str, key: SigningKey) -> str:
     return f"{text}\n{SIG_PREFIX}{key.name} {_b64(signature)}\n"
 
 
+def note_signers(note: str) -> list[str]:
+    """``<name>+<key id hex>`` of each well-formed signature line of a note (unverified):
+    what a message names when a note is signed by a key other than the one expected."""
+    signers = []
+    for line in note[note.rfind("\n\n") + 2:].splitlines():
+        name, _, sig_b64 = line.removeprefix(SIG_PREFIX).partition(" ")
+        try:
+            signature = decode_base64(sig_b64, "signature")
+        except InputError:
+            continue
+        if line.startswith(SIG_PREFIX) and len(signature) >= 4:
+            signers.append(f"{name}+{signature[:4].hex()}")
+    return signers
+
+
 def open_note(note: str, key: VerifierKey) -> str:
     """The text of note, once a signature by key (same name and key ID) verifies.
 

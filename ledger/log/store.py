@@ -19,20 +19,24 @@ from typing import Any
 import sqlalchemy as sa
 
 from ledger.db import (
+    checkpoints,
     create_schema,
     driver_execute,
     entries,
+    existing_triggers,
+    expected_triggers,
     insert_many,
+    install_insert_guards,
     is_sqlite,
     log_head,
     merkle_nodes,
     write_transaction,
 )
-from ledger.errors import InputError, NotFound
+from ledger.errors import InputError, NotFound, VerificationError
 from ledger.log import merkle
 from ledger.log.canonical import canonical_text
 from ledger.log.checkpoint import Checkpoint
-from ledger.log.keys import SigningKey, VerifierKey
+from ledger.log.keys import SigningKey, VerifierKey, note_signers
 from ledger.log.tree import NODE_MIN_LEVEL, LedgerTree, node_id
 
 ZERO_HASH = "0" * 64
@@ -331,6 +335,34 @@ class Log:
             return _store_checkpoint(
                 conn, self.key, head.size, head.frontier.root(), self.clock()
             )
+
+    def check_store(self, key_source: str = "ALLUVIAL_LOG_KEY") -> None:
+        """Before a command writes or signs: refuse a log key that is not the log's own, and
+        give a ledger made by an earlier version its insert guards (SQLite).
+
+        The log's key is the one its first checkpoint (signed by `init`) verifies under; a
+        valid key of the same origin that is not it is refused (rule ``CONFIG``), naming
+        both key ids, so that no checkpoint is ever signed by another key."""
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(checkpoints.name):
+                return  # not initialised yet: `init` makes the tables
+            row = driver_execute(
+                conn, "SELECT note FROM checkpoints ORDER BY id LIMIT 1").fetchone()
+            guards_missing = any(t not in existing_triggers(conn)
+                                 for t in expected_triggers(conn))
+        if row is not None:
+            try:
+                Checkpoint.from_signed(str(row[0]), self.verifier)
+            except VerificationError as exc:
+                theirs = " and ".join(note_signers(str(row[0]))) or "no readable key"
+                raise InputError(
+                    f"{key_source}: the log key given is {self.origin}+"
+                    f"{self.verifier.key_id.hex()}, but this log's checkpoints are signed by "
+                    f"{theirs}: point ALLUVIAL_LOG_KEY at the log's own key.",
+                    rule="CONFIG") from exc
+        if guards_missing and is_sqlite(self.engine):
+            with write_transaction(self.engine) as conn:
+                install_insert_guards(conn)
 
     # -- reading ---------------------------------------------------------------
     def size(self) -> int:

@@ -20,11 +20,12 @@ from ledger.db import existing_triggers, expected_triggers, is_sqlite, log_head
 from ledger.errors import LedgerError
 from ledger.log import merkle
 from ledger.log.checkpoint import Checkpoint
-from ledger.log.keys import VerifierKey
+from ledger.log.keys import VerifierKey, note_signers
 from ledger.log.store import ZERO_HASH, _latest_note, entry_bytes
 from ledger.log.tree import NODE_MIN_LEVEL, LedgerTree, node_id
 
 STREAM_BATCH = 20_000
+NEVER = float("inf")  # the size due when no stored checkpoint is left
 
 
 @dataclass
@@ -100,6 +101,18 @@ def _verify_in(
         if report.entry_problem is None:
             report.entry_problem = (seq, f"entry {seq}: {message}")
 
+    # Every stored checkpoint, in the order signed: each is checked against the root of
+    # its size as the stream passes it (SPEC 3: all of them are the log key's statements).
+    stored_rows = _stream(conn, "SELECT id, size, ts, note FROM checkpoints ORDER BY id",
+                          "verify_checkpoints")
+    stored_cps = iter(stored_rows)
+    stored_problem: list[str] = []
+    held: tuple[Any, ...] | None = next(stored_cps, None)
+    due = NEVER if held is None else held[1]
+    if due <= 0:
+        held, due = _check_stored(stored_cps, held, 0, merkle.EMPTY_ROOT, verifier,
+                                  stored_problem)
+
     rows = _stream(
         conn, "SELECT seq, ts, kind, actor, payload, event_id, prev, entry_hash "
         "FROM entries ORDER BY seq", "verify_entries"
@@ -129,6 +142,9 @@ def _verify_in(
                     )
         if frontier.size in wanted:
             roots[frontier.size] = frontier.root()
+        if frontier.size >= due:
+            held, due = _check_stored(stored_cps, held, frontier.size, frontier.root(),
+                                      verifier, stored_problem)
         expected += 1
         if progress is not None and seq % STREAM_BATCH == 0:
             progress(STREAM_BATCH)
@@ -136,20 +152,59 @@ def _verify_in(
         node_problem = "merkle_nodes holds nodes that no entry completes."
     node_rows.close()
     rows.close()
+    if held is not None and not stored_problem:
+        stored_problem.append(
+            f"checkpoint {held[0]} (size {held[1]}, {held[2]}): it covers more entries than "
+            f"the log holds ({frontier.size}).")
+    stored_rows.close()
 
     size = frontier.size
     report.size, report.root = size, frontier.root()
     if node_problem:
         report.problems.append(node_problem)
     _check_head(head, size, prev, frontier, report)
-    missing = [t for t in expected_triggers() if t not in existing_triggers(conn)]
+    missing = [t for t in expected_triggers(conn) if t not in existing_triggers(conn)]
     report.problems.extend(f"append-only trigger {t} is missing." for t in missing)
     if latest is not None:
         _check_latest(latest, size, roots, report, blame)
     elif size and not any("latest checkpoint" in p for p in report.problems):
         report.problems.append("latest checkpoint: no checkpoint has been signed for this log.")
+    report.problems.extend(stored_problem)
     if earlier is not None:
         _check_earlier(conn, earlier, size, roots, report)
+
+
+def _check_stored(
+    stored: Any, held: tuple[Any, ...] | None, size: int, root: bytes, verifier: VerifierKey,
+    problems: list[str],
+) -> tuple[tuple[Any, ...] | None, float]:
+    """Check the stored checkpoints of ``size`` entries (whose root is ``root``), from
+    ``held`` on; return the next one and its size. Only the first bad one is kept."""
+    while held is not None and held[1] <= size:
+        if not problems and (problem := _stored_problem(held, size, root, verifier)):
+            problems.append(problem)
+        held = next(stored, None)
+    return held, NEVER if held is None else held[1]
+
+
+def _stored_problem(
+    row: tuple[Any, ...], size: int, root: bytes, verifier: VerifierKey
+) -> str | None:
+    cp_id, cp_size, ts, note = row
+    what = f"checkpoint {cp_id} (size {cp_size}, {ts})"
+    if cp_size < size:
+        return f"{what}: it was signed after a checkpoint of a larger size."
+    try:
+        checkpoint = Checkpoint.from_signed(str(note), verifier)
+    except LedgerError as exc:
+        signers = " and ".join(note_signers(str(note))) or "no readable key"
+        return f"{what}: {exc} Its signature lines name {signers}."
+    if checkpoint.size != cp_size:
+        return f"{what}: its signed note is of size {checkpoint.size}."
+    if not hmac.compare_digest(checkpoint.root_hash, root):
+        return (f"{what}: its root does not match the root recomputed from the first "
+                f"{cp_size} entries.")
+    return None
 
 
 def _open_checkpoint(

@@ -218,6 +218,7 @@ class Ledger:
         key = load_or_create(settings.log_key_path, settings.origin)
         ledger = cls(make_engine(settings.database_url), key)
         try:
+            ledger.log.check_store(f"ALLUVIAL_LOG_KEY ({settings.log_key_path})")
             ledger.check_projections()
         except LedgerError:
             ledger.engine.dispose()

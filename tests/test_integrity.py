@@ -1,0 +1,199 @@
+"""The store's integrity (issue #15): the log key, the insert guards, a damaged database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from ledger.cli import cli
+from ledger.config import Settings
+from ledger.db import existing_triggers, insert_guard_name, is_sqlite
+from ledger.errors import LedgerError
+from ledger.log.keys import SigningKey, load_or_create
+from ledger.log.store import Log
+from ledger.recorder.events import Ledger
+from tests.test_log import grow
+
+# -- finding 1: a valid key of the same origin that is not the log's ----------------------
+
+
+@pytest.fixture
+def other_key(tmp_path: Path, settings: Settings) -> Path:
+    """The key another `alluvial init` made: same origin, another key."""
+    path = tmp_path / "other.key"
+    load_or_create(path, settings.origin)
+    return path
+
+
+def _ingest_file(tmp_path: Path) -> list[str]:
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps({"kind": "actor.registered", "actor": "admin", "payload": {
+        "actor_id": "off-1", "name": "Officer", "role": "officer", "country": "GH",
+        "date": "2008-01-02"}}) + "\n")
+    return ["ingest", str(path)]
+
+
+WRITING_COMMANDS = {
+    "checkpoint": lambda tmp: ["checkpoint"],
+    "ingest": _ingest_file,
+    "rebuild": lambda tmp: ["rebuild"],
+    "rescreen": lambda tmp: ["rescreen"],
+}
+
+
+def _state(log: Log) -> tuple[int, int]:
+    with log.engine.connect() as conn:
+        count = conn.exec_driver_sql("SELECT count(*) FROM checkpoints").scalar_one()
+    return log.size(), int(count)
+
+
+@pytest.mark.parametrize("command", list(WRITING_COMMANDS))
+def test_a_command_that_writes_or_signs_refuses_another_key(
+    log: Log, env: dict[str, str], other_key: Path, tmp_path: Path, command: str
+) -> None:
+    before = _state(log)
+    result = CliRunner(env={**env, "ALLUVIAL_LOG_KEY": str(other_key)}).invoke(
+        cli, WRITING_COMMANDS[command](tmp_path))
+    assert result.exit_code == 2, result.output
+    other = load_or_create(other_key, log.origin)
+    assert result.stderr.startswith("CONFIG: ALLUVIAL_LOG_KEY"), result.stderr
+    assert other.verifier.key_id.hex() in result.stderr
+    assert log.verifier.key_id.hex() in result.stderr
+    assert _state(log) == before
+
+
+def test_ledger_open_refuses_another_key(log: Log, settings: Settings, other_key: Path) -> None:
+    """What `serve` and its writer process open the ledger with."""
+    wrong = Settings(database_url=settings.database_url, log_key_path=other_key)
+    with pytest.raises(LedgerError) as refused:
+        Ledger.open(wrong).engine.dispose()
+    assert refused.value.rule == "CONFIG"
+    assert log.verifier.key_id.hex() in str(refused.value)
+    Ledger.open(settings).engine.dispose()  # the log's own key opens it
+
+
+def test_create_app_refuses_another_key(log: Log, settings: Settings, other_key: Path) -> None:
+    from webui import create_app
+
+    with pytest.raises(LedgerError, match="signed by") as refused:
+        create_app({"TESTING": True, "DATABASE_URL": settings.database_url,
+                    "LOG_KEY": str(other_key)})
+    assert refused.value.rule == "CONFIG"
+
+
+def test_verify_finds_a_checkpoint_signed_by_another_key_between_good_ones(
+    log: Log, runner: CliRunner
+) -> None:
+    grow(log, 30, per_transaction=10)
+    impostor = SigningKey.generate(log.origin)
+    Log(log.engine, impostor).checkpoint()  # what a writer with another key left behind
+    grow(log, 60, per_transaction=10)  # later checkpoints by the log's own key
+    with log.engine.connect() as conn:
+        bad_id = conn.exec_driver_sql("SELECT id FROM checkpoints WHERE size = 30 "
+                                      "ORDER BY id DESC LIMIT 1").scalar_one()
+    result = runner.invoke(cli, ["verify"])
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"checkpoint {bad_id} (size 30, "), lines
+    assert f"{log.origin}+{impostor.verifier.key_id.hex()}" in lines[0]
+    assert len(lines) == 1
+
+
+@pytest.mark.parametrize(("size", "message"), [
+    (30, "its root does not match the root recomputed from the first 30 entries"),
+    (20, "it was signed after a checkpoint of a larger size"),
+], ids=["wrong_root", "out_of_order"])
+def test_verify_finds_a_stored_checkpoint_the_entries_do_not_bear_out(
+    log: Log, runner: CliRunner, size: int, message: str
+) -> None:
+    """A checkpoint signed by the log's own key, between good ones, that states a root
+    the entries do not have, or a size below the checkpoint signed before it."""
+    from datetime import UTC, datetime
+
+    from ledger.log.checkpoint import Checkpoint
+    from ledger.log.store import format_ts
+
+    grow(log, 30, per_transaction=10)
+    note = Checkpoint(log.origin, size, bytes(32), datetime.now(UTC)).sign(log.key)
+    with log.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO checkpoints (size, root_hash, ts, note) "
+                             "VALUES (:s, :r, :ts, :note)"),
+                     {"s": size, "r": bytes(32), "ts": format_ts(datetime.now(UTC)),
+                      "note": note})
+    grow(log, 40, per_transaction=10)
+    result = runner.invoke(cli, ["verify"])
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines() == [
+        line for line in result.stdout.splitlines() if line.startswith("checkpoint ")]
+    assert f"(size {size}, " in result.stdout and message in result.stdout
+
+
+# -- finding 2: INSERT OR REPLACE past the append-only triggers ---------------------------
+
+
+def _replace(conn: sa.Connection, table: str) -> None:
+    """Overwrite a row of ``table`` with a copy of another, the way each database allows."""
+    key = {"entries": "seq", "merkle_nodes": "id", "checkpoints": "id"}[table]
+    if is_sqlite(conn):
+        conn.exec_driver_sql(f"INSERT OR REPLACE INTO {table} SELECT * FROM {table} "
+                             f"WHERE {key} = (SELECT min({key}) FROM {table})")
+    else:
+        conn.exec_driver_sql(f"INSERT INTO {table} SELECT * FROM {table} "
+                             f"WHERE {key} = (SELECT min({key}) FROM {table}) "
+                             f"ON CONFLICT ({key}) DO UPDATE SET {key} = excluded.{key}")
+
+
+def _replace_event_id(conn: sa.Connection, table: str) -> None:
+    """A new seq that takes the event_id of an entry: REPLACE would delete that entry."""
+    conflict = "OR REPLACE " if is_sqlite(conn) else ""
+    tail = "" if is_sqlite(conn) else " ON CONFLICT (event_id) DO UPDATE SET seq = excluded.seq"
+    conn.exec_driver_sql(
+        f"INSERT {conflict}INTO entries SELECT seq + 1000, ts, kind, actor, payload, event_id, "
+        f"prev, entry_hash FROM entries WHERE event_id = 'ev-20'{tail}")
+
+
+REPLACES = [("entries", _replace), ("merkle_nodes", _replace), ("checkpoints", _replace),
+            ("entries", _replace_event_id)]
+
+
+@pytest.mark.parametrize(("table", "overwrite"), REPLACES,
+                         ids=["entries", "merkle_nodes", "checkpoints", "entries_event_id"])
+def test_insert_or_replace_is_refused(log: Log, runner: CliRunner, table: str,
+                                      overwrite: object) -> None:
+    grow(log, 40, per_transaction=40)  # 40 entries: a stored Merkle node too
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"), log.engine.begin() as conn:
+        overwrite(conn, table)  # type: ignore[operator]
+    result = runner.invoke(cli, ["verify"])
+    assert result.exit_code == 0, result.output
+    assert "OK: 40 entries" in result.stdout
+
+
+def _drop_guards(log: Log) -> None:
+    with log.engine.begin() as conn:
+        for table in ("entries", "merkle_nodes", "checkpoints"):
+            conn.exec_driver_sql(f"DROP TRIGGER {insert_guard_name(table)}")
+
+
+def test_verify_reports_a_missing_insert_guard(log: Log, runner: CliRunner) -> None:
+    if not is_sqlite(log.engine):
+        pytest.skip("the guards are SQLite's: PostgreSQL's ON CONFLICT fires UPDATE triggers")
+    _drop_guards(log)
+    result = runner.invoke(cli, ["verify"])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[0] == "append-only trigger entries_no_replace is missing."
+
+
+def test_a_ledger_made_before_the_guards_gets_them_when_a_command_writes(
+    log: Log, runner: CliRunner
+) -> None:
+    if not is_sqlite(log.engine):
+        pytest.skip("the guards are SQLite's")
+    _drop_guards(log)
+    assert runner.invoke(cli, ["checkpoint"]).exit_code == 0
+    with log.engine.connect() as conn:
+        assert insert_guard_name("entries") in existing_triggers(conn)
+    assert runner.invoke(cli, ["verify"]).exit_code == 0
