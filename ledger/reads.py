@@ -57,6 +57,14 @@ class Scope:
         return self.conn.execute(sa.select(e.c.seq).where(touches, e.c.actor == me)
                                  .limit(1)).first() is not None
 
+    def seen_parcels(self) -> sa.CompoundSelect[Any] | None:
+        """The ids of the parcels the caller may see, as a subquery (None: every parcel)."""
+        return None if self.sees_all else self._held_parcels()
+
+    def sees_site_flags(self) -> bool:
+        """Flags on sites are in no buyer's or exporter's `GET /flags`: an auditor's only."""
+        return self.sees_all
+
     def check_parcel(self, parcel_id: str) -> None:
         # Same answer whether the parcel exists or not: a scoped caller learns nothing else.
         if not self.sees_all and not self.held(parcel_id):
@@ -205,14 +213,17 @@ def flags_on(scope: Scope, subject_type: str, subject_id: str) -> list[dict[str,
 
 
 def site(scope: Scope, site_id: str) -> dict[str, Any]:
-    """A site, its own flags, and the purchases declared at it (flagged ones first)."""
+    """A site, its own flags (None when the caller may not read them), and the purchases
+    declared at it that the caller may see (flagged ones listed)."""
     row = _one(scope, pj.sites, "site_id", site_id, "site")
     p = pj.parcels
-    row["flags"] = flags_on(scope, "site", site_id)
-    row["purchases"] = scope.conn.execute(sa.select(sa.func.count()).where(
-        p.c.site_id == site_id)).scalar_one()
+    row["flags"] = flags_on(scope, "site", site_id) if scope.sees_site_flags() else None
+    here = [p.c.site_id == site_id]
+    if (seen := scope.seen_parcels()) is not None:
+        here.append(p.c.parcel_id.in_(seen))
+    row["purchases"] = scope.conn.execute(sa.select(sa.func.count()).where(*here)).scalar_one()
     row["flagged"] = list(scope.conn.execute(sa.select(p.c.parcel_id).where(
-        p.c.site_id == site_id, p.c.open_flags > 0).order_by(p.c.seq)).scalars())
+        *here, p.c.open_flags > 0).order_by(p.c.seq)).scalars())
     row["zones"] = list(scope.conn.execute(sa.select(pj.zones.c.zone_id).where(
         pj.zones.c.licence_no == row["licence_no"], pj.zones.c.zone_type == "licence")
         .order_by(pj.zones.c.zone_id)).scalars())
@@ -228,8 +239,19 @@ def zone(scope: Scope, zone_id: str) -> dict[str, Any]:
     return row
 
 
+def actors(scope: Scope) -> list[dict[str, Any]]:
+    """The registry of actors (SPEC 4 `actor.registered`), open to every account: who is
+    licensed, as what, where and until when; never what anyone holds."""
+    a = pj.actors
+    return _rows(scope, sa.select(a).order_by(a.c.actor_id))
+
+
 def actor(scope: Scope, actor_id: str) -> dict[str, Any]:
+    """An actor of the registry; what it holds only for an auditor or the actor itself."""
     row = _one(scope, pj.actors, "actor_id", actor_id, "actor")
+    row["held"] = row["on_hold"] = None
+    if not (scope.sees_all or actor_id == scope.actor):
+        return row
     p = pj.parcels
     row["held"] = scope.conn.execute(sa.select(sa.func.count()).where(
         p.c.holder == actor_id, p.c.status == "active")).scalar_one()
@@ -287,9 +309,15 @@ def node_seqs(scope: Scope, nodes: Iterable[Node]) -> dict[Node, int]:
 
 
 def flagged_nodes(scope: Scope, nodes: Iterable[Node]) -> set[Node]:
-    """The parcels and exports of a trace with open flags."""
+    """The parcels, exports and sites of a trace with open flags the caller may read."""
     f = pj.flags
     wanted = [n for n in nodes if n[0] in ("parcel", "export", "site")]
+    if not scope.sees_all:
+        parcels = visible_parcels(scope, [i for t, i in wanted if t == "parcel"])
+        mine = set(scope.conn.execute(sa.select(pj.exports.c.certificate_no).where(
+            pj.exports.c.exporter == scope.actor)).scalars())
+        wanted = [(t, i) for t, i in wanted
+                  if (t == "parcel" and i in parcels) or (t == "export" and i in mine)]
     found: set[Node] = set()
     for k in range(0, len(wanted), 500):
         ids = [i for _, i in wanted[k:k + 500]]
@@ -316,12 +344,13 @@ def origin_features(scope: Scope, graph: Trace) -> list[dict[str, Any]]:
     for r in scope.conn.execute(sa.select(s).where(s.c.site_id.in_(site_ids))):
         features.append(_feature(r.location, layer="site", site_id=r.site_id, name=r.name,
                                  open_flags=0, flags=""))
+    seen = visible_parcels(scope, parcel_ids)
     for k in range(0, len(parcel_ids), 500):
         rows = scope.conn.execute(sa.select(p).where(p.c.parcel_id.in_(parcel_ids[k:k + 500]),
                                                p.c.dig_lon.is_not(None)))
         for r in rows:
             point = json.dumps({"type": "Point", "coordinates": [r.dig_lon, r.dig_lat]})
-            layer = "flagged_purchase" if r.open_flags else "dig_point"
+            layer = "flagged_purchase" if r.open_flags and r.parcel_id in seen else "dig_point"
             features.append(_feature(point, layer=layer, parcel_id=r.parcel_id,
                                      site_id=r.site_id, date=r.date, flags=""))
     return features
@@ -363,10 +392,18 @@ def _feature(geometry: str, **properties: Any) -> dict[str, Any]:
 
 
 def users(scope: Scope) -> list[dict[str, Any]]:
-    tokens = sa.select(sa.func.count()).where(Token.user == User.name).scalar_subquery()
+    tokens = sa.select(sa.func.count()).where(Token.user == User.name,
+                                              Token.revoked.is_(None)).scalar_subquery()
     rows = scope.conn.execute(sa.select(User.name, User.role, User.actor_id, User.created,
                                   User.password_hash.is_not(None).label("has_password"),
-                                  tokens.label("tokens")).order_by(User.name))
+                                  User.disabled, tokens.label("tokens")).order_by(User.name))
+    return [dict(r._mapping) for r in rows]
+
+
+def tokens(scope: Scope) -> list[dict[str, Any]]:
+    """Every API token's id, user and dates (never the token): the admin's page."""
+    rows = scope.conn.execute(sa.select(Token.id, Token.user, Token.created, Token.expires,
+                                        Token.revoked).order_by(Token.user, Token.created))
     return [dict(r._mapping) for r in rows]
 
 
@@ -395,5 +432,21 @@ def sites(scope: Scope) -> Iterator[dict[str, Any]]:
 
 
 def map_features(scope: Scope) -> dict[str, Any]:
-    """The map's layers (``ledger.geo.maps.feature_collection``) as the caller may see them."""
-    return feature_collection(scope.conn)
+    """The map's layers (``ledger.geo.maps.feature_collection``) as the caller may see them:
+    flagged purchases of its own parcels only, and the flags of sites for an auditor."""
+    return feature_collection(scope.conn, seen=scope.seen_parcels(),
+                              site_flags=scope.sees_site_flags())
+
+
+def visible_parcels(scope: Scope, parcel_ids: Iterable[str]) -> set[str]:
+    """Those of ``parcel_ids`` the caller may see."""
+    wanted = list(dict.fromkeys(parcel_ids))
+    seen = scope.seen_parcels()
+    if seen is None:
+        return set(wanted)
+    found: set[str] = set()
+    p = pj.parcels
+    for k in range(0, len(wanted), 500):
+        found.update(scope.conn.execute(sa.select(p.c.parcel_id).where(
+            p.c.parcel_id.in_(wanted[k:k + 500]), p.c.parcel_id.in_(seen))).scalars())
+    return found

@@ -21,13 +21,14 @@ WEB = ("flask", "flask_wtf", "werkzeug", "waitress", "jinja2", "webui")
 
 # Lower layers may not import higher ones; each subpackage's __init__ says the same.
 LAYERS = {
-    "ledger": 0, "ledger.errors": 0, "ledger.config": 0,
+    "ledger": 0, "ledger.errors": 0, "ledger.config": 0, "ledger.passwords": 0,
     "ledger.db": 1, "ledger.projections": 1,
     "ledger.log": 2,
     "ledger.custody": 3,
     "ledger.geo": 4,
     "ledger.recorder": 5, "ledger.bundle": 5,
-    "ledger.accounts": 6, "ledger.stats": 6,
+    "ledger.passwords": 0,
+    "ledger.accounts": 6, "ledger.stats": 6, "ledger.signin": 6, "ledger.signin": 6,
     "ledger.reads": 7, "ledger.demo": 7,
     "ledger.cli": 8,
     "webui": 9,
@@ -80,9 +81,13 @@ def import_graph() -> Graph:
 
 
 def layer(module: str) -> int | None:
+    """The layer of the module's nearest listed package (``ledger`` itself is only its
+    ``__init__``: a new top-level module must be given a layer here)."""
     key = module
-    while key not in LAYERS and "." in key:
+    while key not in LAYERS and key.count(".") > 1:
         key = key.rsplit(".", 1)[0]
+    if key not in LAYERS and key.startswith("webui."):
+        key = "webui"
     return LAYERS.get(key)
 
 

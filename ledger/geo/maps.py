@@ -15,16 +15,23 @@ import sqlalchemy as sa
 from ledger.projections import flags, parcels, sites, zones
 
 
-def _flag_codes(conn: sa.Connection, subject_type: str) -> dict[str, list[str]]:
+def _flag_codes(conn: sa.Connection, subject_type: str,
+                among: sa.CompoundSelect[Any] | None = None) -> dict[str, list[str]]:
     codes: dict[str, list[str]] = defaultdict(list)
-    rows = conn.execute(sa.select(flags.c.subject_id, flags.c.code).where(
-        flags.c.subject_type == subject_type, flags.c.status == "open").order_by(flags.c.seq))
+    query = sa.select(flags.c.subject_id, flags.c.code).where(
+        flags.c.subject_type == subject_type, flags.c.status == "open").order_by(flags.c.seq)
+    if among is not None:
+        query = query.where(flags.c.subject_id.in_(among))
+    rows = conn.execute(query)
     for subject, code in rows:
         codes[subject].append(code)
     return codes
 
 
-def feature_collection(conn: sa.Connection) -> dict[str, Any]:
+def feature_collection(conn: sa.Connection, seen: sa.CompoundSelect[Any] | None = None,
+                       site_flags: bool = True) -> dict[str, Any]:
+    """Every layer; ``seen`` (a query of parcel ids) limits the flagged purchases to those
+    parcels, and ``site_flags=False`` leaves out the flags of sites (a caller's scope)."""
     features: list[dict[str, Any]] = []
     for z in conn.execute(sa.select(zones).order_by(zones.c.zone_id)):
         features.append({"type": "Feature", "geometry": json.loads(z.geometry), "properties": {
@@ -32,14 +39,14 @@ def feature_collection(conn: sa.Connection) -> dict[str, Any]:
             "zone_id": z.zone_id, "name": z.name, "licence_no": z.licence_no,
             "holder": z.holder, "category": z.category, "source": z.source,
             "valid_from": z.valid_from, "valid_to": z.valid_to, "revoked_on": z.revoked_on}})
-    site_flags = _flag_codes(conn, "site")
+    on_sites = _flag_codes(conn, "site") if site_flags else {}
     for s in conn.execute(sa.select(sites).order_by(sites.c.site_id)):
-        codes = site_flags.get(s.site_id, [])
+        codes = on_sites.get(s.site_id, [])
         features.append({"type": "Feature", "geometry": json.loads(s.location), "properties": {
             "layer": "site", "site_id": s.site_id, "name": s.name, "licence_no": s.licence_no,
             "operator": s.operator, "country": s.country, "registered": s.date,
             "suspended_on": s.suspended_on, "open_flags": len(codes), "flags": ",".join(codes)}})
-    parcel_flags = _flag_codes(conn, "parcel")
+    parcel_flags = _flag_codes(conn, "parcel", seen)
     locations = {r.site_id: r.location for r in conn.execute(sa.select(sites.c.site_id,
                                                                         sites.c.location))}
     flagged = list(parcel_flags)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Flask
 
 from webui import openapi
-from webui.api import custody, events, log, map, stats
+from webui.api import custody, events, log, map, registry, stats
 
-BLUEPRINTS = (events.bp, log.bp, map.bp, custody.bp, stats.bp, openapi.bp)
+BLUEPRINTS = (events.bp, log.bp, map.bp, registry.bp, custody.bp, stats.bp, openapi.bp)
 
 
 def init_app(app: Flask) -> None:

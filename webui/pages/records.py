@@ -70,7 +70,8 @@ def site(site_id: str) -> str:
     with reading(access.principal()) as scope:
         record = reads.site(scope, site_id)
         features = reads.near(reads.map_features(scope), record["zones"], [site_id])
-    return render_template("site.html", site=record,
+        sees_all = scope.sees_all
+    return render_template("site.html", site=record, sees_all=sees_all,
                            drawing=draw_map(features, links.feature, fit=("site",)))
 
 
