@@ -3,12 +3,23 @@
 Each feature becomes a ``zone.registered`` payload in WGS 84. Properties named
 like the payload fields are taken as they are; ``mapping`` renames others. A
 file with any bad feature is refused whole, naming the feature and why.
+
+A zone file comes from outside (an upload, a colleague's export), and GDAL follows
+what a file points to: a GeoJSON ``crs`` of type ``link`` (or a ``name`` that is a
+URL) is fetched over the network, and GDAL recognises formats by their content, some
+of which fetch schemas or open other files. So the file's kind is decided here from
+its first bytes, before GDAL opens it: GeoJSON (whose ``crs`` members are checked and
+whose checked bytes are what GDAL reads), GeoPackage, a Shapefile, or a zip holding one
+Shapefile; anything else is refused.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import re
+import zipfile
 from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path
@@ -22,6 +33,12 @@ from ledger.errors import InputError
 LICENCE_FIELDS = ("zone_id", "name", "licence_no", "holder", "valid_from", "valid_to", "date")
 RISK_FIELDS = ("zone_id", "name", "category", "source", "valid_from", "valid_to", "date")
 POLYGONAL = ("Polygon", "MultiPolygon")
+KINDS = "GeoJSON, GeoPackage or Shapefile"
+# CRS names GDAL resolves from its own database, never by fetching: OGC URNs, EPSG codes
+# and the OGC's definition URLs (GDAL reads those, it does not download them).
+_CRS_NAME = re.compile(r"(urn:ogc:def:crs:[\w.:-]+|EPSG:\d+|"
+                       r"https?://www\.opengis\.net/def/crs/[\w.]+/[\w.]+/[\w.]+)", re.I)
+_SHAPEFILE_PARTS = {".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".xml"}
 
 
 def _plain(value: Any) -> Any:
@@ -45,10 +62,11 @@ def read_zone_file(
     import pyogrio.errors
 
     mapping = dict(mapping or {})
+    source = _checked_source(path)
     try:
-        frame = geopandas.read_file(path, engine="pyogrio")
+        frame = geopandas.read_file(source, engine="pyogrio")
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
-        raise InputError(f"{path}: cannot be read as GeoJSON, GeoPackage or Shapefile: {exc}",
+        raise InputError(f"{path}: cannot be read as {KINDS}: {exc}",
                          field="FILE") from exc
     if frame.empty:
         raise InputError(f"{path}: holds no features.", field="FILE")
@@ -73,6 +91,71 @@ def read_zone_file(
         payload["_label"] = label
         payloads.append(payload)
     return payloads
+
+
+def _checked_source(path: Path) -> Path | io.BytesIO:
+    """What GDAL may read: the file itself, or for GeoJSON the bytes checked here."""
+    if not path.is_file():
+        raise InputError(f"{path}: is not a file here.", field="FILE")
+    with path.open("rb") as file:
+        head = file.read(16)
+    if head.startswith(b"SQLite format 3\x00") or head.startswith(b"\x00\x00\x27\x0a"):
+        return path  # GeoPackage; Shapefile (its .prj is WKT, read without fetching)
+    if head.startswith(b"PK\x03\x04"):
+        _check_zip(path)
+        return path
+    data = path.read_bytes()
+    if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+        _check_geojson(data, path)
+        return io.BytesIO(data)
+    raise InputError(f"{path}: is not {KINDS} (the ledger reads only these).", field="FILE")
+
+
+def _check_zip(path: Path) -> None:
+    """A zipped Shapefile holds one Shapefile's parts and nothing GDAL could read otherwise."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if not n.endswith("/")]
+    except zipfile.BadZipFile as exc:
+        raise InputError(f"{path}: is not a readable zip file: {exc}.", field="FILE") from exc
+    others = [n for n in names if Path(n).suffix.lower() not in _SHAPEFILE_PARTS]
+    shapefiles = [n for n in names if n.lower().endswith(".shp")]
+    if others or len(shapefiles) != 1:
+        raise InputError(f"{path}: a zip must hold exactly one Shapefile (.shp with its .shx, "
+                         f".dbf, .prj) and nothing else; it holds {', '.join(names) or 'nothing'}.",
+                         field="FILE")
+
+
+def _check_geojson(data: bytes, path: Path) -> None:
+    """Every ``crs`` member names a CRS GDAL knows; none is a link to follow."""
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"{path}: is not valid GeoJSON: {str(exc)[:200]}.",
+                         field="FILE") from exc
+    todo: list[Any] = [document]
+    while todo:
+        value = todo.pop()
+        if isinstance(value, list):
+            todo.extend(value)
+        elif isinstance(value, dict):
+            if "crs" in value:
+                _check_crs_member(value["crs"], path)
+            todo.extend(v for k, v in value.items() if k != "crs")
+
+
+def _check_crs_member(crs: Any, path: Path) -> None:
+    if crs is None:
+        return
+    props = crs.get("properties") if isinstance(crs, dict) else None
+    name = props.get("name") if isinstance(props, dict) else None
+    if (isinstance(crs, dict) and crs.get("type") == "name" and isinstance(name, str)
+            and _CRS_NAME.fullmatch(name.strip())):
+        return
+    shown = json.dumps(crs)[:120]
+    raise InputError(f"{path}: crs {shown} is not followed: the ledger reads no CRS from a link "
+                     "or a file; name it (\"EPSG:32630\", an OGC URN) or give the coordinates "
+                     "in WGS 84.", field="FILE")
 
 
 def _check_crs(frame: Any, path: Path) -> None:
