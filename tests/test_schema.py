@@ -354,8 +354,8 @@ REFUSALS = [
         "parcel.purchased",
         changed("parcel.purchased", parcel_id="P 1"),
         "payload.parcel_id",
-        "payload.parcel_id: must be an id of 1 to 64 letters, digits or . _ : / - "
-        "starting with a letter or digit",
+        "payload.parcel_id: must be an id of 1 to 64 letters, digits or . _ : - "
+        "starting with a letter or digit (no / or \\)",
     ),
     (
         "blank-name",

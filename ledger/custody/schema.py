@@ -34,9 +34,10 @@ from ledger.errors import InputError
 
 BASE_URI = "https://alluvial.local/schemas/"
 KINDS: tuple[str, ...] = (
-    "actor.registered", "licence.revoked", "zone.registered", "zone.amended", "zone.retired",
-    "site.registered", "site.suspended", "parcel.purchased", "parcel.transferred", "parcel.split",
-    "parcel.merged", "export.declared", "import.confirmed", "flag.raised", "flag.resolved",
+    "actor.registered", "licence.revoked", "licence.renewed", "zone.registered",
+    "zone.amended", "zone.retired", "site.registered", "site.suspended", "parcel.purchased",
+    "parcel.transferred", "parcel.split", "parcel.merged", "export.declared",
+    "import.confirmed", "archive.imported", "flag.raised", "flag.resolved",
 )
 _NAME = re.compile(r"[a-z]+(?:\.[a-z]+)?")
 _TYPES = {"number": "a number", "integer": "a whole number", "string": "text",
@@ -158,24 +159,68 @@ def _refuse(errors: list[dict[str, str]]) -> None:
     raise InputError(first["message"], rule="SCHEMA", field=first["field"], errors=errors)
 
 
+def _number_problem(value: Any) -> str | None:
+    """Why a number breaks SPEC 4 "Numbers", in words, or None when it is one JCS can hash.
+
+    An integer must be below 2**53 in magnitude (I-JSON, RFC 7493 2.2); so must a float,
+    since every double of 2**53 or more is integral. A ``Decimal`` is a literal the
+    parser could not read as a double exactly (ledger.log.canonical.parse): refused,
+    never rounded, unless it is exactly a double (as from Python callers).
+    """
+    if isinstance(value, Decimal):
+        if not value.is_finite() or abs(value) >= _MAX_EXACT_INT:
+            return f"{value} is too large: numbers must be below 2^53 (9007199254740992)"
+        if Decimal(repr(float(value))) != value:
+            return (f"{value} has more digits than a JSON number can carry exactly; "
+                    "it would be stored rounded")
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number"
+    if abs(value) >= _MAX_EXACT_INT:
+        shown = f"{value:.17g}" if isinstance(value, float) else str(value)
+        if len(shown) > 24:
+            shown = f"{shown[:20]}... ({len(shown)} characters)"
+        return f"{shown} is too large: numbers must be below 2^53 (9007199254740992)"
+    return None
+
+
+def _numbers_ok(value: Any) -> bool:
+    """Whether every number in ``value`` is one SPEC 4 allows (the fast walk, no paths)."""
+    t = type(value)
+    if t is dict:
+        return all(_numbers_ok(v) for v in value.values())
+    if t is list or t is tuple:
+        return all(_numbers_ok(v) for v in value)
+    if t is int or t is float:
+        return bool(-_MAX_EXACT_INT < value < _MAX_EXACT_INT)
+    if t is str or t is bool or value is None:
+        return True
+    return not isinstance(value, (int, float, Decimal)) or _number_problem(value) is None
+
+
+def _number_errors(value: Any, path: str) -> list[dict[str, str]]:
+    """Every number SPEC 4 refuses in ``value``, each with its field path."""
+    if isinstance(value, dict):
+        return [e for k, v in value.items() for e in _number_errors(v, f"{path}.{k}")]
+    if isinstance(value, (list, tuple)):
+        return [e for i, v in enumerate(value) for e in _number_errors(v, f"{path}[{i}]")]
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        return []
+    problem = _number_problem(value)
+    return [] if problem is None else [{"field": path, "message": f"{path}: {problem}"}]
+
+
 def _plain(value: Any, path: str) -> Any:
     """A copy with Decimals as floats; refuses numbers JSON (and JCS) cannot carry exactly."""
     if isinstance(value, dict):
         return {k: _plain(v, f"{path}.{k}" if path else k) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         return value
-    if isinstance(value, int) and abs(value) > _MAX_EXACT_INT:
-        _refuse([{"field": path, "message": f"{path}: {value} is too large"}])
-    if isinstance(value, (float, Decimal)):
-        if not math.isfinite(value):
-            _refuse([{"field": path, "message": f"{path}: must be a finite number"}])
-        if isinstance(value, Decimal):
-            if Decimal(repr(float(value))) != value:
-                _refuse([{"field": path, "message": f"{path}: {value} has too many digits"}])
-            return float(value)
-    return value
+    if (problem := _number_problem(value)) is not None:
+        _refuse([{"field": path, "message": f"{path}: {problem}"}])
+    return float(value) if isinstance(value, Decimal) else value
 
 
 def _post_checks(payload: Any, prefix: str) -> list[dict[str, str]]:
@@ -199,9 +244,33 @@ def _post_checks(payload: Any, prefix: str) -> list[dict[str, str]]:
         positions = [coords] if kind == "Point" else [p for ring in rings.values() for p in ring]
         if any(c != c for position in positions for c in position):
             errors.append({"field": where, "message": f"{where}: must be numbers, not NaN"})
-        errors += [{"field": at, "message": f"{at}: {_UNCLOSED}"}
-                   for at, ring in rings.items() if ring[0] != ring[-1]]
+        unclosed = [{"field": at, "message": f"{at}: {_UNCLOSED}"}
+                    for at, ring in rings.items() if ring[0] != ring[-1]]
+        errors += unclosed
+        if rings and not unclosed and not errors:
+            errors += _invalid_polygon(geometry, f"{prefix}.{key}")
+    if not _numbers_ok(payload):  # SPEC 4 "Numbers": free-form fields (evidence) included
+        errors += _number_errors(payload, prefix)
     return errors
+
+
+def _invalid_polygon(geometry: dict[str, Any], where: str) -> list[dict[str, str]]:
+    """SPEC 5 screens points against polygons: a bow-tie or a ring crossing itself has no
+    well-defined inside, so it is refused with shapely's (GEOS's) reason and place.
+
+    shapely is imported here, not at the top: the ingest helper process and the web
+    process import this module without it until a polygon comes.
+    """
+    import shapely
+    import shapely.geometry
+
+    reason = shapely.is_valid_reason(shapely.geometry.shape(geometry))
+    if reason == "Valid Geometry":
+        return []
+    text, _, place = reason.partition("[")
+    where_words = f" at {place.rstrip(']')}" if place else ""
+    return [{"field": where, "message": f"{where}: is not a valid polygon: "
+                                       f"{text.strip()}{where_words}"}]
 
 
 def _check(name: str, data: Any, prefix: str) -> None:

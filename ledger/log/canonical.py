@@ -67,6 +67,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Any
 
 import rfc8785
@@ -74,8 +75,10 @@ import rfc8785
 from ledger.errors import InputError
 
 __all__ = [
+    "MAX_DEPTH",
     "CanonicalizationError",
     "FloatDomainError",
+    "Inexact",
     "IntegerDomainError",
     "canonical_bytes",
     "canonical_text",
@@ -310,7 +313,74 @@ def _lone_surrogate(exc: UnicodeEncodeError) -> InputError:
 # too): only then is the parsed value checked for lone surrogates.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_constant)
+# How deeply objects and arrays may nest in ledger input. The deepest event the schemas
+# describe (a MultiPolygon inside a payload inside the event) nests 7 levels; free-form
+# fields (a flag's evidence) get the rest. A bound keeps every value that reaches the
+# writer small enough for recursive code (pickling for the writer process, the schema
+# and encoder walks) that meets Python's recursion limit of 1,000 frames: a body 900
+# levels deep parses, but failed in the writer process (issue #15).
+MAX_DEPTH = 64
+_TOO_DEEP = f"The JSON text is nested too deeply: more than {MAX_DEPTH} levels."
+
+
+class Inexact(float):
+    """A JSON number whose literal is not exactly the double it reads as, such as
+    ``1.00000000000000000001``: the double (which RFC 8785 hashes, as it does every
+    finite number), carrying the literal as its ``repr``.
+
+    SPEC 4 "Numbers": carats and money with more than two decimals are refused, never
+    rounded; the schemas' ``multipleOf: 0.01`` test divides ``Decimal(repr(x))``, so it
+    sees the literal's digits and refuses it naming the field. Elsewhere the number is
+    the double, written in JCS form. Not a plain ``float``, so the encoder's fast path
+    leaves it to ``rfc8785``, which encodes ``float(x)``.
+    """
+
+    text: str
+
+    def __new__(cls, text: str) -> Inexact:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Inexact, (self.text,))
+
+
+def _parse_float(text: str) -> float | Decimal:
+    """``parse_float``: a float, an :class:`Inexact` when the literal is not exactly the
+    double it reads as, or a ``Decimal`` when it reads as no finite double (``1e400``),
+    which schema validation refuses naming the field.
+
+    A literal of at most 15 significant digits without an exponent (16 characters or
+    fewer, one of them the point) is always exact (DBL_DIG = 15), so the common case
+    costs one ``float``.
+    """
+    if len(text) <= 16 and "e" not in text and "E" not in text:
+        return float(text)
+    value = float(text)
+    if value - value != 0.0:  # infinity: the literal is beyond the largest double
+        return Decimal(text)
+    if Decimal(text) == Decimal(repr(value)):
+        return value
+    return Inexact(text)
+
+
+def _too_deep(value: Any, room: int) -> bool:
+    """Whether ``value`` nests objects and arrays more than ``room`` levels deep."""
+    if room <= 0:
+        return True
+    if type(value) is dict:
+        value = value.values()
+    elif type(value) is not list:
+        return False
+    return any((type(v) is dict or type(v) is list) and _too_deep(v, room - 1) for v in value)
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_constant,
+                            parse_float=_parse_float)
 _decode = _DECODER.decode
 
 
@@ -323,9 +393,13 @@ def parse(text: str | bytes) -> Any:
     surrogates, raw or escaped (2.1); and malformed JSON. Each raises
     :class:`InputError` with a sentence naming the problem.
 
-    Not refused here, to keep a hook off every number: integers beyond 2**53 - 1,
-    and numbers too large for a double (``1e400`` reads as infinity). Schema
-    validation refuses both, and :func:`canonical_bytes` raises on them.
+    Also refused: nesting deeper than :data:`MAX_DEPTH` levels.
+
+    A number with a fraction or exponent that is not exactly the double it reads as is
+    an :class:`Inexact` float (``1.00000000000000000001``), or a ``Decimal`` when it is
+    beyond every double (``1e400``); integers of any size are ``int``. Schema
+    validation refuses what SPEC 4 "Numbers" does not allow, naming the field, and
+    :func:`canonical_bytes` raises on a ``Decimal`` or an integer beyond 2**53.
     """
     if isinstance(text, bytes | bytearray):
         try:
@@ -344,9 +418,12 @@ def parse(text: str | bytes) -> Any:
     except InputError:
         raise
     except RecursionError as exc:
-        raise InputError("The JSON text is nested too deeply.") from exc
+        raise InputError(_TOO_DEEP) from exc
     except ValueError as exc:  # json.JSONDecodeError, or an int too long to convert
         raise InputError(f"The text is not valid JSON: {exc}.") from exc
+    # Counting brackets (strings included) is cheap; only text with many walks the value.
+    if text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(value, MAX_DEPTH):
+        raise InputError(_TOO_DEEP)
     if _SURROGATE_ESCAPE.search(text):  # rare: escapes may still make a lone surrogate
         try:
             json.dumps(value, ensure_ascii=False).encode("utf-8")

@@ -43,19 +43,29 @@ def read_line(number: int, text: str) -> Prepared:
         return number, None, exc
 
 
-def check_line(number: int, text: str) -> Prepared:
-    """:func:`read_line`, then the payload checked against its kind's schema and encoded."""
-    number, event, error = read_line(number, text)
-    if event is None:
-        return number, event, error
+def check_event(event: Event) -> Event:
+    """The event with its payload checked against its kind's schema and encoded: its
+    canonical text, or the refusal the writer raises after the event_id check.
+
+    Also what the web process does before an event crosses to the writer process
+    (issue #15): a write is bounded and validated where it arrived.
+    """
     try:
         validate_payload(event.kind, event.payload)
         checked: str | LedgerError = canonical_text(event.payload)
     except LedgerError as exc:
         checked = exc
     except (TypeError, ValueError):
-        return number, event, None  # left to the writer, which meets it as it always does
-    return number, Event(event.kind, event.actor, event.payload, event.event_id, checked), None
+        return event  # left to the writer, which meets it as it always does
+    return Event(event.kind, event.actor, event.payload, event.event_id, checked)
+
+
+def check_line(number: int, text: str) -> Prepared:
+    """:func:`read_line`, then :func:`check_event`."""
+    number, event, error = read_line(number, text)
+    if event is None:
+        return number, event, error
+    return number, check_event(event), None
 
 
 def _context() -> multiprocessing.context.BaseContext:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from ledger.accounts import Unauthenticated
+from ledger.errors import LedgerError
 from ledger.recorder.events import Event
+from ledger.recorder.prepare import check_event
 from webui.auth import writing_member
 from webui.http import json_body, json_response
 from webui.openapi import PREFIX, operation
@@ -22,7 +24,11 @@ bp = Blueprint("events", __name__, url_prefix=PREFIX)
                        "written). The writing actor is the token's, never one in the body.")
 def write() -> Response:
     principal, token = writing_member()
-    event = Event.from_json(json_body(), actor=principal.actor_id)
+    # Issue #15: validated here, before it is queued for the writer process; a refusal
+    # goes back at once unless an event_id must be looked up first (SPEC 4 order).
+    event = check_event(Event.from_json(json_body(), actor=principal.actor_id))
+    if isinstance(event.checked, LedgerError) and event.event_id is None:
+        raise event.checked
     try:
         result = services().writer.write(event, token=token)
     except Unauthenticated:

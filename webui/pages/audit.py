@@ -3,9 +3,6 @@ the flags as CSV."""
 
 from __future__ import annotations
 
-import csv
-import io
-
 from flask import Blueprint, redirect, render_template, request
 from werkzeug.wrappers import Response
 
@@ -82,9 +79,7 @@ def resolve(flag_id: str) -> Response | tuple[str, int]:
 def flags_csv() -> Response:
     with reading(access.principal()) as scope:
         listed = scope.flags()
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["flag_id", "seq", "code", "subject_type", "subject_id", "status", "detail"])
-    writer.writerows([f["flag_id"], f["seq"], f["code"], f["subject"]["type"],
-                      f["subject"]["id"], f["status"], f["detail"]] for f in listed)
-    return links.download(out.getvalue(), "alluvial-flags.csv", "text/csv")
+    return links.csv_download(
+        ["flag_id", "seq", "code", "subject_type", "subject_id", "status", "detail"],
+        ([f["flag_id"], f["seq"], f["code"], f["subject"]["type"], f["subject"]["id"],
+          f["status"], f["detail"]] for f in listed), "alluvial-flags.csv")

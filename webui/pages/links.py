@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
+from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from flask import Response, url_for
 
@@ -19,9 +23,18 @@ _LAYERS = {"licence_zone": "zone", "risk_area": "zone", "site": "site", "dig_poi
 
 
 def record(kind: str, ident: str) -> str:
+    """The page of a record. The id is one path segment, quoted whole: ids are refused with
+    / or \\ (schemas/defs.json), but one written before that (``Q/../../admin/users``) must
+    still lead to its own page, never climb to another (issue #15)."""
     endpoint, arg = _PAGES[kind]
-    values: dict[str, Any] = {arg: ident}
-    return url_for(endpoint, **values)
+    values: dict[str, Any] = {arg: "_"}
+    return url_for(endpoint, **values)[:-1] + _segment(ident)
+
+
+def _segment(ident: str) -> str:
+    """``ident`` as one path segment: / and \\ escaped, and an id of dots only too."""
+    text = quote(ident, safe="!$&'()*+,:;=@")
+    return text.replace(".", "%2E") if not ident.strip(".") else text
 
 
 def node(n: Node) -> str:
@@ -44,6 +57,27 @@ def download(body: str, filename: str, mimetype: str) -> Response:
     response = Response(body, mimetype=mimetype)
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+# OWASP "CSV Injection": a cell a spreadsheet would read as a formula (or whose leading
+# tab or CR it would strip to find one) is written with a leading apostrophe.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: numbers as they are, text never a formula."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_download(header: Sequence[str], rows: Iterable[Sequence[Any]], filename: str) -> Response:
+    """A CSV file to download, every text cell neutralised (:func:`csv_cell`)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    writer.writerows([csv_cell(v) for v in row] for row in rows)
+    return download(out.getvalue(), filename, "text/csv")
 
 
 def safe(name: str) -> str:

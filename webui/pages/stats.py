@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-
 from flask import Blueprint, Response, render_template
 
 from ledger.stats import public_stats
@@ -32,11 +29,9 @@ def stats_csv() -> Response:
     """Purchases and exports by country and year, one row each."""
     with reading(access.principal()) as scope:
         figures = public_stats(scope.conn)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["flow", "country", "year", "count", "carats", "value_usd"])
-    writer.writerows(["purchases", r["country"] or "", r["year"], r["parcels"], r["carats"], ""]
-                     for r in figures["purchases"])
-    writer.writerows(["exports", r["country"], r["year"], r["certificates"], r["carats"],
-                      r["value_usd"]] for r in figures["exports"])
-    return links.download(out.getvalue(), "alluvial-stats.csv", "text/csv")
+    rows = [["purchases", r["country"] or "", r["year"], r["parcels"], r["carats"], ""]
+            for r in figures["purchases"]]
+    rows += [["exports", r["country"], r["year"], r["certificates"], r["carats"],
+              r["value_usd"]] for r in figures["exports"]]
+    return links.csv_download(["flow", "country", "year", "count", "carats", "value_usd"],
+                              rows, "alluvial-stats.csv")

@@ -21,6 +21,7 @@ from ledger import reads
 from ledger.errors import InputError, LedgerError
 from ledger.geo.zonefile import read_zone_file
 from ledger.recorder.events import Event, WriteResult
+from ledger.recorder.prepare import check_event
 from webui.pages import access, links
 from webui.pages.cartography import MapDrawing, draw_map
 from webui.pages.forms import Form, Refusal, refusals
@@ -54,7 +55,8 @@ def handle(form: Form, **given: str) -> Round:
                                  "event_id": values.get("event_id") or None}, actor=actor_id)
         if values.get("action") == "preview":
             return Round(values, preview=preview(ledger(), event))
-        return Round(values, result=services().writer.write(event))
+        # Issue #15: checked here, before it is queued for the writer process.
+        return Round(values, result=services().writer.write(check_event(event)))
     except LedgerError as exc:
         return Round(values, errors=refusals(exc, form))
 
