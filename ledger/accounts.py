@@ -8,23 +8,37 @@ so the custody rules of SPEC 4 judge an API write exactly as an ``ingest`` line
 naming that actor.
 
 Tokens are 256 random bits, shown once and stored as their SHA-256. A fast,
-unsalted hash is the right tool here, unlike for passwords: a token has far too
-much entropy to guess or to look up in a table, so a slow key-derivation function
-would only cost every request time; and an unsalted digest can be looked up by
-an index, so a token is found without comparing secrets one by one.
+unsalted hash is the right tool here, unlike for passwords (``ledger.passwords``):
+a token has far too much entropy to guess or to look up in a table, so a slow
+key-derivation function would only cost every request time; and an unsalted digest
+can be looked up by an index, so a token is found without comparing secrets one by one.
+
+SPEC 6: a token may expire (``tokens create --expires-days``) and be revoked
+(``tokens revoke``), and a user disabled (``users disable``). A token counts only
+while it is unrevoked and unexpired and its user exists and is enabled; every read
+checks that (:func:`authenticate`) and so does every write, inside the write's own
+transaction (:func:`live_tokens`). Rows are never deleted, so ``tokens list`` keeps
+the history. Timestamps are UTC text, ``YYYY-MM-DDTHH:MM:SSZ``, which sorts as time.
+
+Web sign-in keeps its state here too (``ledger.signin``): one row per open web
+session, so that signing out, a new password or ``users disable`` ends sessions on
+the server, and the sign-in throttle's counters, so that it holds across processes.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 import secrets
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
+from ledger import passwords
 from ledger import projections as pj
 from ledger.db import driver_execute
 from ledger.errors import Conflict, InputError, LedgerError, NotFound, PermissionDenied
@@ -32,6 +46,8 @@ from ledger.log.store import ADMIN
 
 ROLES = ("officer", "buyer", "exporter", "auditor", "admin")
 TOKEN_PREFIX = "alv_"
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+MAX_EXPIRES_DAYS = 3650
 
 
 class Unauthenticated(LedgerError):
@@ -53,6 +69,8 @@ class User(Base):
     # Issue 7 (web login) sets it; API users authenticate with tokens only.
     password_hash: so.Mapped[str | None] = so.mapped_column(sa.String(256))
     created: so.Mapped[str] = so.mapped_column(sa.String(40))
+    # SPEC 6 `users disable`: when; its tokens and web sessions count no more.
+    disabled: so.Mapped[str | None] = so.mapped_column(sa.String(40))
 
 
 class Token(Base):
@@ -62,19 +80,66 @@ class Token(Base):
     user: so.Mapped[str] = so.mapped_column(sa.ForeignKey("users.name"), index=True)
     token_hash: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
     created: so.Mapped[str] = so.mapped_column(sa.String(40))
+    expires: so.Mapped[str | None] = so.mapped_column(sa.String(40))  # None: never
+    revoked: so.Mapped[str | None] = so.mapped_column(sa.String(40))
+
+
+class WebSession(Base):
+    """An open web session (``ledger.signin``); the cookie holds the id, the row its SHA-256."""
+
+    __tablename__ = "web_sessions"
+
+    id_hash: so.Mapped[str] = so.mapped_column(sa.String(64), primary_key=True)
+    user: so.Mapped[str] = so.mapped_column(sa.String(64), index=True)
+    created: so.Mapped[str] = so.mapped_column(sa.String(40))
+
+
+class SigninFailures(Base):
+    """Failed sign-ins of one account or client address (``ledger.signin``)."""
+
+    __tablename__ = "signin_failures"
+
+    key: so.Mapped[str] = so.mapped_column(sa.String(200), primary_key=True)
+    failures: so.Mapped[int] = so.mapped_column(sa.Integer)
+    last_failure: so.Mapped[float] = so.mapped_column(sa.Float)  # Unix time
+    locked_until: so.Mapped[float] = so.mapped_column(sa.Float)
+
+
+# Columns added since the first version of the tables, which create_all does not add to a
+# table that exists: (table, column). Each is nullable, so old rows need no value.
+ADDED_COLUMNS = (("users", "disabled"), ("api_tokens", "expires"), ("api_tokens", "revoked"))
 
 
 def create_tables(engine: sa.Engine) -> None:
-    """Create the account tables beside the log (idempotent)."""
+    """Create the account tables beside the log, and add the columns that a database made
+    by an earlier version lacks (idempotent, and safe when two processes do it at once)."""
     Base.metadata.create_all(engine)
+    for table, column in _missing_columns(engine):
+        ddl = Base.metadata.tables[table].c[column].type.compile(engine.dialect)
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f'ALTER TABLE {table} ADD COLUMN "{column}" {ddl}'))
+        except sa.exc.DBAPIError:
+            if (table, column) in _missing_columns(engine):  # not another process's doing
+                raise
+
+
+def _missing_columns(engine: sa.Engine) -> list[tuple[str, str]]:
+    inspector = sa.inspect(engine)
+    present = {t: {c["name"] for c in inspector.get_columns(t)} for t in ("users", "api_tokens")}
+    return [(t, c) for t, c in ADDED_COLUMNS if c not in present[t]]
 
 
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _stamp(datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -86,8 +151,17 @@ class Principal:
     actor_id: str
 
 
-def add_user(engine: sa.Engine, name: str, role: str, actor_id: str | None = None) -> Principal:
-    """SPEC 6 `users add`: the actor must be registered with the user's role."""
+def check_name(name: str) -> None:
+    if not NAME.fullmatch(name):
+        raise InputError(f"name: {name!r} is not a user name: 1 to 64 letters, digits and "
+                         "._@- (starting with a letter or digit).", field="name")
+
+
+def add_user(engine: sa.Engine, name: str, role: str, actor_id: str | None = None,
+             password: str | None = None) -> Principal:
+    """SPEC 6 `users add`: the actor must be registered with the user's role. With a
+    ``password``, the user may also sign in on the web; the two are written together."""
+    check_name(name)
     if role not in ROLES:
         raise InputError(f"role: {role!r} is not one of {', '.join(ROLES)}.", field="role")
     if actor_id is None:
@@ -95,6 +169,7 @@ def add_user(engine: sa.Engine, name: str, role: str, actor_id: str | None = Non
             raise InputError(f"--actor: a user with the role {role} needs the registered "
                              "actor it acts as.", field="actor")
         actor_id = ADMIN
+    password_hash = None if password is None else passwords.hash_password(password)
     with so.Session(engine) as session, session.begin():
         actor = session.execute(
             sa.select(pj.actors.c.role).where(pj.actors.c.actor_id == actor_id)).first()
@@ -107,49 +182,153 @@ def add_user(engine: sa.Engine, name: str, role: str, actor_id: str | None = Non
         if session.get(User, name) is not None:
             raise Conflict(f"name: the user '{name}' already exists.", rule="DUPLICATE",
                            field="name")
-        session.add(User(name=name, role=role, actor_id=actor_id, created=_now()))
+        session.add(User(name=name, role=role, actor_id=actor_id, created=_now(),
+                         password_hash=password_hash))
     return Principal(name, role, actor_id)
 
 
-def create_token(engine: sa.Engine, name: str) -> str:
-    """A new bearer token for the user; only its SHA-256 is kept."""
+def _user(session: so.Session, name: str) -> User:
+    user = session.get(User, name)
+    if user is None:
+        raise NotFound(f"name: there is no user '{name}'; add it with `alluvial users add`.",
+                       field="name")
+    return user
+
+
+def set_password(engine: sa.Engine, name: str, password: str) -> None:
+    """SPEC 6 `users passwd`: a new web password, which ends the user's web sessions."""
+    password_hash = passwords.hash_password(password)
+    with so.Session(engine) as session, session.begin():
+        _user(session, name).password_hash = password_hash
+        session.execute(sa.delete(WebSession).where(WebSession.user == name))
+
+
+def disable_user(engine: sa.Engine, name: str) -> bool:
+    """SPEC 6 `users disable`: the user's tokens and web sessions count no more, from
+    their next request on. False when the user was disabled already."""
+    with so.Session(engine) as session, session.begin():
+        user = _user(session, name)
+        session.execute(sa.delete(WebSession).where(WebSession.user == name))
+        if user.disabled is not None:
+            return False
+        user.disabled = _now()
+    return True
+
+
+def check_password(engine: sa.Engine, name: str, password: str) -> Principal | None:
+    """The principal whose name and password these are (an enabled user), or None.
+
+    A name that does not exist still costs one scrypt run, so that the time of an
+    answer does not tell whether a user exists.
+    """
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(User.name, User.role, User.actor_id, User.password_hash,
+                                     User.disabled).where(User.name == name)).first()
+    stored = row.password_hash if row is not None and row.password_hash else _nobody()
+    ok = passwords.verify_password(stored, password)
+    if row is None or not row.password_hash or row.disabled is not None or not ok:
+        return None
+    return Principal(row.name, row.role, row.actor_id)
+
+
+@functools.cache
+def _nobody() -> str:
+    """Compared against when the name is unknown, so that both answers take as long."""
+    return passwords.hash_password("no user has this password")
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What `tokens list` shows of a token: never the token itself."""
+
+    id: str
+    user: str
+    created: str
+    expires: str | None
+    revoked: str | None
+
+
+def create_token(engine: sa.Engine, name: str, expires_days: int | None = None) -> str:
+    """A new bearer token for the user; only its SHA-256 is kept. SPEC 6 `--expires-days`:
+    it stops counting that many days from now."""
+    return issue_token(engine, name, expires_days)[1]
+
+
+def issue_token(engine: sa.Engine, name: str,
+                expires_days: int | None = None) -> tuple[TokenInfo, str]:
+    """:func:`create_token`, with what `tokens list` will show of the new token."""
+    expires = None
+    if expires_days is not None:
+        if not 1 <= expires_days <= MAX_EXPIRES_DAYS:
+            raise InputError(f"--expires-days: must be 1 to {MAX_EXPIRES_DAYS}, not "
+                             f"{expires_days}.", field="expires_days")
+        expires = _stamp(datetime.now(UTC) + timedelta(days=expires_days))
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with so.Session(engine) as session, session.begin():
-        if session.get(User, name) is None:
-            raise NotFound(f"name: there is no user '{name}'; add it with `alluvial users add`.",
-                           field="name")
-        session.add(Token(id=secrets.token_hex(6), user=name, token_hash=token_digest(token),
-                          created=_now()))
-    return token
+        if _user(session, name).disabled is not None:
+            raise InputError(f"name: the user '{name}' is disabled; a token for it would "
+                             "never be accepted.", field="name")
+        info = TokenInfo(secrets.token_hex(6), name, _now(), expires, None)
+        session.add(Token(id=info.id, user=name, token_hash=token_digest(token),
+                          created=info.created, expires=expires))
+    return info, token
 
 
-# One indexed lookup (api_tokens.token_hash is unique), sent through the driver: it
-# runs on every authenticated request, so that a deleted token fails at once.
-_AUTHENTICATE = ('SELECT users.name, users.role, users.actor_id FROM api_tokens '
-                 'JOIN users ON users.name = api_tokens."user" WHERE api_tokens.token_hash = ?')
+def list_tokens(engine: sa.Engine, name: str | None = None) -> list[TokenInfo]:
+    """SPEC 6 `tokens list [NAME]`: every token, or the user's, oldest first."""
+    query = sa.select(Token.id, Token.user, Token.created, Token.expires, Token.revoked)
+    with so.Session(engine) as session:
+        if name is not None:
+            _user(session, name)
+            query = query.where(Token.user == name)
+        rows = session.execute(query.order_by(Token.created, Token.id)).all()
+    return [TokenInfo(*row) for row in rows]
+
+
+def revoke_token(engine: sa.Engine, token_id: str) -> TokenInfo:
+    """SPEC 6 `tokens revoke TOKEN_ID`: the token's next request gets 401. Revoking a
+    revoked token keeps the first revocation's time."""
+    with so.Session(engine) as session, session.begin():
+        token = session.get(Token, token_id)
+        if token is None:
+            raise NotFound(f"TOKEN_ID: there is no token '{token_id}'; `alluvial tokens list` "
+                           "shows their ids.", field="token_id")
+        if token.revoked is None:
+            token.revoked = _now()
+        return TokenInfo(token.id, token.user, token.created, token.expires, token.revoked)
+
+
+# SPEC 6: a token counts while it is unrevoked and unexpired, and its user exists and is
+# enabled. One indexed lookup (api_tokens.token_hash is unique), sent through the driver:
+# it runs on every authenticated request, so that a revoked token fails at once.
+_LIVE = ('FROM api_tokens JOIN users ON users.name = api_tokens."user" '
+         "WHERE api_tokens.revoked IS NULL AND users.disabled IS NULL "
+         "AND (api_tokens.expires IS NULL OR api_tokens.expires > ?) AND ")
+_AUTHENTICATE = ("SELECT users.name, users.role, users.actor_id " + _LIVE
+                 + "api_tokens.token_hash = ?")
 
 
 def authenticate(engine: sa.Engine, token: str) -> Principal:
     """The principal a bearer token belongs to, or :class:`Unauthenticated`."""
     with engine.connect() as conn:
-        row = driver_execute(conn, _AUTHENTICATE, (token_digest(token),)).fetchone()
+        row = driver_execute(conn, _AUTHENTICATE, (_now(), token_digest(token))).fetchone()
     if row is None:
         raise Unauthenticated("Authorization: the bearer token is not valid.")
     return Principal(*row)
 
 
 def live_tokens(conn: sa.Connection, digests: Collection[str]) -> set[str]:
-    """Those of the token digests that still belong to a token, read on ``conn``.
+    """Those of the token digests that still count (see ``_LIVE``), read on ``conn``.
 
     Inside a write transaction, a write checked here is refused if its token was
-    deleted before the write commits (SQLite holds the write lock; PostgreSQL reads
-    the committed tokens of the moment).
+    revoked, or its user disabled or deleted, before the write commits (SQLite holds
+    the write lock; PostgreSQL reads the committed rows of the moment).
     """
     if not digests:
         return set()
     marks = ", ".join("?" * len(digests))
-    sql = f"SELECT token_hash FROM api_tokens WHERE token_hash IN ({marks})"
-    return {row[0] for row in driver_execute(conn, sql, tuple(digests))}
+    sql = f"SELECT api_tokens.token_hash {_LIVE}api_tokens.token_hash IN ({marks})"
+    return {row[0] for row in driver_execute(conn, sql, (_now(), *digests))}
 
 
 # -- what an account may read (SPEC 6, issue 5) --------------------------------------
@@ -167,6 +346,7 @@ READS: dict[str, frozenset[str] | None] = {
     "events": EVERYONE,
     "zones": EVERYONE,
     "sites": EVERYONE,
+    "actors": EVERYONE,
     "entries": frozenset({"auditor"}),
     "parcels": frozenset({"auditor", "buyer", "exporter"}),
     "flags": frozenset({"auditor", "buyer", "exporter"}),

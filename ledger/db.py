@@ -9,8 +9,9 @@ lock on its head on PostgreSQL, so appends are serialized by the database.
 from __future__ import annotations
 
 import operator
+import os
 from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager, nullcontext
+from contextlib import closing, contextmanager, nullcontext, suppress
 from typing import Any
 
 import sqlalchemy as sa
@@ -98,6 +99,7 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
         raise InputError("ALLUVIAL_DATABASE_URL: an in-memory SQLite database would lose the "
                          "ledger; give a file, e.g. sqlite:///ledger.db.", rule="CONFIG")
     if url.startswith("sqlite"):
+        _create_private(sa.engine.make_url(url).database)
         engine = sa.create_engine(
             url,
             connect_args={"timeout": 120, "check_same_thread": False},
@@ -114,6 +116,16 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
         "use a sqlite:/// or postgresql:// URL.",
         rule="CONFIG",
     )
+
+
+def _create_private(path: str | None) -> None:
+    """Create a new SQLite file readable by its owner only (0600); SQLite gives its WAL
+    and shared-memory files the same mode. An existing file keeps its own."""
+    if not path or path.startswith("file:"):
+        return
+    # There already, or no such folder (SQLite's own error says so): nothing to do.
+    with suppress(FileExistsError, FileNotFoundError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _configure_sqlite(engine: sa.Engine) -> None:

@@ -23,7 +23,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
-from ledger import accounts
+from ledger import accounts, signin
 from ledger.accounts import User
 from ledger.custody.trace import Edge, Trace
 from ledger.log import merkle
@@ -96,8 +96,7 @@ def sign_in(client: FlaskClient, role: str) -> FlaskClient:
     """A session for the role without the cost of scrypt (signing in itself is tested below)."""
     engine = client.application.extensions["alluvial"].ledger.engine
     with client.session_transaction() as session:
-        session["user"] = role
-        session["mark"] = login.session_mark(engine, role)
+        session[login.SESSION_ID] = signin.open_session(engine, role)
     return client
 
 

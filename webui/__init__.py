@@ -4,19 +4,24 @@
 environment; ``test_config`` may instead name ``DATABASE_URL``, ``LOG_KEY`` and
 ``LOG_ORIGIN``, or hand over an open ``LEDGER``. One ledger, one group writer and
 one token cache serve every request of the app.
+
+``ALLUVIAL_SECURE_COOKIES=1`` (or ``SESSION_COOKIE_SECURE`` in ``test_config``) marks
+the session cookie ``Secure``: set it whenever the pages are served over HTTPS.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response
 
 from ledger import accounts
 from ledger.config import DEFAULT_ORIGIN, Settings
+from ledger.errors import LedgerError
 from ledger.recorder.events import Ledger
 from webui import api, errors, pages, reqlog, sessions
 from webui.auth import TokenCache
@@ -34,6 +39,24 @@ def _settings(config: Mapping[str, Any]) -> Settings:
                     secret_key=config.get("SECRET_KEY"))
 
 
+_SWITCH = {"1": True, "true": True, "yes": True, "on": True,
+           "0": False, "false": False, "no": False, "off": False, "": False}
+
+
+def _secure_cookies() -> bool:
+    value = os.environ.get("ALLUVIAL_SECURE_COOKIES", "")
+    if value.strip().lower() not in _SWITCH:
+        raise LedgerError(f"ALLUVIAL_SECURE_COOKIES: {value!r} is not 1 or 0 (true/false, "
+                          "yes/no, on/off).", rule="CONFIG")
+    return _SWITCH[value.strip().lower()]
+
+
+def _nosniff(response: Response) -> Response:
+    # Every answer, API and pages alike: a browser must not read JSON as HTML or script.
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     # WRITER_PROCESS: commit the groups of writes in a process of their own (`alluvial
@@ -44,6 +67,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(MAX_CONTENT_LENGTH=MAX_BODY, WRITER_PROCESS=False)
     if test_config is not None:
         app.config.from_mapping(test_config)
+    if "SESSION_COOKIE_SECURE" not in (test_config or {}):
+        app.config["SESSION_COOKIE_SECURE"] = _secure_cookies()
     process = app.config["WRITER_PROCESS"]
     app.config.setdefault("WRITE_LINGER", 0.0 if process else 0.002)
     book: Ledger | None = app.config.get("LEDGER")
@@ -64,4 +89,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     reqlog.init_app(app)
     api.init_app(app)
     pages.init_app(app)
+    app.after_request(_nosniff)
     return app

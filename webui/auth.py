@@ -1,12 +1,13 @@
 """Bearer tokens to principals (SPEC 6: `Authorization: Bearer TOKEN`).
 
-A token deleted from api_tokens, by this server or by any other process, fails on
-its very next request. Reads look their token up on every request, by its SHA-256,
-in one indexed query (ledger.accounts.authenticate). A write (POST /events) may take
-its principal from :class:`TokenCache`, because its token is checked again where it
-counts: in the write's own transaction (webui.writer), which refuses it once the
-token is gone. That saves a pooled connection and a round trip on every write, and
-on PostgreSQL its BEGIN and ROLLBACK too.
+A token that stops counting (SPEC 6: revoked, expired, its user disabled or deleted),
+by this server or by any other process, fails on its very next request. Reads look
+their token up on every request, by its SHA-256, in one indexed query
+(ledger.accounts.authenticate). A write (POST /events) may take its principal from
+:class:`TokenCache`, because its token is checked again where it counts: in the
+write's own transaction (webui.group_commit), which refuses it once it no longer
+counts. That saves a pooled connection and a round trip on every write, and on
+PostgreSQL its BEGIN and ROLLBACK too.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class TokenCache:
 
     Only for callers that check the token again atomically with their effect: a token
     maps to one user for good (tokens are never reassigned), so what is remembered
-    can go stale only by the token's deletion.
+    goes stale only when the token stops counting, which that check sees.
     """
 
     def __init__(self, engine: sa.Engine, size: int = 4096) -> None:

@@ -2,10 +2,12 @@
 the web process and the writer process run; the grouping is ``webui.writer``'s).
 
 Each write may carry the digest of the bearer token it was made with: the group's
-transaction reads which of its tokens still exist, and refuses (401) the writes of a
-token deleted meanwhile. An event the ledger refuses writes nothing, so the others of
-its group go on; anything else that goes wrong rolls the whole group back, and each of
-its events is then written alone, so each request gets its own answer.
+transaction reads which of its tokens still count (SPEC 6: unrevoked, unexpired, of an
+enabled user who exists; ``ledger.accounts.live_tokens``), and refuses (401) the writes
+of the others, whatever the web process remembered of them. An event the ledger refuses
+writes nothing, so the others of its group go on; anything else that goes wrong rolls
+the whole group back, and each of its events is then written alone, so each request
+gets its own answer.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ def commit(ledger: Ledger, group: list[Pending]) -> None:
 
 def commit_together(ledger: Ledger, group: list[Pending]) -> None:
     """Write the group in one transaction; each member holds its result or refusal."""
+    _write(ledger, group)
+
+
+def _write(ledger: Ledger, group: list[Pending]) -> None:
     results: list[WriteResult | LedgerError] = []
     with ledger.session() as session:
         live = live_tokens(session.appender.conn, {p.token for p in group if p.token})
@@ -72,17 +78,14 @@ def commit_together(ledger: Ledger, group: list[Pending]) -> None:
 
 
 def commit_alone(ledger: Ledger, pending: Pending) -> None:
-    """Write one event in a transaction of its own."""
+    """Write one event in a transaction of its own, its token checked inside it too."""
     pending.result = pending.error = None
     try:
-        if pending.token is not None:
-            with ledger.engine.connect() as conn:
-                if not live_tokens(conn, {pending.token}):
-                    raise _revoked()
-        pending.result = ledger.write(pending.event)
+        _write(ledger, [pending])
+    except _Partial as exc:
+        pending.error = exc.__cause__
     except Exception as exc:
         pending.error = exc
-
 
 
 def _revoked() -> Unauthenticated:

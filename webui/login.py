@@ -1,81 +1,66 @@
-"""Web sign-in: passwords for the users of ``ledger.accounts`` (issue 7).
+"""Web sign-in for the pages: the session cookie and where signing in may lead.
 
-A password is kept only as a salted, slow hash made by Werkzeug's
-``generate_password_hash`` (scrypt, N=2^15, r=8, p=1), unlike API tokens, which
-have enough entropy for a plain SHA-256 (see ``ledger.accounts``). Checking a
-password for a name that does not exist still costs one scrypt run, so the time
-of an answer does not tell whether a user exists.
-
-A session remembers the user's name and a short digest of its password hash:
-setting a new password signs out every session made with the old one.
+The passwords, the sessions and the throttle are the core's (``ledger.passwords``,
+``ledger.signin``): the command line sets passwords too. The cookie, signed by Flask,
+holds only a random session id; the server decides on each request whether that
+session still counts (signed out, new password, ``users disable``: it does not).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import unicodedata
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-import sqlalchemy.orm as so
-from werkzeug.security import check_password_hash, generate_password_hash
+from flask import session
 
-from ledger.accounts import Principal, User
-from ledger.errors import InputError, NotFound
+from ledger.accounts import Principal, check_password, set_password
+from ledger.passwords import check_new_password
+from ledger.signin import SignedIn, end_session, session_principal
 
-MIN_LENGTH = 8
-MAX_LENGTH = 1024  # scrypt reads all of it: a bound keeps one request cheap
-METHOD = "scrypt"
-# Compared against when the name is unknown, so that both answers take as long.
-_NOBODY = generate_password_hash("no user has this password", method=METHOD)
+__all__ = ["METHOD", "begin", "check_new_password", "check_password", "end", "local_path",
+           "principal", "set_password"]
 
-
-def check_new_password(password: str) -> None:
-    """Refuse a password too short to resist guessing, or too long to hash cheaply."""
-    if not MIN_LENGTH <= len(password) <= MAX_LENGTH:
-        raise InputError(f"password: must be {MIN_LENGTH} to {MAX_LENGTH} characters long.",
-                         field="password")
+METHOD = "scrypt"  # what the previous version stored, and ledger.passwords still writes
+SESSION_ID = "sid"
 
 
-def set_password(engine: sa.Engine, name: str, password: str) -> None:
-    """Give the user ``name`` a new web password (the demo sets ``demo-<role>``)."""
-    check_new_password(password)
-    with so.Session(engine) as session, session.begin():
-        user = session.get(User, name)
-        if user is None:
-            raise NotFound(f"name: there is no user '{name}'.", field="name")
-        user.password_hash = generate_password_hash(password, method=METHOD)
+def begin(signed: SignedIn) -> None:
+    """Put a new session in the cookie, dropping whatever the old cookie held."""
+    session.clear()
+    session[SESSION_ID] = signed.session_id
 
 
-def check_password(engine: sa.Engine, name: str, password: str) -> Principal | None:
-    """The principal whose name and password these are, or None."""
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(User.name, User.role, User.actor_id, User.password_hash)
-                           .where(User.name == name)).first()
-    stored = row.password_hash if row is not None and row.password_hash else _NOBODY
-    ok = check_password_hash(stored, password[:MAX_LENGTH])
-    if row is None or not row.password_hash or not ok:
+def principal(engine: sa.Engine) -> Principal | None:
+    """The principal of this request's session, if it still counts (else the cookie
+    loses its session id; its CSRF token stays, so the sign-in form still works)."""
+    session_id = session.get(SESSION_ID)
+    if not isinstance(session_id, str):
         return None
-    return Principal(row.name, row.role, row.actor_id)
+    found = session_principal(engine, session_id)
+    if found is None:
+        session.pop(SESSION_ID, None)
+    return found
 
 
-def session_mark(engine: sa.Engine, name: str) -> str | None:
-    """A short digest of the user's password hash: the session holds it to stay valid."""
-    with engine.connect() as conn:
-        stored = conn.execute(sa.select(User.password_hash).where(User.name == name)).scalar()
-    return _mark(stored) if stored else None
+def end(engine: sa.Engine) -> None:
+    """Sign out on the server, not only in this browser: a copy of the cookie is void too."""
+    session_id = session.get(SESSION_ID)
+    if isinstance(session_id, str):
+        end_session(engine, session_id)
+    session.clear()
 
 
-def signed_in(engine: sa.Engine, name: str, mark: str) -> Principal | None:
-    """The principal of a session, or None once the user or its password has changed."""
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(User.name, User.role, User.actor_id, User.password_hash)
-                           .where(User.name == name)).first()
-    if row is None or not row.password_hash:
+def local_path(target: str | None) -> str | None:
+    """``target`` when it is a path on this site, else None (no open redirect).
+
+    Browsers drop tabs and newlines inside a URL and read ``\\`` as ``/``, so that
+    ``/<TAB>/evil.example`` leads off the site: any control character, space or
+    backslash refuses the target, as does anything with a scheme or a host.
+    """
+    if not target or not target.startswith("/") or target.startswith("//"):
         return None
-    if not hmac.compare_digest(_mark(row.password_hash), mark):
+    if "\\" in target or any(c.isspace() or unicodedata.category(c)[0] == "C" for c in target):
         return None
-    return Principal(row.name, row.role, row.actor_id)
-
-
-def _mark(password_hash: str) -> str:
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:24]
+    parts = urlsplit(target)
+    return target if not parts.scheme and not parts.netloc else None

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import g, redirect, request, session, url_for
+from flask import g, redirect, request, url_for
 
 from ledger.accounts import READ_ALL, READS, ROLES, Principal, Unauthenticated, require
 from ledger.custody import rules
@@ -27,13 +27,9 @@ OPEN_TO: dict[str, frozenset[str]] = {}
 
 
 def load_user() -> None:
-    """Before each page: the principal of the session cookie, if it is still valid."""
-    g.principal = None
-    name, mark = session.get("user"), session.get("mark")
-    if isinstance(name, str) and isinstance(mark, str):
-        g.principal = login.signed_in(ledger().engine, name, mark)
-        if g.principal is None:
-            session.clear()
+    """Before each page: the principal of the session cookie, if the session still counts
+    on the server (ledger.signin)."""
+    g.principal = login.principal(ledger().engine)
 
 
 def current() -> Principal | None:

@@ -21,9 +21,9 @@ USER_FIELDS = ("name", "role", "actor", "password")
 def _users(values: dict[str, str], errors: Mapping[str, list[Refusal]], token: str = "",
            status: int = 200) -> tuple[str, int]:
     with reading(access.principal()) as scope:
-        listed = reads.users(scope)
-    return render_template("users.html", users=listed, values=values, errors=errors,
-                           token=token, roles=accounts.ROLES), status
+        listed, tokens = reads.users(scope), reads.tokens(scope)
+    return render_template("users.html", users=listed, tokens=tokens, values=values,
+                           errors=errors, token=token, roles=accounts.ROLES), status
 
 
 @bp.get("/admin/users")
@@ -37,11 +37,10 @@ def users() -> tuple[str, int]:
 def add_user() -> Response | tuple[str, int]:
     """`alluvial users add`, with a web password; the account and the password go together."""
     values = {k: request.form.get(k, "").strip() for k in USER_FIELDS}
-    engine = ledger().engine
     try:
-        login.check_new_password(values["password"])
-        accounts.add_user(engine, values["name"], values["role"], values["actor"] or None)
-        login.set_password(engine, values["name"], request.form.get("password", ""))
+        login.check_new_password(request.form.get("password", ""))
+        accounts.add_user(ledger().engine, values["name"], values["role"],
+                          values["actor"] or None, password=request.form.get("password", ""))
     except LedgerError as exc:
         return _users({**values, "password": ""}, refusals(exc, None, USER_FIELDS), status=422)
     flash(f"User {values['name']} added; it can sign in now.", "written")
@@ -54,3 +53,21 @@ def new_token(name: str) -> tuple[str, int]:
     """`alluvial tokens create`: the token is shown on this page once and never again."""
     token = accounts.create_token(ledger().engine, name)
     return _users({"role": "buyer"}, {}, token=f"{name}: {token}")
+
+
+@bp.post("/admin/users/<name>/disable")
+@access.administers()
+def disable(name: str) -> Response:
+    """`alluvial users disable`: its tokens and web sessions stop counting at once."""
+    accounts.disable_user(ledger().engine, name)
+    flash(f"User {name} disabled: its API tokens and web sessions no longer count.", "written")
+    return redirect(url_for("pages.admin.users"))
+
+
+@bp.post("/admin/tokens/<token_id>/revoke")
+@access.administers()
+def revoke(token_id: str) -> Response:
+    """`alluvial tokens revoke`: the token's next request gets 401."""
+    accounts.revoke_token(ledger().engine, token_id)
+    flash(f"Token {token_id} revoked.", "written")
+    return redirect(url_for("pages.admin.users"))
