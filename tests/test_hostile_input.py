@@ -41,7 +41,7 @@ SITE = {"site_id": "S-2", "name": "Pit 2", "location": {"type": "Point",
 ZONE = {"zone_id": "Z-2", "zone_type": "licence", "geometry": {"type": "Polygon",
                                                                 "coordinates": [SQUARE]},
         "date": "2004-01-06", "valid_from": "2000-01-01", "valid_to": None,
-        "licence_no": "ML-AKW-2", "holder": "Akwatia Diggers Cooperative"}
+        "licence_no": "GH-ML-AKW-2", "holder": "Akwatia Diggers Cooperative"}
 FLAG = {"flag_id": "F-X1", "subject": {"type": "actor", "id": "aud-1"}, "code": "IN_RISK_AREA",
         "detail": "Seen at the market", "evidence": {"note": "ok"}, "date": "2008-03-15"}
 EXAMPLES = {"parcel.purchased": PURCHASE, "site.registered": SITE, "zone.registered": ZONE,
@@ -327,7 +327,7 @@ def test_import_zones_refuses_a_bow_tie(ledger: Ledger, runner: CliRunner,
     path = tmp_path / "zones.geojson"
     path.write_text(json.dumps({"type": "FeatureCollection", "features": [{
         "type": "Feature", "geometry": {"type": "Polygon", "coordinates": [BOW_TIE]},
-        "properties": {"zone_id": "Z-BOW", "licence_no": "ML-BOW-1", "holder": "Bow Tie Ltd",
+        "properties": {"zone_id": "Z-BOW", "licence_no": "GH-ML-BOW-1", "holder": "Bow Tie Ltd",
                        "valid_from": "2004-01-01"}}]}), "utf-8")
     before = ledger.log.size()
     result = runner.invoke(cli, ["import-zones", str(path), "--type", "licence"])
@@ -367,3 +367,33 @@ def test_flags_csv_neutralises_a_formula_in_a_flag(ledger: Ledger, client: Flask
     details = [row[-1] for row in rows[1:]]
     assert "'" + formula in details
     assert not any(cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row)
+
+
+# -- the page forms ------------------------------------------------------------------------------
+
+FORM_SITE = {"site_id": "S-NEW", "name": "Pit 2", "location.lon": "", "location.lat": "",
+             "licence_no": "GH/SSML/1995-014", "operator": "Cooperative", "country": "GH",
+             "date": "2008-01-05", "action": "save"}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("geojson", "words"), [
+    ('{"type":"Point","coordinates":' + nested(600) + "}", "nested too deeply"),
+    ('{"type":"Feature","geometry":' + '{"a":' * 900 + "0" + "}" * 901, "nested too deeply"),
+    ('{"type":"Point","coordinates":[-0.79,6.05,1e16]}', "altitude"),
+    (json.dumps({"type": "Polygon", "coordinates": [BOW_TIE]}), "Self-intersection at -0.8 6.1"),
+], ids=["nested-600", "feature-nested-900", "altitude-1e16", "bow-tie"])
+def test_site_form_refuses_next_to_the_location(ledger: Ledger, client: FlaskClient,
+                                                auth: Auth, geojson: str, words: str) -> None:
+    from ledger import accounts
+    from tests.test_pages import refusal, sign_in, token_of
+
+    auth.register("officer", "off-gh")
+    accounts.add_user(ledger.engine, "officer", "officer", "off-gh")
+    sign_in(client, "officer")
+    before = ledger.log.size()
+    answer = client.post("/sites/new", data={"csrf_token": token_of(client, "/sites/new"),
+                                             **FORM_SITE, "location.geojson": geojson})
+    assert answer.status_code == 422
+    assert words in refusal(answer.text, "location")
+    assert ledger.log.size() == before
