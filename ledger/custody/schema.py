@@ -185,17 +185,26 @@ def _number_problem(value: Any) -> str | None:
 
 
 def _numbers_ok(value: Any) -> bool:
-    """Whether every number in ``value`` is one SPEC 4 allows (the fast walk, no paths)."""
-    t = type(value)
-    if t is dict:
-        return all(_numbers_ok(v) for v in value.values())
-    if t is list or t is tuple:
-        return all(_numbers_ok(v) for v in value)
-    if t is int or t is float:
-        return bool(-_MAX_EXACT_INT < value < _MAX_EXACT_INT)
-    if t is str or t is bool or value is None:
-        return True
-    return not isinstance(value, (int, float, Decimal)) or _number_problem(value) is None
+    """Whether every number in ``value`` is one SPEC 4 allows: the fast walk, without
+    paths (a loop over a stack, about 1 µs for a purchase), run on every payload."""
+    stack = [value]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        v = pop()
+        t = type(v)
+        if t is str:
+            continue
+        if t is dict:
+            extend(v.values())
+        elif t is list or t is tuple:
+            extend(v)
+        elif t is int or t is float:
+            if not -9007199254740992 < v < 9007199254740992:  # 2**53, folded
+                return False
+        elif t is not bool and v is not None and (
+                not isinstance(v, (int, float, Decimal)) or _number_problem(v) is not None):
+            return False
+    return True
 
 
 def _number_errors(value: Any, path: str) -> list[dict[str, str]]:
