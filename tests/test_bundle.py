@@ -722,6 +722,15 @@ DISHONEST: list[tuple[str, Callable[[Events], Events], str]] = [
     ("licence-zone-retired-from-the-start", inserted(7, "zone.retired", "off", zone_id="Z",
                                                      reason="drawn in error", date="2009-01-01"),
      "OUTSIDE_LICENSED_ZONE: no zone of licence ML-1 valid on 2008-01-10 covers it"),
+    ("auditor-takes-a-system-flag-id", inserted(8, "flag.raised", "aud", **{
+        **FLAG, "flag_id": "F-12", "subject": {"type": "parcel", "id": "P9"}}),
+     "'aud' raises flag F-12, an id in the namespace the ledger keeps for its own screening "
+     "flags (SPEC 4 DUPLICATE)"),
+    ("flag-id-raised-twice", lambda events: inserted(8, "flag.raised", "aud", **{
+        **FLAG, "subject": {"type": "parcel", "id": "P9"}})(inserted(8, "flag.resolved", "aud",
+        flag_id="F1", resolution="ok", date="2008-01-16")(inserted(8, "flag.raised", "aud", **{
+            **FLAG, "subject": {"type": "parcel", "id": "P9"}})(events))),
+     "entry 12 raises flag F1 again (entry 10 raised it; SPEC 4 DUPLICATE)"),
     ("no-export", lambda events: events[:-1],
      f"custody: the bundle holds no export.declared entry for {CERT}."),
 ]
@@ -794,3 +803,4 @@ def test_the_offline_verifier_uses_the_ledgers_own_roles_and_map_kinds() -> None
     assert {k: set(v) for k, v in bundle_replay.ROLES.items()} == {
         k: set(v) for k, v in rules.ROLES.items()}
     assert set(bundle_replay.MAP_KINDS) == set(events.MAP_KINDS)
+    assert bundle_replay.SYSTEM_FLAG_ID.pattern == rules.SYSTEM_FLAG_ID.pattern

@@ -28,6 +28,7 @@ reads entries and writes findings through the two small protocols below.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -36,6 +37,8 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 SYSTEM = "system"
+# The ids of the ledger's own flags, which no writer may take (as in ledger.custody.rules).
+SYSTEM_FLAG_ID = re.compile(r"F-[0-9]")
 MAP_KINDS = frozenset({"zone.registered", "zone.amended", "zone.retired", "licence.revoked"})
 
 # SPEC 4: who may write each kind (repeated from ledger.rules, which needs a database).
@@ -154,6 +157,7 @@ class _Replay:
             elif kind == "site.suspended" and p["site_id"] in self.sites:
                 self.sites[p["site_id"]].setdefault("suspended_on", p["date"])
             elif kind == "flag.raised":
+                self._flag_id(item, actor, p["flag_id"])
                 self.flags[p["flag_id"]] = {"p": p, "seq": seq, "resolved": None}
                 if p["subject"]["type"] == "parcel":
                     self.open.setdefault(p["subject"]["id"], set()).add(p["flag_id"])
@@ -179,6 +183,17 @@ class _Replay:
         elif role not in ROLES.get(kind, ()):
             self.r.fail("custody", f"entry {item.seq}: '{actor}' is a {role} and may not "
                         f"write {kind} (SPEC 4 ROLE).")
+
+    def _flag_id(self, item: Logged, actor: str, flag_id: str) -> None:
+        """SPEC 4 DUPLICATE, as the ledger judges a flag id: new, and, for a writer's flag,
+        outside the namespace the ledger keeps for its own (``ledger.custody.rules``)."""
+        if flag_id in self.flags:
+            self.r.fail("flags", f"entry {item.seq} raises flag {flag_id} again (entry "
+                        f"{self.flags[flag_id]['seq']} raised it; SPEC 4 DUPLICATE).")
+        if actor != SYSTEM and SYSTEM_FLAG_ID.match(flag_id):
+            self.r.fail("flags", f"entry {item.seq}: '{actor}' raises flag {flag_id}, an id in "
+                        "the namespace the ledger keeps for its own screening flags (SPEC 4 "
+                        "DUPLICATE).")
 
     # -- the map -----------------------------------------------------------------------
     def _zone(self, kind: str, p: dict[str, Any], item: Logged) -> None:

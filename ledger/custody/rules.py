@@ -8,6 +8,7 @@ SCHEMA) and event_id reuse (EVENT_ID_CONFLICT) happen before, in ledger.events.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,10 @@ from ledger.errors import RuleViolation
 from ledger.projections import flags, points
 
 SYSTEM = "system"
+# SPEC 4 "screening never refuses a purchase": the flag ids the ledger gives its own flags
+# (`F-<seq of the flag entry>`) are in a namespace no writer may take, so an auditor
+# cannot pre-empt the id the next screening flag will need.
+SYSTEM_FLAG_ID = re.compile(r"F-[0-9]")
 HS_CODES = ("7102.10", "7102.21", "7102.31")
 
 # SPEC 4: who may write each kind. "holder" kinds are further limited by HOLDER.
@@ -174,7 +179,23 @@ def _new_ids(ctx: Ctx) -> Iterator[tuple[str, str, str]]:
         yield "parcels", p["child"]["parcel_id"], "payload.child.parcel_id"
 
 
+def system_flag_id(seq: int, code: str, taken: Callable[[str], bool]) -> str:
+    """The id of the screening flag written as entry ``seq``: ``F-<seq>``, unique since seqs
+    are. A ledger written before the namespace was reserved may hold an auditor's flag of
+    that id: then ``F-<seq>-<code>``, then with a counter, until one is free."""
+    candidate = f"F-{seq}"
+    counter = 1
+    while taken(candidate):
+        counter += 1
+        candidate = f"F-{seq}-{code}" + (f"-{counter}" if counter > 2 else "")
+    return candidate
+
+
 def duplicate(ctx: Ctx) -> None:
+    if ctx.kind == "flag.raised" and SYSTEM_FLAG_ID.match(ctx.p["flag_id"]):
+        raise refuse("DUPLICATE", "payload.flag_id", f"the flag id '{ctx.p['flag_id']}' is in "
+                     "the namespace the ledger keeps for its own screening flags ('F-' and a "
+                     "digit); choose another id.")
     seen: set[tuple[str, str]] = set()
     for table, key, field in _new_ids(ctx):
         if (table, key) in seen or ctx.state.get(table, key) is not None:

@@ -105,9 +105,8 @@ class Session:
 
     def raise_flag(self, flag: Flag, day: str) -> dict[str, Any]:
         """Append a screening flag as `system` (SPEC 5: flags are entries too)."""
-        flag_id = f"F-{self.appender.size + 1}"
-        if self.state.get("flags", flag_id) is not None:
-            flag_id += f"-{flag.code}"
+        flag_id = rules.system_flag_id(self.appender.size + 1, flag.code,
+                                       lambda fid: self.state.get("flags", fid) is not None)
         payload = {
             "flag_id": flag_id, "subject": {"type": flag.subject_type, "id": flag.subject_id},
             "code": flag.code, "detail": flag.detail, "evidence": flag.evidence, "date": day,
