@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,7 +29,8 @@ ENTRY_KEYS = frozenset({"seq", "ts", "kind", "actor", "payload", "event_id", "pr
 ZERO_HASH = "0" * 64
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _RUN = re.compile(r"([1-9][0-9]*)(?:-([1-9][0-9]*))?")
-MAX_ENTRIES = 10_000_000  # a manifest listing more is refused before it is expanded
+MAX_ENTRIES = 10_000_000  # a manifest counting more is refused
+SHOWN = 10  # entries named one by one in a report, before "... and N more"
 
 
 # -- entry hashing (SPEC 3) ------------------------------------------------------------------
@@ -45,13 +48,18 @@ def _fast_entry_hash(entry: dict[str, Any]) -> bytes:
 def manifest_text(origin: str, certificate_no: str, size: int, root: bytes,
                   seqs: Iterable[int]) -> str:
     """The note text the log signs for a bundle (described in :mod:`ledger.bundle.verify`)."""
-    ordered = sorted(set(seqs))
     runs: list[list[int]] = []
-    for seq in ordered:
+    for seq in sorted(set(seqs)):
         if runs and seq == runs[-1][1] + 1:
             runs[-1][1] = seq
         else:
             runs.append([seq, seq])
+    return _manifest_text(origin, certificate_no, size, root, [(a, b) for a, b in runs])
+
+
+def _manifest_text(origin: str, certificate_no: str, size: int, root: bytes,
+                   runs: list[tuple[int, int]]) -> str:
+    """:func:`manifest_text` from the seqs as ascending, separate runs (first, last)."""
     tokens = [str(a) if a == b else f"{a}-{b}" for a, b in runs]
     lines, line = [], ""
     for token in tokens:
@@ -62,17 +70,53 @@ def manifest_text(origin: str, certificate_no: str, size: int, root: bytes,
     lines += [line] if line else []
     head = [MANIFEST_HEADER, f"origin {origin}", f"certificate {certificate_no}",
             f"checkpoint {size} {base64.b64encode(root).decode('ascii')}",
-            f"entries {len(ordered)}"]
+            f"entries {sum(b - a + 1 for a, b in runs)}"]
     return "\n".join(head + lines) + "\n"
 
 
 @dataclass(frozen=True)
 class Manifest:
+    """The signed list of a bundle's entries, kept as runs of seqs (first, last): what it
+    claims is never expanded entry by entry, so a forged manifest claiming millions of
+    entries costs no more than its text (issue 15)."""
+
     origin: str
     certificate_no: str
     size: int
     root: bytes
-    seqs: tuple[int, ...]
+    runs: tuple[tuple[int, int], ...]
+
+    @property
+    def count(self) -> int:
+        return sum(b - a + 1 for a, b in self.runs)
+
+    @property
+    def seqs(self) -> tuple[int, ...]:
+        """Every seq listed, expanded (for a manifest already known to be small)."""
+        return tuple(seq for a, b in self.runs for seq in range(a, b + 1))
+
+    def lists(self, seq: int) -> bool:
+        """Whether ``seq`` is listed."""
+        at = bisect.bisect_right(self.runs, (seq, math.inf)) - 1
+        return at >= 0 and self.runs[at][0] <= seq <= self.runs[at][1]
+
+    def missing(self, present: Iterable[int]) -> tuple[list[int], int]:
+        """The listed seqs not in ``present``: the first :data:`SHOWN` of them, and how many
+        there are in all, counted run by run without expanding the runs."""
+        here = set(present)
+        have = sorted(here)
+        first: list[int] = []
+        total = 0
+        for a, b in self.runs:
+            absent = b - a + 1 - (bisect.bisect_right(have, b) - bisect.bisect_left(have, a))
+            total += absent
+            seq = a  # steps over at most the entries present and SHOWN absent ones
+            while absent and len(first) < SHOWN:
+                if seq not in here:
+                    first.append(seq)
+                    absent -= 1
+                seq += 1
+        return first, total
 
     @classmethod
     def from_text(cls, text: str) -> Manifest:
@@ -89,20 +133,24 @@ class Manifest:
         size, _, root_b64 = fields[2].partition(" ")
         if not (size.isdigit() and fields[3].isdigit() and int(fields[3]) <= MAX_ENTRIES):
             raise InputError("its checkpoint size or entry count is not a number in range.")
-        count, seqs = int(fields[3]), list[int]()
+        count, listed, runs = int(fields[3]), 0, list[tuple[int, int]]()
         for token in " ".join(lines[5:]).split(" ") if lines[5:] else []:
             match = _RUN.fullmatch(token)
             first, last = (int(match[1]), int(match[2] or match[1])) if match else (0, 0)
-            if not match or last < first + (match[2] is not None) or (seqs and first <= seqs[-1]):
+            if not match or last < first + (match[2] is not None) or (
+                    runs and first <= runs[-1][1]):
                 raise InputError(f"{token!r} is not an ascending seq or seq range.")
-            if len(seqs) + last - first >= count:
+            if runs and first == runs[-1][1] + 1:
+                raise InputError("it is not in canonical form.")  # "1 2" is written "1-2"
+            listed += last - first + 1
+            if listed > count:
                 raise InputError(f"it lists more entries than the {count} it counts.")
-            seqs.extend(range(first, last + 1))
-        if len(seqs) != count:
-            raise InputError(f"it lists {len(seqs)} entries, not the {count} it counts.")
+            runs.append((first, last))
+        if listed != count:
+            raise InputError(f"it lists {listed} entries, not the {count} it counts.")
         root = decode_base64(root_b64, "its checkpoint root")
-        made = cls(fields[0], fields[1], int(size), root, tuple(seqs))
-        if manifest_text(made.origin, made.certificate_no, made.size, root, seqs) != text:
+        made = cls(fields[0], fields[1], int(size), root, tuple(runs))
+        if _manifest_text(made.origin, made.certificate_no, made.size, root, runs) != text:
             raise InputError("it is not in canonical form.")
         return made
 

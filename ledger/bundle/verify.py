@@ -86,6 +86,8 @@ from ledger.log import merkle
 from ledger.log.checkpoint import Checkpoint
 from ledger.log.keys import VerifierKey, open_note
 
+PROBLEMS_SHOWN = 50  # problem lines a report prints before "... and N more"
+
 
 # -- verification ----------------------------------------------------------------------------
 @dataclass
@@ -114,7 +116,11 @@ class Report:
         """The verdict, then each problem naming its part, then what was established."""
         what = f"provenance bundle of KP certificate {self.certificate_no or '?'}"
         if self.problems:
-            head = [f"FAILED: {what}: {len(self.problems)} problem(s).", *self.problems]
+            # A bounded report, whatever a forged bundle makes fail (issue 15).
+            shown = self.problems[:PROBLEMS_SHOWN]
+            more = len(self.problems) - len(shown)
+            head = [f"FAILED: {what}: {len(self.problems)} problem(s).", *shown,
+                    *([f"... and {more} more problem(s)."] if more else [])]
         else:
             head = [f"OK: {what} verified."]
         total = Fraction(self.export_points)
@@ -293,11 +299,18 @@ class _Verifier:
             if before is not None and it.entry["prev"] != before:
                 fail(it.where, f"prev does not match the hash of entry {it.seq - 1}.")
         if manifest is not None:
-            listed = set(manifest.seqs)
-            for seq in sorted(listed - set(seen)):
+            # Bounded by the bundle, not by what the manifest claims (issue 15).
+            if manifest.count > len(self.b.items):
+                fail("manifest", f"it lists {manifest.count} entries; the bundle holds "
+                     f"{len(self.b.items)}.")
+            first, absent = manifest.missing(seen)
+            for seq in first:
                 fail("manifest", f"entry {seq} is listed in the log's signed manifest but "
                      "missing from the bundle.")
-            for seq in sorted(set(seen) - listed):
+            if absent > len(first):
+                fail("manifest", f"... and {absent - len(first)} more entries listed in the "
+                     "log's signed manifest are missing from the bundle.")
+            for seq in sorted(seq for seq in seen if not manifest.lists(seq)):
                 fail(seen[seq].where, "is not listed in the log's signed manifest.")
         if not self.r.problems:
             self.r.facts.append(f"entries: {len(self.good)} entries; every hash, inclusion "

@@ -106,7 +106,7 @@ class LedgerGroup(click.Group):
         try:
             return super().invoke(ctx)
         except LedgerError as exc:
-            click.echo(f"{exc.rule}: {exc}", err=True)
+            click.echo(terminal_safe(f"{exc.rule}: {exc}"), err=True)
             ctx.exit(exit_code(exc))
         except sa.exc.OperationalError as exc:
             click.echo(f"database: {exc.orig}", err=True)
@@ -120,6 +120,24 @@ def cli(ctx: click.Context) -> None:
     """Alluvial Ledger: a tamper-evident custody ledger for rough diamonds."""
     ctx.obj = Context(Settings.from_env())
     ctx.call_on_close(ctx.obj.close)
+
+
+# Escapes for the control characters a report line can hold; others are \xNN, \uNNNN.
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def terminal_safe(text: str) -> str:
+    """Ledger text as one line a terminal shows as it is (issue 15): every character that
+    is not printable (line breaks, escape sequences, bidi and zero-width marks, other
+    control and format characters) is shown escaped, as ``\n``, ``\x1b`` or ``\u202e``.
+
+    Every command that prints text from the ledger or a bundle (names, ids, details,
+    reasons, refusals quoting input) prints it through this function, so such text can
+    neither start a report line of its own nor drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _ESCAPES.get(ch) or repr(ch)[1:-1]
+                   for ch in text)
 
 
 def print_json(value: Any) -> None:

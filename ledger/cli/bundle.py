@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ledger.cli.app import Context, cli, pass_ctx
+from ledger.cli.app import Context, cli, pass_ctx, terminal_safe
 
 
 @cli.command()
@@ -63,10 +63,11 @@ def verify_bundle(file: Path, vkey: str | None, trust_bundle_key: bool,
     earlier = checkpoint_file.read_text(encoding="utf-8") if checkpoint_file else None
     report = run(file.read_bytes(), key, earlier)
     if key is None and report.key:
-        click.echo(f"WARNING: key not pinned: accepting the bundle's own key {report.key}; "
+        click.echo(f"WARNING: key not pinned: accepting the bundle's own key "
+                   f"{terminal_safe(report.key)}; "
                    "anyone can make a bundle that verifies under its own key. Pin the log's "
                    "published key with --key.", err=True)
     for line in report.lines():
-        click.echo(line)
+        click.echo(terminal_safe(line))
     if not report.ok:
         sys.exit(1)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ledger.cli.app import Context, cli, pass_ctx, print_json
+from ledger.cli.app import Context, cli, pass_ctx, print_json, terminal_safe
 
 
 @cli.command()
@@ -32,7 +32,7 @@ def ingest(ctx: Context, file: Any, batch: int | None) -> None:
             report = run(ledger, file, batch=batch, progress=bar.update)
         except LineError as exc:
             bar.close()
-            click.echo(str(exc), err=True)
+            click.echo(terminal_safe(str(exc)), err=True)
             if exc.resume_from is not None:
                 click.echo(f"Lines before {exc.resume_from} are committed; fix line {exc.line} "
                            f"and resume from line {exc.resume_from}.", err=True)
@@ -61,7 +61,7 @@ def trace(ctx: Context, ident: str, direction: str, as_json: bool) -> None:
         print_json(graph.to_json())
     else:
         for line in graph.render():
-            click.echo(line)
+            click.echo(terminal_safe(line))
 
 
 @cli.command()

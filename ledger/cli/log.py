@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ledger.cli.app import Context, cli, pass_ctx, print_json
+from ledger.cli.app import Context, cli, pass_ctx, print_json, terminal_safe
 from ledger.recorder.events import Ledger
 
 
@@ -81,7 +81,7 @@ def verify(ctx: Context, checkpoint_file: Path | None) -> None:
         report = verify_log(ctx.engine, log.verifier, earlier, progress=bar.update)
     if not report.ok:
         for line in report.lines():
-            click.echo(line)
+            click.echo(terminal_safe(line))
         sys.exit(1)
     click.echo(f"OK: {report.size} entries, chain and Merkle root verified.")
     click.echo(f"root {report.root.hex()}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import sqlalchemy as sa
 
-from ledger.cli.app import Context, cli, pass_ctx, print_json
+from ledger.cli.app import Context, cli, pass_ctx, print_json, terminal_safe
 from ledger.errors import InputError, LedgerError
 
 
@@ -74,10 +74,10 @@ def flags(ctx: Context, only_open: bool, as_json: bool) -> None:
     if as_json:
         print_json(listed)
         return
-    for f in listed:
-        subject = f"{f['subject']['type']} {f['subject']['id']}"
-        click.echo(f"{f['flag_id']}\tseq {f['seq']}\t{f['status']}\t{f['code']}\t{subject}\t"
-                   f"{f['detail']}")
+    for f in listed:  # tab-separated fields, each escaped (a tab inside one included)
+        subject = terminal_safe(f"{f['subject']['type']} {f['subject']['id']}")
+        click.echo(f"{terminal_safe(f['flag_id'])}\tseq {f['seq']}\t{f['status']}\t"
+                   f"{terminal_safe(f['code'])}\t{subject}\t{terminal_safe(f['detail'])}")
     click.echo(f"{len(listed)} flags", err=True)
 
 
