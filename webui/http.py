@@ -2,7 +2,9 @@
 
 SPEC 6: a body must be `application/json` (else 415), UTF-8 (else 400) and JSON
 (else 400); it is read with the ledger's strict parser, which refuses what the log
-could not hash (duplicate keys, NaN, lone surrogates). Size is Flask's
+could not hash (duplicate keys, NaN, lone surrogates) and nesting deeper than
+``ledger.log.canonical.MAX_DEPTH`` levels (400, issue #15: so no value too deep for
+recursive code reaches the writer process). Size is Flask's
 MAX_CONTENT_LENGTH (413). Query parameters that are not what the route takes are
 refused with 422 naming the parameter.
 """
