@@ -12,12 +12,16 @@ import stat
 from html import unescape
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ledger import accounts, passwords, signin
@@ -28,6 +32,7 @@ from ledger.errors import LedgerError
 from ledger.log.keys import load_or_create
 from ledger.recorder.events import Event, Ledger
 from tests.conftest import Auth
+from webui import login
 
 API = "/api/v1"
 SQUARE = {"type": "Polygon", "coordinates": [[[-0.9, 5.9], [-0.7, 5.9], [-0.7, 6.1],
@@ -48,10 +53,10 @@ def world(ledger: Ledger, auth: Auth) -> Ledger:
     auth.token("auditor")
     ledger.write(Event("zone.registered", "off-gh", {
         "zone_id": "Z-AKW", "zone_type": "licence", "geometry": SQUARE, "date": "2004-01-06",
-        "valid_from": "2000-01-01", "valid_to": None, "licence_no": "ML-AKW-1",
+        "valid_from": "2000-01-01", "valid_to": None, "licence_no": "GH-ML-AKW-1",
         "holder": "Akwatia Diggers Cooperative"}))
     ledger.write(Event("site.registered", "off-gh", {
-        "site_id": "S-AKW", "name": "Akwatia pit 1", "licence_no": "ML-AKW-1",
+        "site_id": "S-AKW", "name": "Akwatia pit 1", "licence_no": "GH-ML-AKW-1",
         "location": {"type": "Point", "coordinates": [-0.8, 6.04]},
         "operator": "Akwatia Diggers Cooperative", "country": "GH", "date": "2004-01-07"}))
     return ledger
@@ -386,6 +391,19 @@ def test_sign_in_leads_only_to_this_site(world: Ledger, client: FlaskClient, tar
     answer = sign_in(client, "auditor.aud-1", next_=target)
     assert answer.status_code == 302
     assert answer.headers["Location"] == location
+
+
+@examples(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from("/\\\t\n\r :.?#@%ea\x00\x0b\u2028\u3000"),
+               max_size=12) | st.text(max_size=12))
+def test_no_accepted_target_leads_off_the_site(target: str) -> None:
+    """Whatever is accepted stays on this site as a browser reads it: tabs and newlines
+    dropped, backslashes read as slashes, leading and trailing spaces trimmed."""
+    found = login.local_path(target)
+    if found is not None:
+        read = re.sub(r"[\t\n\r]", "", found).replace("\\", "/").strip()
+        parts = urlsplit(read)
+        assert read.startswith("/") and not parts.scheme and not parts.netloc
 
 
 # -- finding 6: cookies, headers, file modes ----------------------------------------------
