@@ -103,6 +103,24 @@ def test_verify_finds_a_checkpoint_signed_by_another_key_between_good_ones(
     assert len(lines) == 1
 
 
+@pytest.mark.parametrize("with_signer", [True, False], ids=["signing_key", "verifier_key"])
+def test_every_checkpoint_is_checked_with_or_without_the_signing_key(
+    log: Log, with_signer: bool
+) -> None:
+    """The operator's verify holds the signing key and takes a faster path for the notes
+    that key made; an auditor's holds the verifier key only: both find the impostor."""
+    from ledger.log.verify import verify_log
+
+    grow(log, 30, per_transaction=10)
+    impostor = SigningKey.generate(log.origin)
+    Log(log.engine, impostor).checkpoint()
+    grow(log, 50, per_transaction=10)
+    report = verify_log(log.engine, log.verifier, signer=log.key if with_signer else None)
+    assert not report.ok
+    assert [line for line in report.lines() if "(size 30, " in line]
+    assert impostor.verifier.key_id.hex() in report.lines()[0]
+
+
 @pytest.mark.parametrize(("size", "message"), [
     (30, "its root does not match the root recomputed from the first 30 entries"),
     (20, "it was signed after a checkpoint of a larger size"),

@@ -78,7 +78,8 @@ def verify(ctx: Context, checkpoint_file: Path | None) -> None:
     log = Log(ctx.engine, ctx.key())
     with tqdm(total=log.size(), unit="entry", file=sys.stderr, disable=None,
               leave=False) as bar:
-        report = verify_log(ctx.engine, log.verifier, earlier, progress=bar.update)
+        report = verify_log(ctx.engine, log.verifier, earlier, progress=bar.update,
+                            signer=log.key)
     if not report.ok:
         for line in report.lines():
             click.echo(terminal_safe(line))
