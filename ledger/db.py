@@ -319,6 +319,41 @@ def install_insert_guards(conn: sa.Connection) -> None:
         )
 
 
+# Why the database refused to work, from the driver's error: (SQLite result code names,
+# SQLite message fragments, PostgreSQL SQLSTATEs or their classes, the cause's sentence).
+UNAVAILABLE: tuple[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], str, str], ...] = (
+    (("SQLITE_READONLY",), ("readonly database", "read-only"), ("25006",), "read-only",
+     "The database is read-only"),
+    (("SQLITE_FULL",), ("database or disk is full",), ("53100", "53200"), "disk full",
+     "The database's disk is full"),
+    (("SQLITE_BUSY", "SQLITE_LOCKED"), ("database is locked", "table is locked"),
+     ("55P03", "40P01", "57014"), "locked",
+     "The database is locked by another writer"),
+    (("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_NOTADB", "SQLITE_CORRUPT"),
+     ("unable to open", "disk i/o error", "malformed", "not a database"),
+     ("08", "57P"), "unreachable", "The database cannot be reached"),
+)
+
+
+def unavailable_cause(error: BaseException) -> tuple[str, str] | None:
+    """(cause, sentence) when a database error says the database cannot do the work just
+    now: ``read-only``, ``disk full``, ``locked`` or ``unreachable``; None for any other
+    error (a bug, a constraint). Reads SQLite's result code (sqlite3) or its message (an
+    error that crossed a process boundary loses the code), and PostgreSQL's SQLSTATE
+    (psycopg)."""
+    orig = getattr(error, "orig", None) or error
+    name = str(getattr(orig, "sqlite_errorname", "") or "")
+    sqlstate = str(getattr(orig, "sqlstate", "") or "")
+    text = str(orig).lower()
+    for names, fragments, states, cause, sentence in UNAVAILABLE:
+        if (name in names or any(f in text for f in fragments)
+                or (sqlstate and sqlstate.startswith(states))):
+            return cause, sentence
+    if isinstance(error, sa.exc.OperationalError):
+        return "unreachable", "The database cannot be reached"
+    return None
+
+
 def existing_triggers(conn: sa.Connection) -> set[str]:
     if is_sqlite(conn):
         rows = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'")

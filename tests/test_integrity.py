@@ -215,3 +215,81 @@ def test_a_ledger_made_before_the_guards_gets_them_when_a_command_writes(
     with log.engine.connect() as conn:
         assert insert_guard_name("entries") in existing_triggers(conn)
     assert runner.invoke(cli, ["verify"]).exit_code == 0
+
+
+# -- finding 6: a 503 that says why -------------------------------------------------------
+
+
+def _restrict(ledger: Ledger, sqlite_pragma: str, pg_setting: str | None) -> None:
+    """Every new connection of the ledger's engine gets the restriction; the pool is
+    emptied so that no connection made before escapes it."""
+    if not is_sqlite(ledger.engine) and pg_setting is None:
+        pytest.skip("not simulated on PostgreSQL")
+
+    @sa.event.listens_for(ledger.engine, "connect")
+    def _on_connect(dbapi_conn: object, _record: object) -> None:
+        cursor = dbapi_conn.cursor()  # type: ignore[attr-defined]
+        if is_sqlite(ledger.engine):
+            if sqlite_pragma.endswith("{pages}"):
+                pages = cursor.execute("PRAGMA page_count").fetchone()[0]
+                sqlite_pragma_now = sqlite_pragma.format(pages=pages)
+            else:
+                sqlite_pragma_now = sqlite_pragma
+            cursor.execute(sqlite_pragma_now)
+        else:
+            cursor.execute(pg_setting)
+            dbapi_conn.commit()  # type: ignore[attr-defined]
+        cursor.close()
+
+    ledger.engine.dispose()
+
+
+# How each cause is brought about: read-only as a read-only connection (tests run as root,
+# whom chmod does not stop), disk full as SQLite's page limit set at the file's size.
+UNAVAILABLE = [
+    ("read-only", "PRAGMA query_only = 1",
+     "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", "The database is read-only"),
+    ("disk full", "PRAGMA max_page_count = {pages}", None, "The database's disk is full"),
+]
+
+
+@pytest.mark.parametrize(("cause", "pragma", "pg_setting", "sentence"), UNAVAILABLE,
+                         ids=[u[0] for u in UNAVAILABLE])
+def test_a_write_the_database_cannot_take_is_503_naming_why(
+    ledger: Ledger, client: object, auth: object, caplog: pytest.LogCaptureFixture,
+    cause: str, pragma: str, pg_setting: str | None, sentence: str,
+) -> None:
+    headers = auth.headers("officer")  # type: ignore[attr-defined]
+    _restrict(ledger, pragma, pg_setting)
+    with caplog.at_level("ERROR", logger="alluvial.http"):
+        for n in range(300):  # a full disk is met once the pages left are used up
+            size = ledger.log.size()
+            response = client.post("/api/v1/events", json={  # type: ignore[attr-defined]
+                "kind": "actor.registered", "payload": {
+                    "actor_id": f"buyer-{n}", "name": "Z", "role": "buyer", "country": "GH",
+                    "licence_no": f"GH-L-{n}", "licence_valid_from": "2000-01-01",
+                    "licence_valid_to": "2030-12-31", "date": "2008-01-02"}}, headers=headers)
+            if response.status_code != 201:
+                break
+    assert response.status_code == 503, response.get_data(as_text=True)
+    body = response.get_json(force=True)
+    assert body["type"] == "DATABASE_UNAVAILABLE" and body["cause"] == cause
+    assert body["detail"].startswith(f"{sentence} just now ({cause}); nothing was written.")
+    assert response.headers["Retry-After"] == "1"
+    assert any(f"database unavailable ({cause})" in r.getMessage() for r in caplog.records)
+    assert ledger.log.size() == size
+
+
+@pytest.mark.parametrize(("error", "cause"), [
+    (sa.exc.OperationalError("x", {}, Exception("database is locked")), "locked"),
+    (sa.exc.OperationalError("x", {}, Exception("attempt to write a readonly database")),
+     "read-only"),
+    (sa.exc.OperationalError("x", {}, Exception("database or disk is full")), "disk full"),
+    (sa.exc.OperationalError("x", {}, Exception("connection refused")), "unreachable"),
+], ids=["locked", "read-only", "disk-full", "unreachable"])
+def test_causes_read_from_driver_messages(error: Exception, cause: str) -> None:
+    """What is left of an error that crossed the writer process's pipe: its message."""
+    from ledger.db import unavailable_cause
+
+    found = unavailable_cause(error)
+    assert found is not None and found[0] == cause

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from flask import Flask, Response, current_app
 from werkzeug.exceptions import HTTPException
 
+from ledger.db import unavailable_cause
 from ledger.errors import LedgerError, NotFound, PermissionDenied
 
 PROBLEM = "application/problem+json"
@@ -93,11 +94,18 @@ def from_http(error: HTTPException) -> Response:
     return response
 
 
-def from_database(error: sa.exc.OperationalError) -> Response:
-    log.error("database unavailable: %s", type(error.orig).__name__)
-    response = problem(status_of(error), "DATABASE_UNAVAILABLE",
-                       "The database cannot be reached just now; nothing was written. "
-                       "Send the request again (with its event_id) later.")
+def from_database(error: sa.exc.DBAPIError) -> Response:
+    """503 naming why (read-only, disk full, locked, unreachable), in the body and the
+    server log; a database error that is none of these is a bug (500)."""
+    found = unavailable_cause(error)
+    if found is None:
+        return from_unexpected(error)
+    cause, sentence = found
+    log.error("database unavailable (%s): %s: %s", cause, type(error.orig).__name__,
+              str(error.orig).splitlines()[0] if str(error.orig) else "")
+    response = problem(503, "DATABASE_UNAVAILABLE",
+                       f"{sentence} just now ({cause}); nothing was written. "
+                       "Send the request again (with its event_id) later.", cause=cause)
     response.headers["Retry-After"] = "1"
     return response
 
@@ -112,5 +120,5 @@ def from_unexpected(error: Exception) -> Response:
 def init_app(app: Flask) -> None:
     app.register_error_handler(LedgerError, from_ledger)
     app.register_error_handler(HTTPException, from_http)
-    app.register_error_handler(sa.exc.OperationalError, from_database)
+    app.register_error_handler(sa.exc.DBAPIError, from_database)
     app.register_error_handler(Exception, from_unexpected)
