@@ -354,6 +354,30 @@ def unavailable_cause(error: BaseException) -> tuple[str, str] | None:
     return None
 
 
+def forget_damaged_tables(engine: sa.Engine, names: Sequence[str]) -> None:
+    """SQLite: remove tables (with their indexes and triggers) whose pages are damaged, so
+    that they can be made again; DROP TABLE cannot, as it reads the pages it frees.
+
+    The schema rows go (``writable_schema``), then VACUUM writes a new file holding only
+    what the schema still names: the damaged pages are left behind, never read. Only for
+    tables derived from the log (the projections): the log's own are never passed here."""
+    listed = ", ".join(f"'{name}'" for name in names)
+    with engine.connect() as conn:
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        (version,) = driver.execute("PRAGMA schema_version").fetchone()
+        driver.execute("PRAGMA writable_schema = ON")
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+            driver.execute(f"DELETE FROM sqlite_master WHERE tbl_name IN ({listed})")
+            driver.execute(f"PRAGMA schema_version = {int(version) + 1}")
+            driver.execute("COMMIT")
+        finally:
+            driver.execute("PRAGMA writable_schema = OFF")
+        driver.execute("VACUUM")
+    engine.dispose()  # no pooled connection keeps the old schema
+
+
 def existing_triggers(conn: sa.Connection) -> set[str]:
     if is_sqlite(conn):
         rows = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'")

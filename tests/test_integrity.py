@@ -293,3 +293,82 @@ def test_causes_read_from_driver_messages(error: Exception, cause: str) -> None:
 
     found = unavailable_cause(error)
     assert found is not None and found[0] == cause
+
+
+# -- finding 4: a damaged SQLite file -----------------------------------------------------
+
+
+@pytest.fixture
+def traded(ledger: Ledger, runner: CliRunner, tmp_path: Path) -> Path:
+    """A SQLite ledger with a few hundred purchases (entries, custody edges, indexes over
+    several pages each); returns the file."""
+    if not is_sqlite(ledger.engine):
+        pytest.skip("pages of a SQLite file")
+    from tests.test_ingest import SETUP, purchase
+
+    lines = [*SETUP, *(purchase(f"P{i}") for i in range(400))]
+    (tmp_path / "trade.jsonl").write_text("\n".join(lines) + "\n")
+    assert runner.invoke(cli, ["ingest", str(tmp_path / "trade.jsonl")]).exit_code == 0
+    ledger.engine.dispose()
+    path = Path(str(ledger.engine.url.database))
+    import sqlite3
+
+    with sqlite3.connect(path) as raw:
+        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every page in the main file
+    return path
+
+
+def flip(path: Path, name: str | None, count: int = 16) -> None:
+    """Flip ``count`` bytes in the middle of a page of table or index ``name`` (found with
+    SQLite's dbstat table), or at the start of page 1 when ``name`` is None."""
+    import sqlite3
+
+    with sqlite3.connect(path) as raw:
+        page_size = raw.execute("PRAGMA page_size").fetchone()[0]
+        if name is None:
+            pageno, at = 1, 0
+        else:
+            pageno = raw.execute("SELECT pageno FROM dbstat WHERE name = ? AND pagetype = "
+                                 "'leaf' ORDER BY pageno LIMIT 1", (name,)).fetchone()[0]
+            at = page_size // 2
+    with path.open("r+b") as f:
+        f.seek((pageno - 1) * page_size + at)
+        data = f.read(count)
+        f.seek((pageno - 1) * page_size + at)
+        f.write(bytes(b ^ 0xFF for b in data))
+
+
+DAMAGE = [
+    ("entries_page", "entries", ("entry ", "database: ")),
+    ("page_1", None, ("database: the store could not be read",)),
+    ("custody_edges_index", "ix_custody_edges_into", ("database: the SQLite file is damaged",)),
+    ("event_id_index", "sqlite_autoindex_entries_1", ("database: the SQLite file is damaged",)),
+]
+
+
+@pytest.mark.parametrize(("name", "first"), [d[1:] for d in DAMAGE], ids=[d[0] for d in DAMAGE])
+def test_verify_reports_a_damaged_file_as_a_sentence(
+    traded: Path, runner: CliRunner, name: str | None, first: tuple[str, ...]
+) -> None:
+    flip(traded, name)
+    result = runner.invoke(cli, ["verify"])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    lines = result.stdout.splitlines()
+    assert lines and any(line.startswith(first) for line in lines), lines
+
+
+def test_rebuild_remakes_damaged_projection_tables(traded: Path, runner: CliRunner) -> None:
+    before = runner.invoke(cli, ["rebuild"])
+    assert before.exit_code == 0, before.output
+    flip(traded, "ix_custody_edges_into")
+    flip(traded, "parcels")
+    assert runner.invoke(cli, ["verify"]).exit_code == 1
+    result = runner.invoke(cli, ["rebuild"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split("digest ")[1] == before.stdout.split("digest ")[1]
+    after = runner.invoke(cli, ["verify"])
+    assert after.exit_code == 0, after.output
+    trace = runner.invoke(cli, ["trace", "P7", "--backward"])
+    assert trace.exit_code == 0 and "site S-AKW" in trace.stdout, trace.output

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+import sqlalchemy as sa
 
 from ledger.cli.app import Context, cli, pass_ctx, print_json, terminal_safe
 from ledger.recorder.events import Ledger
@@ -76,7 +77,11 @@ def verify(ctx: Context, checkpoint_file: Path | None) -> None:
     # Not ctx.log: verify reports a key or a trigger that is wrong, it neither refuses nor
     # repairs them (Log.check_store).
     log = Log(ctx.engine, ctx.key())
-    with tqdm(total=log.size(), unit="entry", file=sys.stderr, disable=None,
+    try:
+        total: int | None = log.size()
+    except sa.exc.DBAPIError:
+        total = None  # a damaged store: verify_log says how
+    with tqdm(total=total, unit="entry", file=sys.stderr, disable=None,
               leave=False) as bar:
         report = verify_log(ctx.engine, log.verifier, earlier, progress=bar.update,
                             signer=log.key)

@@ -78,9 +78,58 @@ def verify_log(
     if signer is not None and signer.verifier != verifier:
         signer = None
     report = Report()
-    with engine.connect() as conn:
-        _verify_in(conn, verifier, earlier_checkpoint, progress, report, signer)
+    try:
+        with engine.connect() as conn:
+            report.problems.extend(store_problems(conn))
+            _verify_in(conn, verifier, earlier_checkpoint, progress, report, signer)
+    except (sa.exc.DBAPIError, engine.dialect.loaded_dbapi.Error) as exc:
+        # A damaged file answers with driver errors (malformed pages, undecodable text):
+        # a sentence, never a traceback.
+        report.problems.append(f"database: the store could not be read to the end: "
+                               f"{_first_line(exc)}.")
+    except (TypeError, ValueError) as exc:
+        report.problems.append(f"database: the store returned a malformed row ({exc}).")
     return report
+
+
+def _first_line(error: BaseException, limit: int = 160) -> str:
+    """The driver's message, on one line and short (it may quote damaged bytes)."""
+    text = str(getattr(error, "orig", None) or error).splitlines()[0] if str(error) else ""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def store_problems(conn: sa.Connection) -> list[str]:
+    """The database's own check of its storage, before the log is read.
+
+    SQLite: ``PRAGMA integrity_check`` (every page, every b-tree, and that each index
+    holds exactly its table's rows; ``quick_check`` skips the last, which is how a damaged
+    index page can pass it). PostgreSQL: the amcheck extension, when installed, checks
+    every B-tree index of the ledger's schema (``bt_index_check``); the heap's own
+    checksums are the server's (``initdb --data-checksums``)."""
+    if is_sqlite(conn):
+        try:
+            found = [str(r[0]) for r in conn.exec_driver_sql("PRAGMA integrity_check(10)")]
+        except sa.exc.DBAPIError as exc:
+            found = [_first_line(exc)]
+        if found == ["ok"]:
+            return []
+        return [f"database: the SQLite file is damaged (PRAGMA integrity_check: {found[0]}"
+                f"{f' and {len(found) - 1} more' if len(found) > 1 else ''}); restore it "
+                "from a backup, or, when only projection tables and their indexes are "
+                "named, remake them with `alluvial rebuild`."]
+    if conn.exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'").first():
+        indexes = conn.exec_driver_sql(
+            "SELECT c.oid, c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_am a ON a.oid = c.relam JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE a.amname = 'btree' AND n.nspname = current_schema() ORDER BY c.relname"
+        ).all()
+        for oid, name in indexes:
+            try:
+                with conn.begin_nested():
+                    conn.exec_driver_sql(f"SELECT bt_index_check({int(oid)})")
+            except sa.exc.DBAPIError as exc:
+                return [f"database: index {name} is damaged (amcheck: {_first_line(exc)})."]
+    return []
 
 
 def _verify_in(

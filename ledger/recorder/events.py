@@ -23,7 +23,7 @@ from ledger.custody import rules
 from ledger.custody.envelope import Event as Event  # re-exported: what a write takes
 from ledger.custody.schema import KINDS, load_schema, validate_payload
 from ledger.custody.state import State
-from ledger.db import driver_rows, entries, make_engine
+from ledger.db import driver_rows, entries, forget_damaged_tables, is_sqlite, make_engine
 from ledger.errors import Conflict, InputError, LedgerError
 from ledger.geo.screening import DEFAULT_RULES, Flag, Rule, purchase_points, subject_for
 from ledger.geo.zones import ZoneSet
@@ -271,7 +271,20 @@ class Ledger:
                 for r in rows]
 
     def rebuild(self) -> str:
-        """Drop the projections and fold every entry again; return the projection digest."""
+        """Drop the projections and fold every entry again; return the projection digest.
+
+        On SQLite, projection tables (or indexes) whose pages are damaged cannot be dropped:
+        they are forgotten and the file rewritten without them first (SPEC 3: the
+        projections are derived from the entries alone)."""
+        try:
+            return self._rebuild()
+        except sa.exc.DatabaseError:
+            if not is_sqlite(self.engine):
+                raise
+        forget_damaged_tables(self.engine, list(projections.projection_metadata.tables))
+        return self._rebuild()
+
+    def _rebuild(self) -> str:
         with self.log.writer(bulk=True) as appender:
             conn = appender.conn
             projections.drop(conn)
