@@ -41,7 +41,9 @@ def serve(ctx: Context, host: str, port: int, threads: int) -> None:
     from waitress import create_server
 
     from webui import create_app, reqlog
+    from webui.memory import cap_arenas
 
+    cap_arenas()  # before the request threads start: see webui.memory
     app = create_app({"DATABASE_URL": ctx.settings.database_url,
                       "LOG_KEY": str(ctx.settings.log_key_path),
                       "LOG_ORIGIN": ctx.settings.origin,
