@@ -254,6 +254,10 @@ API_REFUSALS = [
     ("bow-tie-site", "officer", json.dumps({"kind": "site.registered", "payload": {
         **SITE, "location": {"type": "Polygon", "coordinates": [BOW_TIE]}}}), 422, "SCHEMA",
      "payload.location"),
+    ("nul-in-text", "buyer", json.dumps({"kind": "parcel.purchased", "payload": {
+        **PURCHASE, "seller": "Kofi\u0000Boateng"}}), 422, "SCHEMA", "payload.seller"),
+    ("nul-in-evidence-key", "auditor", json.dumps(_auditor_flag(evidence={"a\u0000": 1})), 422,
+     "SCHEMA", "payload.evidence"),
     ("with-event-id", "auditor", json.dumps({**_auditor_flag(evidence={"n": 2**60}),
                                              "event_id": "ev-big-1"}), 422, "SCHEMA",
      "payload.evidence.n"),
