@@ -20,9 +20,15 @@ the time (the soak stops a minute past its end whatever happens).
 
 Every ``--sample`` seconds (default 10) the resident set size (VmRSS in /proc) of both
 processes is sampled. The table shows RSS at the start of the load, at every tenth of the
-run and at the end, and the slope of a least-squares line over the second half of the
-run, in MiB a minute (what a leak would show, once caches and pools have warmed). Progress
-and the samples go to stderr; the last line of stdout is one JSON object of the figures.
+run and at the end, against the baseline of the same processes a minute in (warm: pools,
+caches and lazily imported code in place), and the slope of a least-squares line over the
+second half of the run, in MiB a minute (what a leak would show). Once a minute each
+process also writes a probe line (a ``sitecustomize`` in the run's folder, on SIGUSR2):
+glibc's heap in use and free, SQLite's allocations, Python's live blocks, SQLAlchemy's
+compiled statements and a census of objects by type; the table compares the probe a minute
+in with the last, which tells a leak of objects from memory the allocator keeps free.
+Progress and the samples go to stderr; the last line of stdout is one JSON object of the
+figures.
 
 ``--tracemalloc``: both processes trace their allocations (PYTHONTRACEMALLOC, and a
 ``sitecustomize`` in the run's folder that dumps a snapshot on SIGUSR1); snapshots are
@@ -89,6 +95,14 @@ def _probe(signum, frame):
         out["malloc_error"] = repr(exc)
     if tracemalloc.is_tracing():
         out["traced"] = tracemalloc.get_traced_memory()[0]
+    import collections, gc
+    objects = gc.get_objects()
+    kinds = collections.Counter(type(o).__qualname__ for o in objects)
+    out["types"] = dict(kinds.most_common(400))
+    engines = [o for o in objects if type(o).__name__ == "Engine" and hasattr(o, "pool")]
+    out["compiled_cache"] = sum(len(e._compiled_cache or ()) for e in engines)
+    out["pool"] = [e.pool.status() for e in engines]
+    del objects
     with open(os.path.join(_dir, "%d.probe" % os.getpid()), "a") as f:
         f.write(json.dumps(out) + "\\n")
 _count = [0]
@@ -224,7 +238,7 @@ class Request:
     page: bool = False  # a page of the signed-in auditor (session cookie)
     body: dict[str, object] | None = None
     expect: tuple[int, ...] = (200,)
-    then: object = None  # called with the status once answered
+    then: object = None  # called with the status and the body once answered
 
 
 # (kind, weight): about one request in three is a write in the mixed load.
@@ -280,8 +294,9 @@ def make_request(kind: str, world: World, rng: random.Random) -> Request:
     n = world.next_id()
     parcel_id = f"GH-P-SOAK-{world.run}-{n}"
 
-    def bought(status: int) -> None:
-        if status == 201:
+    def bought(status: int, body: bytes) -> None:
+        # Only a parcel bought without a flag can move on (a flag holds it: SPEC 5).
+        if status == 201 and not json.loads(body).get("flags"):
             with world.lock:
                 world.bought.append(parcel_id)
 
@@ -335,7 +350,7 @@ class Client:
         if status != 302:
             raise RuntimeError(f"POST /login answered {status}")
 
-    def do(self, req: Request) -> int:
+    def do(self, req: Request) -> tuple[int, bytes]:
         headers: dict[str, str] = {}
         body = None
         if req.page:
@@ -348,10 +363,10 @@ class Client:
         if req.body is not None:
             body = json.dumps(req.body).encode()
             headers["Content-Type"] = "application/json"
-        status, _, response = self.send(req.method, req.path, headers, body)
+        status, answer, response = self.send(req.method, req.path, headers, body)
         if req.page:
             self._take_cookie(response)
-        return status
+        return status, answer
 
 
 @dataclass
@@ -387,13 +402,13 @@ def drive(port: int, world: World, mix: list[tuple[str, int]], rate: float, tota
                     load.late += 1
             req = make_request(rng.choices(kinds, weights)[0], world, rng)
             try:
-                status = conn.do(req)
+                status, answer = conn.do(req)
             except (OSError, http.client.HTTPException, RuntimeError) as exc:
                 with load.lock:
                     load.errors[f"{req.kind} {type(exc).__name__}"] += 1
                 continue
             if callable(req.then):
-                req.then(status)
+                req.then(status, answer)
             with load.lock:
                 load.sent[req.kind] += 1
                 if status not in req.expect:
@@ -501,6 +516,7 @@ def main(argv: list[str] | None = None) -> None:
                     progress(f"{at:5.1f} min  web {samples[-1][1]:6.1f} MiB  writer "
                              f"{samples[-1][2]:6.1f} MiB  sent {sum(load.sent.values())}")
                 if not runner.is_alive():
+                    time.sleep(2)  # the last probe lines are written before the processes stop
                     break
                 if args.tracemalloc and not first and at >= args.size / 10:
                     first = {pid: snapshot(folder, pid) for pid in (web, writer)}
@@ -536,11 +552,21 @@ def record(report: Report, samples: list[tuple[float, float, float]], load: Load
     report.put(requests=sent, requests_planned=total, unexpected=sum(load.unexpected.values()),
                errors=sum(load.errors.values()), late=load.late,
                **{f"sent_{k}": n for k, n in load.sent.items()})
-    report.section("RSS (MiB) web process / writer process")
-    marks = sorted({round(minutes * i / 10, 2) for i in range(11)})
-    for mark in marks:
+    # The baseline: the same processes a minute into the load, warm (pools, caches and
+    # lazily imported code in place); what a leak adds shows as a ratio above 1 after it.
+    warm = min(samples, key=lambda s: abs(s[0] - min(1.0, minutes / 2)))
+    report.section(f"RSS (MiB) web process / writer process; baseline: at {warm[0]:.1f} min")
+    report.put(rss_web_mib_warm=warm[1], rss_writer_mib_warm=warm[2])
+    shown: set[float] = set()
+    for i in range(11):
+        mark = round(minutes * i / 10, 2)
         at, web, writer = min(samples, key=lambda s: abs(s[0] - mark))
-        report.row(f"at {at:.1f} min", f"{web:.1f} / {writer:.1f}")
+        if at in shown:
+            continue  # a short run: the same sample again
+        shown.add(at)
+        report.row(f"at {at:.1f} min", f"{web:.1f} / {writer:.1f}",
+                   f"{warm[1]:.1f} / {warm[2]:.1f}",
+                   f"{web / warm[1]:.3f} / {writer / warm[2]:.3f}")
         report.put(**{f"rss_web_mib_{mark:g}min": web, f"rss_writer_mib_{mark:g}min": writer})
     half = [s for s in samples if s[0] >= minutes / 2]
     for i, name in ((1, "web"), (2, "writer")):
@@ -572,6 +598,15 @@ def probes(report: Report, folder: Path, web: int, writer: int, minutes: float) 
                 a, b = warm[key] / unit, last[key] / unit
                 report.row(f"{name}: {label}", f"{a:.1f} -> {b:.1f}", ratio=f"{b - a:+.1f}")
                 report.put(**{f"{name}_{key}_warm": a, f"{name}_{key}_end": b})
+        if "compiled_cache" in last:
+            report.row(f"{name}: SQLAlchemy compiled statements",
+                       f"{warm['compiled_cache']} -> {last['compiled_cache']}")
+            report.put(**{f"{name}_compiled_cache_end": last["compiled_cache"]})
+        grew = Counter(last.get("types", {}))
+        grew.subtract(warm.get("types", {}))
+        top = [f"{kind} {n:+,}" for kind, n in grew.most_common(6) if n > 0]
+        report.row(f"{name}: objects that grew most", ", ".join(top) or "none")
+        progress(f"{name}: pool at the end: {last.get('pool')}")
 
 
 if __name__ == "__main__":
