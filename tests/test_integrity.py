@@ -372,3 +372,57 @@ def test_rebuild_remakes_damaged_projection_tables(traded: Path, runner: CliRunn
     assert after.exit_code == 0, after.output
     trace = runner.invoke(cli, ["trace", "P7", "--backward"])
     assert trace.exit_code == 0 and "site S-AKW" in trace.stdout, trace.output
+
+
+# -- finding 3: verify --projections ------------------------------------------------------
+
+
+@pytest.fixture
+def held(ledger: Ledger, runner: CliRunner, tmp_path: Path) -> Ledger:
+    """A ledger with a clean purchase P1 and a purchase P2 dug outside its licence zone,
+    held by its open flags."""
+    from tests.test_ingest import SETUP, line, purchase
+
+    dug_elsewhere = json.loads(purchase("P2"))
+    dug_elsewhere["payload"]["dig_location"] = {"type": "Point", "coordinates": [-6.67, 7.96]}
+    lines = [*SETUP, purchase("P1"), json.dumps(dug_elsewhere),
+             line("actor.registered", "off-gh", actor_id="aud-1", name="Auditor",
+                  role="auditor", country="GH", date="2004-01-02")]
+    (tmp_path / "held.jsonl").write_text("\n".join(lines) + "\n")
+    assert runner.invoke(cli, ["ingest", str(tmp_path / "held.jsonl")]).exit_code == 0
+    return ledger
+
+
+EDITS = [
+    ("hold_released", "UPDATE parcels SET open_flags = 0 WHERE parcel_id = 'P2'",
+     "projections: table parcels, row parcel_id 'P2': open_flags is 0 but the log gives"),
+    ("flag_resolved", "UPDATE flags SET status = 'resolved'",
+     "projections: table flags, row flag_id "),
+    ("flag_deleted", "DELETE FROM flags",
+     "projections: table flags, row flag_id "),
+    ("actor_added", "INSERT INTO actors (actor_id, name, role, country, seq) "
+                    "VALUES ('zz-ghost', 'Ghost', 'buyer', 'GH', 2)",
+     "projections: table actors, row actor_id 'zz-ghost' is not"),
+]
+
+
+def test_verify_projections_passes_on_an_untouched_ledger(held: Ledger, runner: CliRunner) -> None:
+    size = held.log.size()
+    result = runner.invoke(cli, ["verify", "--projections"])
+    assert result.exit_code == 0, result.output
+    assert "projections: equal to those made again from the log." in result.stdout
+    assert held.log.size() == size
+
+
+@pytest.mark.parametrize(("sql", "first"), [e[1:] for e in EDITS], ids=[e[0] for e in EDITS])
+def test_verify_projections_names_a_projection_edited_by_hand(
+    held: Ledger, runner: CliRunner, sql: str, first: str
+) -> None:
+    with held.engine.begin() as conn:
+        conn.exec_driver_sql(sql)
+    before = held.digest()
+    assert runner.invoke(cli, ["verify"]).exit_code == 0  # the log itself is intact
+    result = runner.invoke(cli, ["verify", "--projections"])
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines()[0].startswith(first), result.stdout
+    assert held.digest() == before  # the aside fold changed nothing

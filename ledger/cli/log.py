@@ -65,8 +65,11 @@ def prove_consistency(ctx: Context, old: int, new: int) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="An earlier signed checkpoint the log must still extend.",
 )
+@click.option("--projections", "projections", is_flag=True,
+              help="Also make the projections again from the log, aside, and compare them "
+              "with the live ones (holds the write lock meanwhile).")
 @pass_ctx
-def verify(ctx: Context, checkpoint_file: Path | None) -> None:
+def verify(ctx: Context, checkpoint_file: Path | None, projections: bool) -> None:
     """Re-derive every entry hash, the Merkle root and check the signed checkpoint."""
     from tqdm import tqdm
 
@@ -85,6 +88,12 @@ def verify(ctx: Context, checkpoint_file: Path | None) -> None:
               leave=False) as bar:
         report = verify_log(ctx.engine, log.verifier, earlier, progress=bar.update,
                             signer=log.key)
+    if report.ok and projections:
+        from ledger.recorder.audit import compare_projections
+
+        # SPEC 6 verify --projections: a projection edited by hand (a hold released) fails.
+        if (difference := compare_projections(ctx.engine)) is not None:
+            report.problems.append(difference)
     if not report.ok:
         for line in report.lines():
             click.echo(terminal_safe(line))
@@ -94,3 +103,5 @@ def verify(ctx: Context, checkpoint_file: Path | None) -> None:
     click.echo(f"latest checkpoint (size {report.checkpoint_size}) signature verified.")
     if earlier is not None:
         click.echo("consistent with the given checkpoint.")
+    if projections:
+        click.echo("projections: equal to those made again from the log.")

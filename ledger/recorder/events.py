@@ -286,24 +286,29 @@ class Ledger:
 
     def _rebuild(self) -> str:
         with self.log.writer(bulk=True) as appender:
-            conn = appender.conn
-            projections.drop(conn)
-            projections.create(conn)
-            state = State(conn)
-            e = entries
-            rows = conn.execute(
-                sa.select(e.c.seq, e.c.kind, e.c.actor, e.c.payload).order_by(e.c.seq),
-                execution_options={"yield_per": 5000})
-            while batch := [(seq, kind, actor, json.loads(payload))
-                            for seq, kind, actor, payload in islice(rows, 5000)]:
-                # The projection of a purchase looks its seller up among the actors.
-                state.prefetch("actors", {p["seller"] for _, kind, _, p in batch
-                                          if kind == "parcel.purchased"})
-                for seq, kind, actor, p in batch:
-                    state.apply(seq, kind, actor, p)
-                state.flush()
-            return projections.digest(conn)
+            fold_log(appender.conn)
+            return projections.digest(appender.conn)
 
     def digest(self) -> str:
         with self.engine.connect() as conn:
             return projections.digest(conn)
+
+
+def fold_log(conn: sa.Connection) -> None:
+    """Drop the projections and make them again from the entries alone, in ``conn``'s
+    transaction (`rebuild`, and `verify --projections`, which rolls it back)."""
+    projections.drop(conn)
+    projections.create(conn)
+    state = State(conn)
+    e = entries
+    rows = conn.execute(
+        sa.select(e.c.seq, e.c.kind, e.c.actor, e.c.payload).order_by(e.c.seq),
+        execution_options={"yield_per": 5000})
+    while batch := [(seq, kind, actor, json.loads(payload))
+                    for seq, kind, actor, payload in islice(rows, 5000)]:
+        # The projection of a purchase looks its seller up among the actors.
+        state.prefetch("actors", {p["seller"] for _, kind, _, p in batch
+                                  if kind == "parcel.purchased"})
+        for seq, kind, actor, p in batch:
+            state.apply(seq, kind, actor, p)
+        state.flush()
