@@ -16,10 +16,10 @@ import pytest
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def walkthrough() -> list[tuple[str, list[str]]]:
-    """(command, expected output lines) from the console blocks of the walk-through."""
+def walkthrough(heading: str = "## Walk-through") -> list[tuple[str, list[str]]]:
+    """(command, expected output lines) from the console blocks of a README section."""
     text = README.read_text(encoding="utf-8")
-    section = text.split("## Walk-through", 1)[1].split("\n## ", 1)[0]
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
     steps: list[tuple[str, list[str]]] = []
     for block in re.findall(r"```console\n(.*?)```", section, flags=re.S):
         for line in block.splitlines():
@@ -83,3 +83,20 @@ def test_every_walkthrough_command_runs_as_written(
         assert result.returncode == 0, f"{command}\n{output}"
         for want in expected:
             assert want in output, f"{command}\nexpected: {want}\ngot: {output}"
+
+
+def test_backup_section_restores_a_ledger_that_verifies(tmp_path: Path) -> None:
+    """The README's "Backup and restore" section, run as written in a ledger's folder: the
+    restored copy verifies against the checkpoint saved from the live log."""
+    steps = walkthrough("## Backup and restore")
+    assert len(steps) >= 4
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALLUVIAL_")}
+    subprocess.run(["alluvial", "init"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    for command, expected in steps:
+        result = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=120)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, f"{command}\n{output}"
+        for want in expected:
+            assert want in output, f"{command}\nexpected: {want}\ngot: {output}"
+    assert (tmp_path / "backup.note").read_text().startswith("alluvial.local\n1\n")

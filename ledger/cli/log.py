@@ -105,3 +105,16 @@ def verify(ctx: Context, checkpoint_file: Path | None, projections: bool) -> Non
         click.echo("consistent with the given checkpoint.")
     if projections:
         click.echo("projections: equal to those made again from the log.")
+
+
+@cli.command()
+@click.argument("dest", type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+def backup(ctx: Context, dest: Path) -> None:
+    """Copy a SQLite ledger to DEST while it runs, verify the copy, print its checkpoint."""
+    from ledger.backup import backup as copy_ledger
+
+    note = copy_ledger(ctx.engine, ctx.log.key, dest)
+    click.echo(f"Backed up to {dest}, verified against the live log's checkpoint.",
+               err=True)
+    click.echo(note, nl=False)
