@@ -92,6 +92,26 @@ def normalise_url(url: str) -> str:
     return url
 
 
+# How long a SQLite write waits for another's write lock before it is refused. Writes hold
+# it for milliseconds; a whole-file ingest, rebuild or rescreen holds it to its end, and a
+# write behind one is refused after this wait (HTTP 503 with Retry-After, the CLI naming
+# the lock), not left waiting for minutes (issue 15: an HTTP write waited 130 s).
+BUSY_TIMEOUT_S = 10.0
+
+
+def locked(exc: BaseException) -> bool:
+    """Whether a database error is SQLite's write lock, held by another process too long."""
+    return "database is locked" in str(getattr(exc, "orig", exc))
+
+
+LOCKED_HINT = (
+    "another process holds the SQLite ledger's write lock, and held it for more than "
+    f"{BUSY_TIMEOUT_S:.0f} s: a whole-file `alluvial ingest` (or rebuild, rescreen) holds it "
+    "until it ends. Run this again when it is done; ingest a large file with "
+    "`alluvial ingest --batch N` (for example --batch 5000) so that other writes get their "
+    "turn between batches.")
+
+
 def make_engine(url: str, **kwargs: Any) -> sa.Engine:
     """An engine configured for the ledger: WAL, busy waits and explicit BEGIN on SQLite."""
     url = normalise_url(url)
@@ -102,7 +122,7 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
         _create_private(sa.engine.make_url(url).database)
         engine = sa.create_engine(
             url,
-            connect_args={"timeout": 120, "check_same_thread": False},
+            connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False},
             pool_size=16,
             max_overflow=16,
             **kwargs,

@@ -14,7 +14,7 @@ import click
 import sqlalchemy as sa
 
 from ledger.config import Settings
-from ledger.db import make_engine
+from ledger.db import LOCKED_HINT, locked, make_engine
 from ledger.errors import LedgerError, VerificationError
 from ledger.log.keys import SigningKey, load_or_create
 from ledger.log.store import Log
@@ -109,7 +109,8 @@ class LedgerGroup(click.Group):
             click.echo(terminal_safe(f"{exc.rule}: {exc}"), err=True)
             ctx.exit(exit_code(exc))
         except sa.exc.OperationalError as exc:
-            click.echo(f"database: {exc.orig}", err=True)
+            click.echo(f"database: {exc.orig}" + (f": {LOCKED_HINT}" if locked(exc) else ""),
+                       err=True)
             ctx.exit(2)
 
 

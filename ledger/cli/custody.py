@@ -33,7 +33,11 @@ def ingest(ctx: Context, file: Any, batch: int | None) -> None:
         except LineError as exc:
             bar.close()
             click.echo(terminal_safe(str(exc)), err=True)
-            if exc.resume_from is not None:
+            written = _written_before(ledger, file.name) if exc.resume_from in (None, 1) \
+                else None
+            if written is not None:
+                click.echo(_resume_note(written, file.name), err=True)
+            elif exc.resume_from is not None:
                 click.echo(f"Lines before {exc.resume_from} are committed; fix line {exc.line} "
                            f"and resume from line {exc.resume_from}.", err=True)
             else:
@@ -42,6 +46,33 @@ def ingest(ctx: Context, file: Any, batch: int | None) -> None:
     click.echo(f"{report.lines} lines: {report.written} entries written, "
                f"{report.repeated} already recorded, {report.flags} flags raised.")
     click.echo(f"Log size {ledger.log.size()}.")
+
+
+def _written_before(ledger: Any, name: str) -> Any:
+    """The file's leading lines an earlier ingest of it wrote (issue 15), or None."""
+    from ledger.errors import LedgerError
+    from ledger.recorder.resume import already_written
+
+    if name == "-":
+        return None  # standard input cannot be read again
+    try:
+        with open(name, encoding="utf-8") as again:
+            return already_written(ledger, again)
+    except (OSError, UnicodeDecodeError, LedgerError):
+        return None
+
+
+def _resume_note(written: Any, name: str) -> str:
+    lines = (f"all {written.last_line} lines" if not written.more
+             else f"lines 1 to {written.last_line}")
+    said = (f"Nothing was written by this run: {lines} of {terminal_safe(name)} are already "
+            f"in the log (entries {written.first_seq} to {written.last_seq}), written by an "
+            "earlier ingest of this file")
+    if not written.more:
+        return said + "; there is nothing to resume."
+    start = written.resume_from
+    return (f"{said}. Resume from line {start}: `tail -n +{start} FILE > rest.jsonl`, then "
+            f"`alluvial ingest rest.jsonl` (its line 1 is line {start} of FILE).")
 
 
 @cli.command()
