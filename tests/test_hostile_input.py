@@ -401,3 +401,21 @@ def test_site_form_refuses_next_to_the_location(ledger: Ledger, client: FlaskCli
     assert answer.status_code == 422
     assert words in refusal(answer.text, "location")
     assert ledger.log.size() == before
+
+
+@pytest.mark.parametrize("where", ["seller", "parcel_id", "site_id"])
+def test_ingest_refuses_nul_in_a_name_it_would_look_up(
+    ledger: Ledger, auth: Auth, runner: CliRunner, tmp_path: Path, where: str,
+) -> None:
+    """Ingest prefetches what a chunk names before each line is refused; on PostgreSQL a
+    NUL in such a name failed that lookup with a traceback (found by the write fuzz)."""
+    auth.register("buyer", "buyer-a")
+    line = json.dumps({"kind": "parcel.purchased", "actor": "buyer-a",
+                       "payload": {**PURCHASE, where: "Kofi\u0000Boateng"}})
+    path = tmp_path / "in.jsonl"
+    path.write_text(line + "\n", "utf-8")
+    before = ledger.log.size()
+    result = runner.invoke(cli, ["ingest", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"line 1: SCHEMA: payload.{where}" in result.output
+    assert ledger.log.size() == before

@@ -144,7 +144,9 @@ class Session:
             for table, key in _mentions(ev.kind, ev.payload):
                 wanted[table].add(key)
         for table, keys in wanted.items():
-            self.state.prefetch(table, keys)
+            # No id holds NUL (schema), and PostgreSQL refuses one even in a lookup: a refused
+            # event's names must not fail the group or chunk it is prefetched with (#15).
+            self.state.prefetch(table, {k for k in keys if "\x00" not in k})
         sites = self.state.cache["sites"]
         points = purchase_points((ev.payload for ev in events if ev.kind == "parcel.purchased"),
                                  lambda site_id: (sites.get(site_id) or {}).get("location")
