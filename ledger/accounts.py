@@ -44,7 +44,7 @@ from ledger.db import driver_execute
 from ledger.errors import Conflict, InputError, LedgerError, NotFound, PermissionDenied
 from ledger.log.store import ADMIN
 
-ROLES = ("officer", "buyer", "exporter", "auditor", "admin")
+ROLES = ("officer", "buyer", "exporter", "auditor", "authority", "admin")
 TOKEN_PREFIX = "alv_"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 MAX_EXPIRES_DAYS = 3650
@@ -349,7 +349,7 @@ READS: dict[str, frozenset[str] | None] = {
     "actors": EVERYONE,
     "entries": frozenset({"auditor"}),
     "parcels": frozenset({"auditor", "buyer", "exporter"}),
-    "flags": frozenset({"auditor", "buyer", "exporter"}),
+    "flags": frozenset({"auditor", "buyer", "exporter", "officer"}),
     "bundles": frozenset({"auditor", "exporter"}),
 }
 READ_ALL = frozenset({"auditor"})

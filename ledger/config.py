@@ -10,6 +10,7 @@ from pathlib import Path
 DEFAULT_DB_FILE = "alluvial.db"
 DEFAULT_KEY_FILE = "alluvial-log.key"
 DEFAULT_ORIGIN = "alluvial.local"
+DEFAULT_LATE_DAYS = 30  # SPEC 5 LATE_ENTRY
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Settings:
     log_key_path: Path
     origin: str = DEFAULT_ORIGIN
     secret_key: str | None = None
+    late_days: int = DEFAULT_LATE_DAYS
 
     @classmethod
     def from_env(
@@ -38,4 +40,21 @@ class Settings:
             log_key_path=Path(key),
             origin=env.get("ALLUVIAL_LOG_ORIGIN") or DEFAULT_ORIGIN,
             secret_key=env.get("ALLUVIAL_SECRET_KEY") or None,
+            late_days=_late_days(env.get("ALLUVIAL_LATE_DAYS")),
         )
+
+
+def _late_days(text: str | None) -> int:
+    """ALLUVIAL_LATE_DAYS: days an event may be dated before it is recorded (SPEC 5)."""
+    if not text:
+        return DEFAULT_LATE_DAYS
+    from ledger.errors import InputError
+
+    try:
+        days = int(text)
+    except ValueError:
+        days = -1
+    if days < 0:
+        raise InputError(f"ALLUVIAL_LATE_DAYS: {text!r} is not a whole number of days (0 or "
+                         "more).", rule="CONFIG", field="ALLUVIAL_LATE_DAYS")
+    return days

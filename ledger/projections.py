@@ -27,7 +27,10 @@ actors = sa.Table(
     sa.Column("licence_no", Id),
     sa.Column("licence_valid_from", Day),
     sa.Column("licence_valid_to", Day),
-    sa.Column("revoked_on", Day),
+    sa.Column("revoked_on", Day),  # the latest revocation, as shown
+    # SPEC 4 licence.renewed / licence.revoked: JSON lists (ledger.custody.licences)
+    sa.Column("renewals", sa.Text),
+    sa.Column("revocations", sa.Text),
     sa.Column("seq", sa.BigInteger, nullable=False),
 )
 
@@ -37,15 +40,36 @@ zones = sa.Table(
     sa.Column("zone_type", sa.String(8), nullable=False),
     sa.Column("name", sa.String(200)),
     sa.Column("licence_no", Id, index=True),
+    sa.Column("country", sa.String(2)),  # a licence zone's (JURISDICTION); null for risk areas
     sa.Column("holder", sa.String(200)),
     sa.Column("category", sa.String(16)),
     sa.Column("source", sa.String(2000)),
     sa.Column("valid_from", Day, nullable=False),
     sa.Column("valid_to", Day),
-    sa.Column("revoked_on", Day),
+    sa.Column("revoked_on", Day),  # the latest revocation, as shown
+    sa.Column("renewals", sa.Text),  # JSON lists, as on actors
+    sa.Column("revocations", sa.Text),
+    sa.Column("retired_to", Day),  # zone.retired: the last day it counts, on every version
+    # The geometry and validity of the latest version (as shown); screening reads versions.
     sa.Column("geometry", sa.Text, nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("last_seq", sa.BigInteger, nullable=False, index=True),
+)
+
+# SPEC 5: a zone's versions. The registration is the first (effective null: from the start),
+# each zone.amended one more from its ``effective`` day on. A version keeps the fields it
+# sets; null geometry or valid_from, or valid_to with ``sets_valid_to`` false, are the
+# version before's (in effective order).
+zone_versions = sa.Table(
+    "zone_versions", projection_metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("zone_id", Id, nullable=False, index=True),
+    sa.Column("effective", Day),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("geometry", sa.Text),
+    sa.Column("valid_from", Day),
+    sa.Column("valid_to", Day),
+    sa.Column("sets_valid_to", sa.Boolean, nullable=False),
 )
 
 sites = sa.Table(
@@ -75,6 +99,8 @@ parcels = sa.Table(
     sa.Column("dig_lon", sa.Float),  # for purchases: the declared dig point, if any
     sa.Column("dig_lat", sa.Float),
     sa.Column("date", Day, nullable=False),
+    # SPEC 4 DATE_ORDER: the date of its last custody event (made, or transferred)
+    sa.Column("last_date", Day, nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),  # the entry that made it
     sa.Column("spent_seq", sa.BigInteger),
 )
@@ -136,8 +162,12 @@ flags = sa.Table(
 # Table -> primary key column name, in the order the digest reads them.
 KEYS = {
     "actors": "actor_id", "zones": "zone_id", "sites": "site_id", "parcels": "parcel_id",
-    "custody_edges": "id", "exports": "certificate_no", "flags": "flag_id",
+    "custody_edges": "id", "zone_versions": "id", "exports": "certificate_no",
+    "flags": "flag_id",
 }
+# Tables only ever appended to, whose surrogate ids differ between two folds of the log:
+# the digest reads them by the entry that made each row.
+APPENDED = {"custody_edges": ("seq", "from_id", "to_id"), "zone_versions": ("seq",)}
 
 
 def points(carats: float | int) -> int:
@@ -161,11 +191,14 @@ def outdated(conn: sa.Connection) -> list[str]:
     """The columns (``table.column``) that this version keeps and the database's projection
     tables lack, because an earlier version made them; none before `alluvial init`."""
     inspector = sa.inspect(conn)
-    missing = []
+    missing: list[str] = []
+    made = [name for name in projection_metadata.tables if inspector.has_table(name)]
     for name, table in projection_metadata.tables.items():
-        if inspector.has_table(name):
+        if name in made:
             have = {c["name"] for c in inspector.get_columns(name)}
             missing += [f"{name}.{c.name}" for c in table.columns if c.name not in have]
+        elif made:
+            missing.append(f"{name} (table)")
     return missing
 
 
@@ -174,9 +207,8 @@ def digest(conn: sa.Connection) -> str:
     h = hashlib.sha256()
     for name, key in KEYS.items():
         table = projection_metadata.tables[name]
-        cols = [c for c in table.columns if name != "custody_edges" or c.name != "id"]
-        order = [table.c[key]] if name != "custody_edges" else [table.c.seq, table.c.from_id,
-                                                                  table.c.to_id]
+        cols = [c for c in table.columns if name not in APPENDED or c.name != "id"]
+        order = [table.c[c] for c in APPENDED.get(name, (key,))]
         h.update(name.encode())
         for row in conn.execute(sa.select(*cols).order_by(*order)):
             h.update(repr(tuple(row)).encode())

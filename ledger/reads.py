@@ -23,6 +23,8 @@ from ledger.errors import NotFound, PermissionDenied
 from ledger.geo.maps import feature_collection
 
 RECENT = 10
+# What officers register: the flags on these are an officer's to read (SPEC 1).
+REGISTRATIONS = ("site", "actor", "zone")
 FOUND = 25
 # The id an entry's payload is about, by kind (for one-line summaries).
 _ABOUT = ("certificate_no", "parcel_id", "parent_id", "site_id", "zone_id", "actor_id",
@@ -61,9 +63,14 @@ class Scope:
         """The ids of the parcels the caller may see, as a subquery (None: every parcel)."""
         return None if self.sees_all else self._held_parcels()
 
+    @property
+    def is_officer(self) -> bool:
+        return self.principal is not None and self.principal.role == "officer"
+
     def sees_site_flags(self) -> bool:
-        """Flags on sites are in no buyer's or exporter's `GET /flags`: an auditor's only."""
-        return self.sees_all
+        """Flags on sites are in an auditor's and an officer's `GET /flags`, in no buyer's or
+        exporter's."""
+        return self.sees_all or self.is_officer
 
     def check_parcel(self, parcel_id: str) -> None:
         # Same answer whether the parcel exists or not: a scoped caller learns nothing else.
@@ -92,14 +99,17 @@ class Scope:
 
     def flags(self, status: str | None = None,
               subject: tuple[str, str] | None = None) -> list[dict[str, Any]]:
-        """Flags in the shape of `flags --json`; a scoped caller's are those on its parcels
-        (held or once held) and on its exports."""
+        """Flags in the shape of `flags --json`; a buyer's or exporter's are those on its
+        parcels (held or once held) and on its exports, an officer's those on what officers
+        register (sites, actors, zones)."""
         f = pj.flags
         query = sa.select(f).order_by(f.c.seq)
         if status is not None:
             query = query.where(f.c.status == status)
         if subject is not None:
             query = query.where(f.c.subject_type == subject[0], f.c.subject_id == subject[1])
+        elif self.is_officer:
+            query = query.where(f.c.subject_type.in_(REGISTRATIONS))
         elif not self.sees_all:
             mine = pj.exports.c.exporter == self.actor
             query = query.where(sa.or_(
@@ -231,7 +241,15 @@ def site(scope: Scope, site_id: str) -> dict[str, Any]:
 
 
 def zone(scope: Scope, zone_id: str) -> dict[str, Any]:
+    """A zone, the sites of its licence, its versions (SPEC 5) and its licence's renewals."""
     row = _one(scope, pj.zones, "zone_id", zone_id, "zone")
+    v = pj.zone_versions
+    row["versions"] = _rows(scope, sa.select(v.c.effective, v.c.seq, v.c.valid_from, v.c.valid_to,
+                                             v.c.sets_valid_to,
+                                             v.c.geometry.is_not(None).label("redrawn"))
+                            .where(v.c.zone_id == zone_id).order_by(v.c.seq))
+    row["renewal_windows"] = json.loads(row["renewals"] or "[]")
+    row["revocation_days"] = json.loads(row["revocations"] or "[]")
     s = pj.sites
     row["sites"] = [] if row["licence_no"] is None else list(scope.conn.execute(
         sa.select(s.c.site_id).where(s.c.licence_no == row["licence_no"])
@@ -431,11 +449,12 @@ def sites(scope: Scope) -> Iterator[dict[str, Any]]:
                "properties": props}
 
 
-def map_features(scope: Scope) -> dict[str, Any]:
+def map_features(scope: Scope, as_of: str | None = None) -> dict[str, Any]:
     """The map's layers (``ledger.geo.maps.feature_collection``) as the caller may see them:
-    flagged purchases of its own parcels only, and the flags of sites for an auditor."""
+    flagged purchases of its own parcels only, and the flags of sites for an auditor or an
+    officer; ``as_of``: the zones as they stood that day (SPEC 5)."""
     return feature_collection(scope.conn, seen=scope.seen_parcels(),
-                              site_flags=scope.sees_site_flags())
+                              site_flags=scope.sees_site_flags(), as_of=as_of)
 
 
 def visible_parcels(scope: Scope, parcel_ids: Iterable[str]) -> set[str]:

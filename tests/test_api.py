@@ -44,10 +44,10 @@ def world(ledger: Ledger, auth: Auth) -> Ledger:
         ledger.write(Event(kind, actor, payload))
 
     write("zone.registered", "off-gh", zone_id="Z-AKW", zone_type="licence", geometry=SQUARE,
-          date="2004-01-06", valid_from="2000-01-01", valid_to=None, licence_no="ML-AKW-1",
+          date="2004-01-06", valid_from="2000-01-01", valid_to=None, licence_no="GH-ML-AKW-1",
           holder="Akwatia Diggers Cooperative")
     write("site.registered", "off-gh", site_id="S-AKW", name="Akwatia pit 1",
-          location={"type": "Point", "coordinates": [-0.8, 6.04]}, licence_no="ML-AKW-1",
+          location={"type": "Point", "coordinates": [-0.8, 6.04]}, licence_no="GH-ML-AKW-1",
           operator="Akwatia Diggers Cooperative", country="GH", date="2004-01-07")
     for pid, site in (("P1", "S-AKW"), ("P2", "S-AKW"), ("P3", "S-NOWHERE")):
         write("parcel.purchased", "buyer-a", **purchase(pid, site))
@@ -113,7 +113,9 @@ MATRIX: list[tuple[str, str, str, dict[str | None, int]]] = [
     ("parcel-held-by-buyer-then-exporter", "GET", "/parcels/P2/custody?direction=forward",
      HELD_BY_BOTH),
     ("someone-elses-parcel", "GET", "/parcels/Q1", {**OWN, "buyer": 403}),
-    ("flags", "GET", "/flags", {**OWN, "exporter": 200}),
+    ("flags", "GET", "/flags", {**OWN, "exporter": 200, "officer": 200}),
+    ("actors", "GET", "/actors", MEMBERS),
+    ("actor", "GET", "/actors/buyer-a", MEMBERS),
     ("bundle", "GET", "/exports/GH-2008-0001/bundle", BUNDLE),
     ("write-event", "POST", "/events", PURCHASE),
 ]
@@ -479,7 +481,7 @@ def test_map_and_stats(world: Ledger, client: FlaskClient, auth: Auth) -> None:
     assert [f["id"] for f in sites["features"]] == ["S-AKW"]
     assert sites["features"][0]["geometry"]["type"] == "Point"
     zones = client.get(f"{API}/zones", headers=auth.headers("buyer")).get_json()
-    assert zones["features"][0]["properties"]["licence_no"] == "ML-AKW-1"
+    assert zones["features"][0]["properties"]["licence_no"] == "GH-ML-AKW-1"
     stats = client.get(f"{API}/stats").get_json()
     assert stats["counts"]["purchases"] == 4 and stats["counts"]["open_flags"] == 1
     assert {"country": "GH", "year": 2008, "parcels": 3, "carats": 30.0} in stats["purchases"]

@@ -80,10 +80,10 @@ def setup_buyer(ledger: Ledger, auth: Auth) -> str:
     token = auth.token("buyer")
     ledger.write(Event("zone.registered", "off-gh", {
         "zone_id": "Z-AKW", "zone_type": "licence", "geometry": SQUARE, "date": "2004-01-06",
-        "valid_from": "2000-01-01", "valid_to": None, "licence_no": "ML-AKW-1",
+        "valid_from": "2000-01-01", "valid_to": None, "licence_no": "GH-ML-AKW-1",
         "holder": "Akwatia Diggers Cooperative"}))
     ledger.write(Event("site.registered", "off-gh", {
-        "site_id": "S-AKW", "name": "Akwatia pit 1", "licence_no": "ML-AKW-1",
+        "site_id": "S-AKW", "name": "Akwatia pit 1", "licence_no": "GH-ML-AKW-1",
         "location": {"type": "Point", "coordinates": [-0.8, 6.04]},
         "operator": "Akwatia Diggers Cooperative", "country": "GH", "date": "2004-01-07"}))
     return token

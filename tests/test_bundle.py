@@ -34,6 +34,7 @@ from ledger.log.checkpoint import Checkpoint
 from ledger.log.keys import SigningKey, VerifierKey, open_note, sign_note
 from ledger.log.keys import load_or_create as load_key
 from ledger.recorder.events import Event, Ledger
+from tests.conftest import HISTORY_LATE_DAYS
 
 CERT = "GH-2008-0042"
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,10 +74,11 @@ def make_world(ledger: Ledger) -> dict[str, int]:
       role="officer", country="GH", date="2004-01-02")
     for actor_id, role in [("buyer-a", "buyer"), ("buyer-b", "buyer"), ("exp-gh", "exporter")]:
         w(actor_id, "actor.registered", "off-gh", **licensed(actor_id, role))
-    w("auditor", "actor.registered", "off-gh", actor_id="aud-1", name="KP Review Mission",
+    w("auditor", "actor.registered", "admin", actor_id="aud-1", name="KP Review Mission",
       role="auditor", country="BE", date="2004-01-05")
-    for zone_id, geometry, licence in [("Z-AKW", AKWATIA, "ML-AKW-1"), ("Z-TAN", TANO, "ML-TAN-1"),
-                                       ("Z-FAR", square(-1.5, 7.5, 0.1), "ML-FAR-1")]:
+    for zone_id, geometry, licence in [("Z-AKW", AKWATIA, "GH-ML-AKW-1"),
+                                       ("Z-TAN", TANO, "GH-ML-TAN-1"),
+                                       ("Z-FAR", square(-1.5, 7.5, 0.1), "GH-ML-FAR-1")]:
         w(zone_id, "zone.registered", "off-gh", zone_id=zone_id, zone_type="licence",
           geometry=geometry, date="2004-01-06", valid_from="2000-01-01", valid_to="2006-12-31",
           licence_no=licence, holder=f"{licence} cooperative")
@@ -85,12 +87,12 @@ def make_world(ledger: Ledger) -> dict[str, int]:
       category="rebel_held", source="UN Security Council resolution 1643 (2005)")
     for zone_id in ("Z-AKW", "Z-TAN"):
         w(f"renew-{zone_id}", "zone.amended", "off-gh", zone_id=zone_id, valid_to=None,
-          reason="licence renewed", date="2006-12-01")
+          effective="2000-01-01", reason="licence renewed", date="2006-12-01")
     w("akw-site", "site.registered", "off-gh", site_id="S-AKW", name="Akwatia pit 1",
-      location=point(-0.8, 6.04), licence_no="ML-AKW-1", operator="Akwatia Diggers",
+      location=point(-0.8, 6.04), licence_no="GH-ML-AKW-1", operator="Akwatia Diggers",
       country="GH", date="2004-01-07")
     w("tan-site", "site.registered", "off-gh", site_id="S-TAN", name="Tano terrace",
-      location=point(-2.1, 6.1), licence_no="ML-TAN-1", operator="Tano Miners", country="GH",
+      location=point(-2.1, 6.1), licence_no="GH-ML-TAN-1", operator="Tano Miners", country="GH",
       date="2004-01-07")
 
     def buy(pid: str, site: str, carats: float, stones: int, actor: str, day: str,
@@ -146,7 +148,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     tmp = tmp_path_factory.mktemp("bundle")
     engine = make_engine(f"sqlite:///{tmp / 'ledger.db'}")
     key = load_key(tmp / "log.key", DEFAULT_ORIGIN)
-    ledger = Ledger(engine, key)
+    ledger = Ledger(engine, key, late_days=HISTORY_LATE_DAYS)
     ledger.initialise()
     seqs = make_world(ledger)
     text = dumps(build_bundle(ledger.log, CERT))
@@ -186,9 +188,9 @@ def test_bundle_of_an_export_verifies_offline_and_names_its_origins(
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == f"OK: provenance bundle of KP certificate {CERT} verified."
-    assert "  S-AKW (Akwatia pit 1, licence ML-AKW-1, zone Z-AKW): 52.4% (3.14 ct)" in lines
-    assert "  S-TAN (Tano terrace, licence ML-TAN-1, zone Z-TAN): 47.6% (2.86 ct)" in lines
-    assert "  Z-AKW (licence ML-AKW-1): 52.4% (3.14 ct)" in lines
+    assert "  S-AKW (Akwatia pit 1, licence GH-ML-AKW-1, zone Z-AKW): 52.4% (3.14 ct)" in lines
+    assert "  S-TAN (Tano terrace, licence GH-ML-TAN-1, zone Z-TAN): 47.6% (2.86 ct)" in lines
+    assert "  Z-AKW (licence GH-ML-AKW-1): 52.4% (3.14 ct)" in lines
     assert "origin sites of the 6.00 ct exported:" in lines
     assert any(x.startswith("completeness: inclusion proofs show") and "vouches" in x
                for x in lines)
@@ -558,7 +560,8 @@ def test_each_entry_is_a_c2sp_tlog_proof(built: Built) -> None:
 
 
 CORE = {"ledger", "ledger.bundle", "ledger.log", "ledger.bundle.verify", "ledger.bundle.format",
-        "ledger.bundle.jcs", "ledger.bundle.replay", "ledger.log.merkle", "ledger.log.keys",
+        "ledger.bundle.jcs", "ledger.bundle.replay", "ledger.bundle.windows", "ledger.log.merkle",
+        "ledger.log.keys",
         "ledger.log.checkpoint", "ledger.errors"}
 SIGNATURES = {"cryptography", "_cffi_backend", "_openssl"}
 
@@ -566,10 +569,12 @@ SIGNATURES = {"cryptography", "_cffi_backend", "_openssl"}
 @pytest.mark.parametrize(("module", "ours", "third_allowed"), [
     ("ledger.bundle.verify", CORE, SIGNATURES),
     ("ledger.bundle.format", CORE - {"ledger.bundle.verify", "ledger.bundle.replay",
-                                     "ledger.log.checkpoint"}, SIGNATURES),
+                                     "ledger.bundle.windows", "ledger.log.checkpoint"},
+     SIGNATURES),
     ("ledger.bundle.jcs", {"ledger", "ledger.bundle", "ledger.bundle.jcs"}, set()),
     # shapely: lazily
-    ("ledger.bundle.replay", {"ledger", "ledger.bundle", "ledger.bundle.replay"}, set()),
+    ("ledger.bundle.replay", {"ledger", "ledger.bundle", "ledger.bundle.replay",
+                              "ledger.bundle.windows"}, set()),
 ], ids=["core", "format", "jcs", "replay"])
 def test_the_verifier_core_imports_only_stdlib_merkle_and_signatures(
         module: str, ours: set[str], third_allowed: set[str]) -> None:
@@ -657,9 +662,9 @@ def story() -> list[tuple[str, str, dict[str, Any]]]:
         actor("aud", "auditor"),
         ("zone.registered", "off", {"zone_id": "Z", "zone_type": "licence", "geometry": AKWATIA,
                                     "date": "2004-01-02", "valid_from": "2000-01-01",
-                                    "valid_to": None, "licence_no": "ML-1", "holder": "Coop"}),
+                                    "valid_to": None, "licence_no": "GH-ML-1", "holder": "Coop"}),
         ("site.registered", "off", {"site_id": "S", "name": "Pit", "location": point(-0.8, 6.04),
-                                    "licence_no": "ML-1", "operator": "Coop", "country": "GH",
+                                    "licence_no": "GH-ML-1", "operator": "Coop", "country": "GH",
                                     "date": "2004-01-03"}),
         ("parcel.purchased", "b1", {"parcel_id": "P1", "site_id": "S", "seller": "Kofi",
                                     "date": "2008-01-10", "carats": 3.0, "stones": 3,
@@ -718,10 +723,10 @@ DISHONEST: list[tuple[str, Callable[[Events], Events], str]] = [
     ("wrong-role", changed(9, actor="b1", exporter="b1"),
      "'b1' is a buyer and may not write export.declared (SPEC 4 ROLE)"),
     ("dug-outside-the-licence", changed(7, dig_location=point(-1.5, 7.5)),
-     "OUTSIDE_LICENSED_ZONE: no zone of licence ML-1 valid on 2008-01-10 covers it"),
+     "OUTSIDE_LICENSED_ZONE: no zone of licence GH-ML-1 valid on 2008-01-10 covers it"),
     ("licence-zone-retired-from-the-start", inserted(7, "zone.retired", "off", zone_id="Z",
                                                      reason="drawn in error", date="2009-01-01"),
-     "OUTSIDE_LICENSED_ZONE: no zone of licence ML-1 valid on 2008-01-10 covers it"),
+     "OUTSIDE_LICENSED_ZONE: no zone of licence GH-ML-1 valid on 2008-01-10 covers it"),
     ("auditor-takes-a-system-flag-id", inserted(8, "flag.raised", "aud", **{
         **FLAG, "flag_id": "F-12", "subject": {"type": "parcel", "id": "P9"}}),
      "'aud' raises flag F-12, an id in the namespace the ledger keeps for its own screening "

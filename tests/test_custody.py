@@ -45,13 +45,13 @@ def world(ledger: Ledger, write: Write) -> Ledger:
                                   ("exp-gh", "exporter", {}),
                                   ("buyer-old", "buyer", {"until": "2005-12-31"})]:
         write("actor.registered", "off-gh", **licensed(actor_id, role, **extra))
-    write("actor.registered", "off-gh", actor_id="aud-1", name="KP Review Mission",
+    write("actor.registered", "admin", actor_id="aud-1", name="KP Review Mission",
           role="auditor", country="BE", date="2004-01-05")
     write("zone.registered", "off-gh", zone_id="Z-AKW", zone_type="licence", geometry=SQUARE,
-          date="2004-01-06", valid_from="2000-01-01", valid_to=None, licence_no="ML-AKW-1",
+          date="2004-01-06", valid_from="2000-01-01", valid_to=None, licence_no="GH-ML-AKW-1",
           holder="Akwatia Diggers Cooperative")
     write("site.registered", "off-gh", site_id="S-AKW", name="Akwatia pit 1",
-          location={"type": "Point", "coordinates": [-0.8, 6.04]}, licence_no="ML-AKW-1",
+          location={"type": "Point", "coordinates": [-0.8, 6.04]}, licence_no="GH-ML-AKW-1",
           operator="Akwatia Diggers Cooperative", country="GH", date="2004-01-07")
     return ledger
 
@@ -70,23 +70,23 @@ def move(write: Write, pid: str, to: str, actor: str = "buyer-a",
 
 
 def split(write: Write, parent: str, children: list[tuple[str, float, int]],
-          actor: str = "buyer-a") -> WriteResult:
-    return write("parcel.split", actor, parent_id=parent, date="2008-04-02",
+          actor: str = "buyer-a", date: str = "2008-04-01") -> WriteResult:
+    return write("parcel.split", actor, parent_id=parent, date=date,
                  children=[{"parcel_id": c, "carats": ct, "stones": n} for c, ct, n in children])
 
 
 def merge(write: Write, parents: list[str], child: str, carats: float, stones: int,
-          actor: str = "buyer-a") -> WriteResult:
-    return write("parcel.merged", actor, parent_ids=parents, date="2008-04-03",
+          actor: str = "buyer-a", date: str = "2008-04-01") -> WriteResult:
+    return write("parcel.merged", actor, parent_ids=parents, date=date,
                  child={"parcel_id": child, "carats": carats, "stones": stones})
 
 
 def export(write: Write, parcels: list[str], carats: float, cert: str = "GH-2008-0001",
            hs: str = "7102.31", expires: str = "2008-07-01", actor: str = "exp-gh",
-           exporter: str = "exp-gh") -> WriteResult:
+           exporter: str = "exp-gh", date: str = "2008-05-01") -> WriteResult:
     return write("export.declared", actor, certificate_no=cert, exporter=exporter,
                  importer="Antwerp Diamond Bank", destination="BE", hs_code=hs,
-                 parcel_ids=parcels, carats=carats, value_usd=1234.5, date="2008-05-01",
+                 parcel_ids=parcels, carats=carats, value_usd=1234.5, date=date,
                  expires=expires)
 
 
@@ -133,7 +133,7 @@ REFUSALS: list[tuple[str, Callable[[Write], Any], Callable[[Write], Any], str]] 
     ("buyer-writes-zone", lambda w: None,
      lambda w: w("zone.registered", "buyer-a", zone_id="Z-X", zone_type="licence",
                  geometry=SQUARE, date="2008-01-01", valid_from="2008-01-01",
-                 licence_no="ML-X", holder="X"), "ROLE"),
+                 licence_no="GH-ML-X", holder="X"), "ROLE"),
     ("reserved-actor-system", lambda w: None, lambda w: buy(w, "P1", actor="system"), "ROLE"),
     ("unregistered-actor", lambda w: None, lambda w: buy(w, "P1", actor="ghost"), "ROLE"),
     ("actor-registered-as-system", lambda w: None,

@@ -29,9 +29,9 @@ SETUP = [
          role="officer", country="GH", date="2004-01-02"),
     line("actor.registered", "off-gh", **licensed("buyer-a", "buyer")),
     line("zone.registered", "off-gh", zone_id="Z-AKW", zone_type="licence", geometry=SQUARE,
-         date="2004-01-06", valid_from="2000-01-01", licence_no="ML-AKW-1", holder="Coop"),
+         date="2004-01-06", valid_from="2000-01-01", licence_no="GH-ML-AKW-1", holder="Coop"),
     line("site.registered", "off-gh", site_id="S-AKW", name="Akwatia pit 1",
-         location={"type": "Point", "coordinates": [-0.8, 6.04]}, licence_no="ML-AKW-1",
+         location={"type": "Point", "coordinates": [-0.8, 6.04]}, licence_no="GH-ML-AKW-1",
          operator="Coop", country="GH", date="2004-01-07"),
 ]
 

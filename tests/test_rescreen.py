@@ -79,13 +79,13 @@ SELLERS = {30: "miner-exp", 31: "miner-exp", 32: "miner-rev", 33: "miner-rev",
 # (site_id, licence_no, location), each registered on 2004-01-07
 SITES: list[tuple[str, str, dict[str, Any]]] = [
     *[(site_id, licence_no, point(AKWATIA)) for site_id, licence_no in [
-        ("S-AKW", "ML-AKW-1"), ("S-HOLE", "ML-HOLE"), ("S-MULTI", "ML-MULTI"),
-        ("S-TWO", "ML-TWO"), ("S-REV", "ML-REV"), ("S-EXP", "ML-EXP")]],
-    ("S-PATCH", "ML-AKW-1", mapping(SITE_PATCH)),
-    ("S-STRADDLE", "ML-AKW-1", mapping(STRADDLING)),
-    ("S-SEGUELA", "ML-AKW-1", point(SEGUELA)),
-    ("S-UNLICENSED", "ML-NONE", point(AKWATIA)),
-    ("S-DISPUTED", "ML-AKW-1", point((-0.795, 6.035))),  # in the 2008 dispute, from 2004
+        ("S-AKW", "GH-ML-AKW-1"), ("S-HOLE", "GH-ML-HOLE"), ("S-MULTI", "GH-ML-MULTI"),
+        ("S-TWO", "GH-ML-TWO"), ("S-REV", "GH-ML-REV"), ("S-EXP", "GH-ML-EXP")]],
+    ("S-PATCH", "GH-ML-AKW-1", mapping(SITE_PATCH)),
+    ("S-STRADDLE", "GH-ML-AKW-1", mapping(STRADDLING)),
+    ("S-SEGUELA", "GH-ML-AKW-1", point(SEGUELA)),
+    ("S-UNLICENSED", "GH-ML-NONE", point(AKWATIA)),
+    ("S-DISPUTED", "GH-ML-AKW-1", point((-0.795, 6.035))),  # in the 2008 dispute, from 2004
 ]
 
 
@@ -118,13 +118,13 @@ def mapped(ledger: Ledger) -> Ledger:
     ledger.write(Event("licence.revoked", "off-gh", {
         "actor_id": "miner-rev", "reason": "sold stones from a suspended pit",
         "date": "2010-01-01"}))
-    zone(ledger, "Z-AKW", AKWATIA_ZONE, licence_no="ML-AKW-1")
-    zone(ledger, "Z-HOLE", HOLE, licence_no="ML-HOLE")
-    zone(ledger, "Z-MULTI", MULTI, licence_no="ML-MULTI")
-    zone(ledger, "Z-TWO-OLD", OLD_PART, valid_to="2006-12-31", licence_no="ML-TWO")
-    zone(ledger, "Z-TWO-NEW", NEW_PART, valid_from="2007-01-01", licence_no="ML-TWO")
-    zone(ledger, "Z-REV", AKWATIA_ZONE, licence_no="ML-REV")
-    zone(ledger, "Z-EXP", AKWATIA_ZONE, valid_to="2009-12-31", licence_no="ML-EXP")
+    zone(ledger, "Z-AKW", AKWATIA_ZONE, licence_no="GH-ML-AKW-1")
+    zone(ledger, "Z-HOLE", HOLE, licence_no="GH-ML-HOLE")
+    zone(ledger, "Z-MULTI", MULTI, licence_no="GH-ML-MULTI")
+    zone(ledger, "Z-TWO-OLD", OLD_PART, valid_to="2006-12-31", licence_no="GH-ML-TWO")
+    zone(ledger, "Z-TWO-NEW", NEW_PART, valid_from="2007-01-01", licence_no="GH-ML-TWO")
+    zone(ledger, "Z-REV", AKWATIA_ZONE, licence_no="GH-ML-REV")
+    zone(ledger, "Z-EXP", AKWATIA_ZONE, valid_to="2009-12-31", licence_no="GH-ML-EXP")
     ledger.write(Event("licence.revoked", "off-gh", {
         "zone_id": "Z-REV", "reason": "mining outside plan", "date": "2010-01-01"}))
     zone(ledger, "R-CIV-NORTH", CIV_NORTH, zone_type="risk", valid_from="2002-09-19",
@@ -169,7 +169,7 @@ def parcel_codes(ledger: Ledger, prefix: str) -> dict[int, set[str]]:
 
 
 def test_rescreen_flags_each_purchase_and_site_as_its_write_was_flagged(mapped: Ledger) -> None:
-    unscreened = Ledger(mapped.engine, mapped.log.key, screening=())
+    unscreened = Ledger(mapped.engine, mapped.log.key, screening=(), late_days=mapped.late_days)
     for site_id, licence_no, location in SITES:
         site(unscreened, "H" + site_id, licence_no, location)
     for n in range(len(PURCHASES)):
@@ -199,7 +199,7 @@ def test_rescreen_flags_each_purchase_and_site_as_its_write_was_flagged(mapped: 
 def test_a_suspended_site_without_a_dig_point_is_only_unregistered(mapped: Ledger) -> None:
     """SPEC 5: at a suspended site only the dig point is screened; the site's own location
     (here in a risk area) no longer speaks for the purchase."""
-    unscreened = Ledger(mapped.engine, mapped.log.key, screening=())
+    unscreened = Ledger(mapped.engine, mapped.log.key, screening=(), late_days=mapped.late_days)
     unscreened.write(purchase(PURCHASES.index(("S-SEGUELA", None, "2010-05-02")), "H"))
     rescreen(mapped)
     assert set().union(*parcel_codes(mapped, "H").values()) == {"UNREGISTERED_SITE"}

@@ -48,10 +48,24 @@ VALID = {
     },
     "zone.amended": {
         "zone_id": "Z-AKWATIA-7",
+        "effective": "2024-02-01",
         "geometry": {"type": "Polygon", "coordinates": SQUARE},
         "valid_to": None,
         "reason": "Boundary survey",
         "date": "2024-01-15",
+    },
+    "licence.renewed": {
+        "zone_id": "Z-AKWATIA-7",
+        "valid_from": "2025-01-01",
+        "valid_to": None,
+        "reason": "Licence renewed for ten years",
+        "date": "2024-12-20",
+    },
+    "archive.imported": {
+        "reason": "Paper register of the Akwatia buying office, 2004-2016",
+        "file_sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "lines": 1200,
+        "date": "2026-11-30",
     },
     "zone.retired": {
         "zone_id": "Z-AKWATIA-7",
@@ -149,7 +163,7 @@ DROP = object()
 
 
 def test_every_kind_has_a_schema_and_an_example() -> None:
-    assert len(KINDS) == len(set(KINDS)) == 15
+    assert len(KINDS) == len(set(KINDS)) == 17
     assert set(VALID) == set(KINDS)
     names = {p.stem for p in SCHEMAS.glob("*.json")}
     assert names == set(KINDS) | {"defs", "event", "entry", "bundle"}
@@ -505,7 +519,7 @@ REFUSALS = [
         "actor.registered",
         changed("actor.registered", role="smuggler"),
         "payload.role",
-        "payload.role: must be one of officer, buyer, exporter, auditor, admin",
+        "payload.role: must be one of officer, buyer, exporter, auditor, authority, admin",
     ),
     (
         "revoke-both",
@@ -527,7 +541,8 @@ REFUSALS = [
         changed("flag.raised", code="SMUGGLED"),
         "payload.code",
         "payload.code: must be one of OUTSIDE_LICENSED_ZONE, IN_RISK_AREA, LICENCE_INVALID, "
-        "UNREGISTERED_SITE, TAINTED_INPUT, MASS_BALANCE, FOOTPRINT_ANOMALY",
+        "UNREGISTERED_SITE, TAINTED_INPUT, MASS_BALANCE, FOOTPRINT_ANOMALY, CAPACITY_ANOMALY, "
+        "LATE_ENTRY, VALUE_MISMATCH, CONFIRMATION_MISMATCH",
     ),
     (
         "bad-flag-subject",

@@ -38,6 +38,7 @@ def served(world: Ledger, settings: Settings) -> Iterator[Flask]:
 
     app = create_app({"TESTING": True, "DATABASE_URL": settings.database_url,
                       "LOG_KEY": str(settings.log_key_path), "LOG_ORIGIN": settings.origin,
+                      "LATE_DAYS": settings.late_days,
                       "WRITER_PROCESS": True})
     yield app
     services = app.extensions["alluvial"]

@@ -36,7 +36,8 @@ def _settings(config: Mapping[str, Any]) -> Settings:
         return Settings.from_env()
     return Settings(database_url=config["DATABASE_URL"], log_key_path=Path(config["LOG_KEY"]),
                     origin=config.get("LOG_ORIGIN") or DEFAULT_ORIGIN,
-                    secret_key=config.get("SECRET_KEY"))
+                    secret_key=config.get("SECRET_KEY"),
+                    late_days=config.get("LATE_DAYS", Settings.from_env().late_days))
 
 
 _SWITCH = {"1": True, "true": True, "yes": True, "on": True,

@@ -48,6 +48,7 @@ def serve(ctx: Context, host: str, port: int, threads: int) -> None:
                       "LOG_KEY": str(ctx.settings.log_key_path),
                       "LOG_ORIGIN": ctx.settings.origin,
                       "SECRET_KEY": ctx.settings.secret_key,
+                      "LATE_DAYS": ctx.settings.late_days,
                       # group commits in a process of their own (webui.writer_process)
                       "WRITER_PROCESS": True})
     reqlog.to_stderr()
@@ -121,7 +122,7 @@ def demo(click_ctx: click.Context, no_serve: bool, port: int, reset: bool) -> No
 
     ctx: Context = click_ctx.obj
     _fresh(ctx, reset)
-    ledger = Ledger(ctx.engine, ctx.key(create=True))
+    ledger = Ledger(ctx.engine, ctx.key(create=True), late_days=ctx.settings.late_days)
     ctx.__dict__["ledger"] = ledger
     ledger.initialise()
     with tqdm(unit="line", file=sys.stderr, disable=None, leave=False) as bar:

@@ -68,6 +68,7 @@ class WriterProcess:
         env = {**os.environ, "ALLUVIAL_DATABASE_URL": self.settings.database_url,
                "ALLUVIAL_LOG_KEY": str(self.settings.log_key_path),
                "ALLUVIAL_LOG_ORIGIN": self.settings.origin,
+               "ALLUVIAL_LATE_DAYS": str(self.settings.late_days),
                # the code this process runs, installed or not
                "PYTHONPATH": os.pathsep.join(filter(None, [_HOME, os.environ.get("PYTHONPATH")]))}
         try:

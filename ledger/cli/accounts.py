@@ -11,7 +11,7 @@ from ledger.cli.app import Context, cli, pass_ctx
 from ledger.errors import InputError
 
 # The roles of SPEC 1 (ledger.accounts.ROLES; that module is imported only when used).
-ROLES = ("officer", "buyer", "exporter", "auditor", "admin")
+ROLES = ("officer", "buyer", "exporter", "auditor", "authority", "admin")
 
 
 def _password_from_stdin() -> str:

@@ -59,7 +59,7 @@ class Context:
     def ledger_as_stored(self) -> Ledger:
         """The ledger, whatever version made its projections (to rebuild them, or to read
         the log alone); refused when the log key is not the log's own (SPEC 3)."""
-        ledger = Ledger(self.engine, self.key())
+        ledger = Ledger(self.engine, self.key(), late_days=self.settings.late_days)
         ledger.log.check_store(f"ALLUVIAL_LOG_KEY ({self.settings.log_key_path})")
         return ledger
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -14,8 +15,12 @@ from ledger.cli.app import Context, cli, pass_ctx, print_json, terminal_safe
 @click.argument("file", type=click.File("r", encoding="utf-8", lazy=True))
 @click.option("--batch", type=click.IntRange(min=1),
               help="Commit every N lines (default: the whole file is one transaction).")
+@click.option("--archive", metavar="REASON",
+              help="Records kept elsewhere (a paper register, an older system): first write "
+                   "archive.imported with the file's SHA-256, its line count and REASON; the "
+                   "lines raise no LATE_ENTRY.")
 @pass_ctx
-def ingest(ctx: Context, file: Any, batch: int | None) -> None:
+def ingest(ctx: Context, file: Any, batch: int | None, archive: str | None) -> None:
     """Write the events of FILE.jsonl, one per line: all or nothing (or per --batch).
 
     After the first 20,000 lines, a second process reads and checks the lines ahead
@@ -23,13 +28,19 @@ def ingest(ctx: Context, file: Any, batch: int | None) -> None:
     """
     from tqdm import tqdm
 
-    from ledger.recorder.ingest import LineError
+    from ledger.recorder.ingest import LineError, archive_of
     from ledger.recorder.ingest import ingest as run
 
     ledger = ctx.ledger
+    imported = None
+    if archive is not None:
+        if file.name == "-":
+            raise click.UsageError("--archive needs FILE to be a file (its SHA-256 is "
+                                   "recorded), not standard input.")
+        imported = archive_of(Path(file.name), archive)
     with tqdm(unit="line", file=sys.stderr, disable=None, leave=False) as bar:
         try:
-            report = run(ledger, file, batch=batch, progress=bar.update)
+            report = run(ledger, file, batch=batch, progress=bar.update, archive=imported)
         except LineError as exc:
             bar.close()
             click.echo(terminal_safe(str(exc)), err=True)
@@ -43,6 +54,9 @@ def ingest(ctx: Context, file: Any, batch: int | None) -> None:
             else:
                 click.echo("Nothing from this file was written.", err=True)
             sys.exit(2)
+    if imported is not None:
+        click.echo(f"Archive {imported.file_sha256} ({imported.lines} lines) recorded as "
+                   f"archive.imported: {terminal_safe(imported.reason)}.")
     click.echo(f"{report.lines} lines: {report.written} entries written, "
                f"{report.repeated} already recorded, {report.flags} flags raised.")
     click.echo(f"Log size {ledger.log.size()}.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import sqlalchemy as sa
@@ -84,13 +85,17 @@ def flags(ctx: Context, only_open: bool, as_json: bool) -> None:
 @cli.command("export-geojson")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to FILE instead of standard output.")
+@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), metavar="DAY",
+              help="The map as it stood on DAY (YYYY-MM-DD): each zone's version in force "
+                   "that day, only the zones valid then (default: every zone's latest version).")
 @pass_ctx
-def export_geojson(ctx: Context, output: Path | None) -> None:
+def export_geojson(ctx: Context, output: Path | None, as_of: Any) -> None:
     """Zones, risk areas, sites and flagged purchases as one GeoJSON FeatureCollection."""
     from ledger.geo.maps import feature_collection
 
+    day = None if as_of is None else as_of.date().isoformat()
     with ctx.engine.connect() as conn:
-        text = json.dumps(feature_collection(conn), ensure_ascii=False)
+        text = json.dumps(feature_collection(conn, as_of=day), ensure_ascii=False)
     if output is None:
         sys.stdout.write(text + "\n")
     else:

@@ -15,7 +15,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ledger.custody.state import Row, State
+from ledger.custody import licences
+from ledger.custody.state import Row, State, zone_country
 from ledger.errors import RuleViolation
 from ledger.projections import flags, points
 
@@ -30,6 +31,7 @@ HS_CODES = ("7102.10", "7102.21", "7102.31")
 ROLES: dict[str, frozenset[str]] = {
     "actor.registered": frozenset({"officer", "admin"}),
     "licence.revoked": frozenset({"officer", "admin"}),
+    "licence.renewed": frozenset({"officer", "admin"}),
     "zone.registered": frozenset({"officer", "admin"}),
     "zone.amended": frozenset({"officer", "admin"}),
     "zone.retired": frozenset({"officer", "admin"}),
@@ -40,7 +42,8 @@ ROLES: dict[str, frozenset[str]] = {
     "parcel.split": frozenset({"buyer", "exporter"}),
     "parcel.merged": frozenset({"buyer", "exporter"}),
     "export.declared": frozenset({"exporter"}),
-    "import.confirmed": frozenset({"auditor"}),
+    "import.confirmed": frozenset({"authority", "auditor"}),
+    "archive.imported": frozenset({"admin"}),
     "flag.raised": frozenset({"auditor"}),
     "flag.resolved": frozenset({"auditor"}),
 }
@@ -54,6 +57,7 @@ class Ctx:
     actor: Row | None
     kind: str
     p: dict[str, Any]
+    today: str = "9999-12-31"  # the ledger's current day (UTC), ISO
 
     def parcel_ids(self) -> list[str]:
         """The existing parcels this event moves (transfer, split, merge, export)."""
@@ -99,30 +103,80 @@ def role(ctx: Ctx) -> None:
                      f"{' or '.join(sorted(allowed))} may write {ctx.kind}.")
 
 
+# -- JURISDICTION (SPEC 1): an officer or authority acts only within its own country ----------
+
+BOUND = frozenset({"officer", "authority"})
+
+
+def _country_of(ctx: Ctx) -> tuple[str, str | None] | None:
+    """(field, country) of what the event acts on, for the rule; None when not bound by it
+    (a risk area, or something that does not exist: UNKNOWN_REFERENCE refuses that)."""
+    p, get = ctx.p, ctx.state.get
+    if ctx.kind in ("actor.registered", "site.registered"):
+        return "payload.country", p["country"]
+    if ctx.kind == "zone.registered":
+        if p["zone_type"] != "licence":
+            return None  # any officer may register a risk area
+        return ("payload.country" if p.get("country") else "payload.licence_no"), zone_country(p)
+    row: Row | None = None
+    field = ""
+    if ctx.kind in ("licence.revoked", "licence.renewed"):
+        field = "payload.actor_id" if p.get("actor_id") else "payload.zone_id"
+        row = get("actors", p["actor_id"]) if p.get("actor_id") else get("zones", p["zone_id"])
+    elif ctx.kind in ("zone.amended", "zone.retired"):
+        field, row = "payload.zone_id", get("zones", p["zone_id"])
+    elif ctx.kind == "site.suspended":
+        field, row = "payload.site_id", get("sites", p["site_id"])
+    elif ctx.kind == "import.confirmed":
+        export = get("exports", p["certificate_no"])
+        return None if export is None else ("payload.certificate_no", export["destination"])
+    if row is None or row.get("zone_type") == "risk":
+        return None
+    return field, row["country"]
+
+
+def jurisdiction(ctx: Ctx) -> None:
+    actor = ctx.actor
+    assert actor is not None
+    if actor["role"] not in BOUND:
+        return
+    found = _country_of(ctx)
+    if found is None:
+        return
+    field, country = found
+    if country is None:
+        raise refuse("JURISDICTION", field, "the licence zone's country is not known: give "
+                     "`country`, or a licence_no that begins with the country code and '-'.")
+    if country != actor["country"]:
+        what = ("confirm imports into" if ctx.kind == "import.confirmed"
+                else "act on what belongs to")
+        raise refuse("JURISDICTION", field, f"'{ctx.actor_id}' is an {actor['role']} of "
+                     f"{actor['country']}; it may not {what} {country}.")
+
+
+def licence_windows(row: Row, start: str = "licence_valid_from",
+                    end: str = "licence_valid_to") -> list[licences.Window]:
+    """An actor's (or, with ``valid_from``/``valid_to``, a zone's) licence windows."""
+    return licences.windows(row[start], row[end], row["renewals"], row["revocations"])
+
+
 def licence(ctx: Ctx) -> None:
     actor = ctx.actor
     assert actor is not None
     if actor["role"] not in LICENSED_ROLES:
         return
     day = ctx.p["date"]
-    start, end, revoked = (actor["licence_valid_from"], actor["licence_valid_to"],
-                           actor["revoked_on"])
-    if start and day < start:
-        why = f"is not valid until {start}"
-    elif end and day > end:
-        why = f"expired on {end}"
-    elif revoked and day >= revoked:
-        why = f"was revoked on {revoked}"
-    else:
+    why = licences.why_not(licence_windows(actor), day, actor["licence_no"])
+    if why is None:
         return
-    raise refuse("LICENCE", "payload.date", f"the licence {actor['licence_no']} of "
-                 f"'{ctx.actor_id}' {why}, so it may not trade on {day}.")
+    raise refuse("LICENCE", "payload.date", f"{why} ('{ctx.actor_id}'), so it may not trade "
+                 f"on {day}.")
 
 
 def _references(ctx: Ctx) -> Iterator[tuple[str, str, str]]:
     """(table, id, field) of everything the event names that must already exist."""
     p, kind = ctx.p, ctx.kind
-    if kind == "licence.revoked":
+    if kind in ("licence.revoked", "licence.renewed"):
         if p.get("actor_id"):
             yield "actors", p["actor_id"], "payload.actor_id"
         if p.get("zone_id"):
@@ -240,6 +294,28 @@ def spent(ctx: Ctx) -> None:
                      f"'{ctx.actor_id}' already holds parcel '{ctx.p['parcel_id']}'.")
 
 
+def date_order(ctx: Ctx) -> None:
+    """SPEC 4 DATE_ORDER: time runs forward along custody, and nothing is dated after today."""
+    p, day = ctx.p, ctx.p["date"]
+    if day > ctx.today:
+        raise refuse("DATE_ORDER", "payload.date", f"{day} is after today ({ctx.today}, UTC); "
+                     "the ledger records what has happened.")
+    for row in ctx.parcels():
+        if day < row["last_date"]:
+            raise refuse("DATE_ORDER", "payload.date", f"{day} is before {row['last_date']}, "
+                         f"the date of the last custody event of parcel '{row['parcel_id']}'.",
+                         parcel_id=row["parcel_id"])
+    if ctx.kind == "import.confirmed":
+        export = ctx.state.get("exports", p["certificate_no"])
+        assert export is not None  # UNKNOWN_REFERENCE ran first
+        if day < export["date"]:
+            raise refuse("DATE_ORDER", "payload.date", f"{day} is before the certificate "
+                         f"{p['certificate_no']} was issued ({export['date']}).")
+        if day > export["expires"]:
+            raise refuse("DATE_ORDER", "payload.date", f"{day} is after the certificate "
+                         f"{p['certificate_no']} expired ({export['expires']}).")
+
+
 def mass(ctx: Ctx) -> None:
     # SPEC 4: neither carats nor the stone count ever grow through a split or merge.
     p = ctx.p
@@ -298,14 +374,17 @@ def certificate(ctx: Ctx) -> None:
 
 # SPEC 4, the order of its table (SCHEMA and EVENT_ID_CONFLICT are checked before).
 RULES: tuple[Callable[[Ctx], None], ...] = (
-    role, licence, unknown_reference, duplicate, holder, spent, mass, hold, certificate,
+    role, jurisdiction, licence, unknown_reference, duplicate, holder, spent, date_order, mass,
+    hold, certificate,
 )
 
 
-def check(state: State, actor_id: str, kind: str, payload: dict[str, Any]) -> Row | None:
-    """Raise the first rule the event breaks; return the writing actor's row."""
+def check(state: State, actor_id: str, kind: str, payload: dict[str, Any],
+          today: str = "9999-12-31") -> Row | None:
+    """Raise the first rule the event breaks; return the writing actor's row. ``today`` is
+    the ledger's current day (UTC, ISO), past which no event may be dated."""
     ctx = Ctx(state, actor_id, state.get("actors", actor_id) if actor_id != SYSTEM else None,
-              kind, payload)
+              kind, payload, today)
     for rule in RULES:
         rule(ctx)
     return ctx.actor

@@ -34,9 +34,10 @@ from ledger.errors import InputError
 
 BASE_URI = "https://alluvial.local/schemas/"
 KINDS: tuple[str, ...] = (
-    "actor.registered", "licence.revoked", "zone.registered", "zone.amended", "zone.retired",
-    "site.registered", "site.suspended", "parcel.purchased", "parcel.transferred", "parcel.split",
-    "parcel.merged", "export.declared", "import.confirmed", "flag.raised", "flag.resolved",
+    "actor.registered", "licence.revoked", "licence.renewed", "zone.registered",
+    "zone.amended", "zone.retired", "site.registered", "site.suspended", "parcel.purchased",
+    "parcel.transferred", "parcel.split", "parcel.merged", "export.declared",
+    "import.confirmed", "archive.imported", "flag.raised", "flag.resolved",
 )
 _NAME = re.compile(r"[a-z]+(?:\.[a-z]+)?")
 _TYPES = {"number": "a number", "integer": "a whole number", "string": "text",

@@ -8,18 +8,20 @@ the cache is dropped, so memory does not grow with the size of a file.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from datetime import date, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
+from ledger.custody import licences
 from ledger.db import driver_rows, insert_many, update_many
 from ledger.log.canonical import canonical_text
-from ledger.projections import KEYS, cents, points, projection_metadata
+from ledger.projections import APPENDED, KEYS, cents, points, projection_metadata
 
 Row = dict[str, Any]
-CACHED = tuple(t for t in KEYS if t != "custody_edges")
+CACHED = tuple(t for t in KEYS if t not in APPENDED)
 _COLUMNS = {t: [c.name for c in projection_metadata.tables[t].columns] for t in CACHED}
 
 
@@ -32,6 +34,7 @@ class State:
         self.new: dict[str, set[str]] = {t: set() for t in CACHED}
         self.dirty: dict[str, set[str]] = {t: set() for t in CACHED}
         self.edges: list[Row] = []
+        self.versions: list[Row] = []  # zone_versions, appended only
 
     # -- reading ----------------------------------------------------------------
     def get(self, table: str, key: str) -> Row | None:
@@ -83,7 +86,9 @@ class State:
             self.new[table] = set()
             self.dirty[table] = set()
         insert_many(self.conn, projection_metadata.tables["custody_edges"], self.edges)
+        insert_many(self.conn, projection_metadata.tables["zone_versions"], self.versions)
         self.edges = []
+        self.versions = []
 
     # -- folding entries in ------------------------------------------------------
     def apply(self, seq: int, kind: str, actor: str, p: dict[str, Any]) -> None:
@@ -96,44 +101,96 @@ def _actor_registered(s: State, seq: int, actor: str, p: dict[str, Any]) -> None
         "actor_id": p["actor_id"], "name": p["name"], "role": p["role"],
         "country": p["country"], "licence_no": p.get("licence_no"),
         "licence_valid_from": p.get("licence_valid_from"),
-        "licence_valid_to": p.get("licence_valid_to"), "revoked_on": None, "seq": seq,
+        "licence_valid_to": p.get("licence_valid_to"), "revoked_on": None,
+        "renewals": None, "revocations": None, "seq": seq,
     })
 
 
 def _licence_revoked(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
+    table, key, extra = _licensed(p, seq)
+    row = s.get(table, key)
+    assert row is not None, f"{table} {key} vanished inside a transaction"
+    s.update(table, key, revoked_on=p["date"],
+             revocations=licences.revoked(row["revocations"], p["date"]), **extra)
+
+
+def _licence_renewed(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
+    """SPEC 4: valid again on the new window (a revocation before its first day no longer
+    counts inside it)."""
+    table, key, extra = _licensed(p, seq)
+    row = s.get(table, key)
+    assert row is not None, f"{table} {key} vanished inside a transaction"
+    s.update(table, key, renewals=licences.renewed(row["renewals"], p["valid_from"],
+                                                   p.get("valid_to")), **extra)
+
+
+def _licensed(p: dict[str, Any], seq: int) -> tuple[str, str, dict[str, Any]]:
+    """The row a licence event is about; a zone's change also changes the map's version."""
     if p.get("actor_id"):
-        s.update("actors", p["actor_id"], revoked_on=p["date"])
-    if p.get("zone_id"):
-        s.update("zones", p["zone_id"], revoked_on=p["date"], last_seq=seq)
+        return "actors", p["actor_id"], {}
+    return "zones", p["zone_id"], {"last_seq": seq}
+
+
+_VERSIONED = ("geometry", "valid_from", "valid_to")
+_COUNTRY_PREFIX = re.compile(r"([A-Z]{2})-")
+
+
+def zone_country(p: dict[str, Any]) -> str | None:
+    """SPEC 4: a licence zone's country, or the alpha-2 code its licence_no begins with."""
+    if p.get("zone_type") != "licence":
+        return None
+    if p.get("country"):
+        return str(p["country"])
+    found = _COUNTRY_PREFIX.match(p.get("licence_no") or "")
+    return found.group(1) if found else None
 
 
 def _zone_registered(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
     s.insert("zones", {
         "zone_id": p["zone_id"], "zone_type": p["zone_type"], "name": p.get("name"),
-        "licence_no": p.get("licence_no"), "holder": p.get("holder"),
-        "category": p.get("category"), "source": p.get("source"),
+        "licence_no": p.get("licence_no"), "country": zone_country(p),
+        "holder": p.get("holder"), "category": p.get("category"), "source": p.get("source"),
         "valid_from": p["valid_from"], "valid_to": p.get("valid_to"), "revoked_on": None,
+        "renewals": None, "revocations": None, "retired_to": None,
         "geometry": canonical_text(p["geometry"]), "seq": seq, "last_seq": seq,
     })
+    _version(s, seq, p, None, {"geometry": p["geometry"], "valid_from": p["valid_from"],
+                               "valid_to": p.get("valid_to")})
 
 
 def _zone_amended(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
-    values: dict[str, Any] = {"last_seq": seq}
-    if "geometry" in p:
-        values["geometry"] = canonical_text(p["geometry"])
-    for field in ("valid_from", "valid_to"):
-        if field in p:
-            values[field] = p[field]
-    s.update("zones", p["zone_id"], **values)
+    """SPEC 5: a new version from ``effective`` on; earlier days keep the earlier version.
+    An amendment written before versions existed has no ``effective``: it counts from the
+    start, as it did then."""
+    changes = {f: p[f] for f in _VERSIONED if f in p}
+    _version(s, seq, p, p.get("effective"), changes)
+    shown: dict[str, Any] = {k: v for k, v in changes.items() if k != "geometry"}
+    if "geometry" in changes:
+        shown["geometry"] = canonical_text(changes["geometry"])
+    s.update("zones", p["zone_id"], last_seq=seq, **shown)
+
+
+def _version(s: State, seq: int, p: dict[str, Any], effective: str | None,
+             changes: dict[str, Any]) -> None:
+    geometry = changes.get("geometry")
+    s.versions.append({"zone_id": p["zone_id"], "effective": effective, "seq": seq,
+                       "geometry": None if geometry is None else canonical_text(geometry),
+                       "valid_from": changes.get("valid_from"),
+                       "valid_to": changes.get("valid_to"),
+                       "sets_valid_to": "valid_to" in changes})
 
 
 def _zone_retired(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
-    """The zone counts up to valid_to; without one, on no day at all (SPEC 5: the payload's
-    date plays no part in validity)."""
+    """The zone counts up to valid_to, in every version; without one, on no day at all
+    (SPEC 5: the payload's date plays no part in validity)."""
     zone = s.get("zones", p["zone_id"])
     assert zone is not None, f"zone {p['zone_id']} vanished inside a transaction"
+    retired_to = p.get("valid_to") or NO_DAY
     s.update("zones", p["zone_id"], valid_to=p.get("valid_to") or _day_before(zone["valid_from"]),
-             last_seq=seq)
+             retired_to=retired_to, last_seq=seq)
+
+
+NO_DAY = "0000-12-31"  # before every date a payload can carry
 
 
 def _day_before(day: str) -> str:
@@ -162,7 +219,8 @@ def _new_parcel(s: State, seq: int, holder: str, pid: str, carats: float, stones
     s.insert("parcels", {
         "parcel_id": pid, "holder": holder, "points": points(carats), "stones": stones,
         "status": "active", "open_flags": 0, "site_id": site_id, "seller_id": seller_id,
-        "dig_lon": lon, "dig_lat": lat, "date": date, "seq": seq, "spent_seq": None,
+        "dig_lon": lon, "dig_lat": lat, "date": date, "last_date": date, "seq": seq,
+        "spent_seq": None,
     })
 
 
@@ -181,7 +239,7 @@ def _parcel_purchased(s: State, seq: int, actor: str, p: dict[str, Any]) -> None
 
 
 def _parcel_transferred(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
-    row = s.update("parcels", p["parcel_id"], holder=p["to_actor"])
+    row = s.update("parcels", p["parcel_id"], holder=p["to_actor"], last_date=p["date"])
     _edge(s, seq, "parcel.transferred", actor, p["date"], ("parcel", p["parcel_id"]),
           ("parcel", p["parcel_id"]), row["points"])
 
@@ -250,9 +308,15 @@ def _count_open(s: State, subject_type: str, subject_id: str, delta: int) -> Non
         s.update(table, subject_id, open_flags=row["open_flags"] + delta)
 
 
+def _nothing(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
+    """Entries that change no projection (``archive.imported`` only says where lines came from)."""
+
+
 FOLDS: dict[str, Callable[[State, int, str, dict[str, Any]], None]] = {
     "actor.registered": _actor_registered,
     "licence.revoked": _licence_revoked,
+    "licence.renewed": _licence_renewed,
+    "archive.imported": _nothing,
     "zone.registered": _zone_registered,
     "zone.amended": _zone_amended,
     "zone.retired": _zone_retired,

@@ -1,7 +1,9 @@
 """The map as GeoJSON for GIS tools: zones, risk areas, sites and flagged purchases.
 
 Properties are flat (text and numbers only) so that QGIS opens the file as it is;
-each feature's ``layer`` says what it is.
+each feature's ``layer`` says what it is. Drawn "as of" a day (SPEC 5), each zone has the
+geometry and validity of its version in force that day, a zone not valid that day is left
+out, and so are purchases dated after it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ledger.projections import flags, parcels, sites, zones
+from ledger.geo.zones import zone_entries
+from ledger.projections import flags, parcels, sites, zone_versions, zones
 
 
 def _flag_codes(conn: sa.Connection, subject_type: str,
@@ -28,17 +31,33 @@ def _flag_codes(conn: sa.Connection, subject_type: str,
     return codes
 
 
+def _zones_as_of(conn: sa.Connection, day: str | None) -> list[tuple[Any, str, str, str | None]]:
+    """(zone row, geometry text, valid_from, valid_to) of every zone; as of ``day``, of the
+    version in force that day and only for zones valid on it."""
+    rows = list(conn.execute(sa.select(zones).order_by(zones.c.zone_id)))
+    if day is None:
+        return [(z, z.geometry, z.valid_from, z.valid_to) for z in rows]
+    by_id = {z.zone_id: z for z in rows}
+    found: dict[str, tuple[Any, str, str, str | None]] = {}
+    for entry, geometry in zone_entries(rows, list(conn.execute(sa.select(zone_versions)))):
+        if entry.zone_id not in found and entry.valid_on(day):
+            found[entry.zone_id] = (by_id[entry.zone_id], geometry, entry.valid_from,
+                                    entry.valid_to)
+    return list(found.values())
+
+
 def feature_collection(conn: sa.Connection, seen: sa.CompoundSelect[Any] | None = None,
-                       site_flags: bool = True) -> dict[str, Any]:
+                       site_flags: bool = True, as_of: str | None = None) -> dict[str, Any]:
     """Every layer; ``seen`` (a query of parcel ids) limits the flagged purchases to those
-    parcels, and ``site_flags=False`` leaves out the flags of sites (a caller's scope)."""
+    parcels, and ``site_flags=False`` leaves out the flags of sites (a caller's scope);
+    ``as_of`` draws the map as it stood that day (None: every zone's latest version)."""
     features: list[dict[str, Any]] = []
-    for z in conn.execute(sa.select(zones).order_by(zones.c.zone_id)):
-        features.append({"type": "Feature", "geometry": json.loads(z.geometry), "properties": {
+    for z, geometry, valid_from, valid_to in _zones_as_of(conn, as_of):
+        features.append({"type": "Feature", "geometry": json.loads(geometry), "properties": {
             "layer": "licence_zone" if z.zone_type == "licence" else "risk_area",
             "zone_id": z.zone_id, "name": z.name, "licence_no": z.licence_no,
             "holder": z.holder, "category": z.category, "source": z.source,
-            "valid_from": z.valid_from, "valid_to": z.valid_to, "revoked_on": z.revoked_on}})
+            "valid_from": valid_from, "valid_to": valid_to, "revoked_on": z.revoked_on}})
     on_sites = _flag_codes(conn, "site") if site_flags else {}
     for s in conn.execute(sa.select(sites).order_by(sites.c.site_id)):
         codes = on_sites.get(s.site_id, [])
@@ -54,13 +73,15 @@ def feature_collection(conn: sa.Connection, seen: sa.CompoundSelect[Any] | None 
         rows = conn.execute(sa.select(parcels).where(parcels.c.parcel_id.in_(flagged[k:k + 500]),
                                                      parcels.c.site_id.is_not(None)))
         for p in rows:
+            if as_of is not None and p.date > as_of:
+                continue
             if p.dig_lon is not None:
-                geometry = {"type": "Point", "coordinates": [p.dig_lon, p.dig_lat]}
+                point: dict[str, Any] = {"type": "Point", "coordinates": [p.dig_lon, p.dig_lat]}
             elif p.site_id in locations:
-                geometry = json.loads(locations[p.site_id])
+                point = json.loads(locations[p.site_id])
             else:
                 continue
-            features.append({"type": "Feature", "geometry": geometry, "properties": {
+            features.append({"type": "Feature", "geometry": point, "properties": {
                 "layer": "flagged_purchase", "parcel_id": p.parcel_id, "site_id": p.site_id,
                 "date": p.date, "carats": p.points / 100, "holder": p.holder,
                 "flags": ",".join(parcel_flags[p.parcel_id])}})

@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Protocol
 
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from ledger.custody import licences
 from ledger.custody.state import Row, State
 from ledger.geo.zones import Zone, ZoneSet
 
@@ -201,16 +203,58 @@ class LicenceInvalid:
         actor = s.state.get("actors", seller) if s.kind == "parcel.purchased" and seller else None
         if actor is not None and not actor["licence_no"]:
             reasons.append(f"the seller {seller} is a registered actor without a licence")
-        elif actor is not None:
-            end, revoked = actor["licence_valid_to"], actor["revoked_on"]
-            if (actor["licence_valid_from"] and s.day < actor["licence_valid_from"]) or (
-                end and s.day > end
-            ) or (revoked and s.day >= revoked):
-                reasons.append(f"the seller {seller}'s licence {actor['licence_no']} is not "
-                               f"valid on {s.day}")
+        elif actor is not None and not licences.valid_on(seller_licence(actor), s.day):
+            reasons.append(f"the seller {seller}'s licence {actor['licence_no']} is not "
+                           f"valid on {s.day}")
         if not reasons:
             return []
         return [s.flag(self.code, "; ".join(reasons).capitalize() + ".")]
+
+
+def seller_licence(actor: Row) -> list[licences.Window]:
+    return licences.windows(actor["licence_valid_from"], actor["licence_valid_to"],
+                            actor["renewals"], actor["revocations"])
+
+
+# -- LATE_ENTRY (SPEC 5): an event dated long before it was recorded ----------------------
+
+# Kind -> the payload fields naming the days it claims effect from (the earliest counts).
+LATE_DAYS_OF = {
+    "actor.registered": ("date", "licence_valid_from"),
+    "licence.revoked": ("date",),
+    "licence.renewed": ("date", "valid_from"),
+    "zone.registered": ("date", "valid_from"),
+    "zone.amended": ("date", "effective"),
+    "zone.retired": ("date", "valid_to"),
+    "site.registered": ("date",),
+    "parcel.purchased": ("date",),
+}
+
+
+def late_entry(kind: str, payload: dict[str, Any], seq: int, recorded: str,
+               limit: int) -> Flag | None:
+    """LATE_ENTRY when the event claims a day more than ``limit`` days before ``recorded``
+    (its entry's ts day): a licence backdated, a purchase logged years on."""
+    fields = LATE_DAYS_OF.get(kind)
+    if fields is None:
+        return None
+    claimed = min(d for d in (payload.get(f) for f in fields) if isinstance(d, str))
+    late = (date.fromisoformat(recorded) - date.fromisoformat(claimed)).days
+    if late <= limit:
+        return None
+    if kind == "parcel.purchased":
+        subject = ("parcel", payload["parcel_id"])
+    elif kind == "site.registered":
+        subject = ("site", payload["site_id"])
+    elif payload.get("actor_id"):
+        subject = ("actor", payload["actor_id"])
+    else:
+        subject = ("zone", payload["zone_id"])
+    what = {"parcel": "Bought", "site": "Registered"}.get(subject[0], "Effective")
+    return Flag("LATE_ENTRY", *subject,
+                f"{what} on {claimed} but recorded on {recorded}, {late} days later (more than "
+                f"the {limit} days ALLUVIAL_LATE_DAYS allows without an archive import).",
+                {"seq": seq, "claimed": claimed, "recorded": recorded})
 
 
 DEFAULT_RULES: tuple[Rule, ...] = (

@@ -4,6 +4,14 @@
 built once from the projections and reused until a zone changes. It answers
 "which zones valid on day D cover or touch this geometry" for one write in well
 under a millisecond, and for a million points at once in :meth:`ZoneSet.screen`.
+
+Zones have versions (SPEC 5): the registration, then each ``zone.amended`` from its
+``effective`` day on. A zone's licence may be revoked and renewed (SPEC 4), which gives
+it windows (``ledger.custody.licences``). The trees hold one entry per version and
+window, each valid on its own days only: the days the version applies, within the
+window, before a revocation that counts in it, and up to a retirement. So on day D a
+point meets exactly the geometry the zone had on D, and every question about days is
+one comparison of three arrays, for one point or a million.
 """
 
 from __future__ import annotations
@@ -18,8 +26,9 @@ import shapely
 import sqlalchemy as sa
 from shapely.geometry.base import BaseGeometry
 
+from ledger.custody import licences
 from ledger.db import driver_rows
-from ledger.projections import zones
+from ledger.projections import zone_versions, zones
 
 FAR_FUTURE = np.datetime64("9999-12-31", "D")
 
@@ -31,19 +40,23 @@ def days(values: Sequence[str | None], default: np.datetime64 = FAR_FUTURE) -> n
 
 @dataclass(frozen=True)
 class Zone:
+    """One version of a zone within one window of its licence (see the module's text)."""
+
     zone_id: str
     zone_type: str
     licence_no: str | None
     category: str | None
-    valid_from: str
+    valid_from: str  # the version's validity, as shown
     valid_to: str | None
     revoked_on: str | None
+    start: str | None = None  # the days this entry counts: start..end, before revoked
+    end: str | None = None
+    revoked: str | None = None
 
     def valid_on(self, day: str) -> bool:
-        """SPEC 5: valid_from <= D <= valid_to (inclusive, null open), and not revoked by D."""
-        if day < self.valid_from or (self.valid_to is not None and day > self.valid_to):
-            return False
-        return self.revoked_on is None or day < self.revoked_on
+        """SPEC 5: the version in force on D, valid on D (inclusive; null open), not revoked."""
+        return ((self.start is None or self.start <= day) and (self.end is None or day <= self.end)
+                and (self.revoked is None or day < self.revoked))
 
     def describe(self) -> str:
         end = self.valid_to or "open"
@@ -51,17 +64,66 @@ class Zone:
         return f"{self.zone_id} ({what}, valid {self.valid_from} to {end})"
 
 
-class _Tree:
-    """One STRtree over zones of one type, with their validity as arrays."""
+def _day_before(day: str) -> str:
+    return str(np.datetime64(day, "D") - np.timedelta64(1, "D"))
 
-    def __init__(self, rows: list[Any]) -> None:
-        self.zones = [Zone(r.zone_id, r.zone_type, r.licence_no, r.category, r.valid_from,
-                           r.valid_to, r.revoked_on) for r in rows]
-        self.geoms = shapely.from_geojson([r.geometry for r in rows]) if rows else np.array([])
+
+def zone_entries(rows: Sequence[Any], versions: Sequence[Any]) -> list[tuple[Zone, str]]:
+    """(entry, geometry text) for every version and window of every zone, in zone_id order.
+
+    ``rows`` are zones projection rows; ``versions`` zone_versions rows in any order. A zone
+    with no version row (none kept yet) counts as its registration alone.
+    """
+    by_zone: dict[str, list[Any]] = {}
+    for v in versions:
+        by_zone.setdefault(v.zone_id, []).append(v)
+    found: list[tuple[Zone, str]] = []
+    for z in sorted(rows, key=lambda r: r.zone_id):
+        kept = sorted(by_zone.get(z.zone_id, []), key=lambda v: (v.effective or "", v.seq))
+        if not kept:
+            found += _entries(z, None, None, z.geometry, z.valid_from, z.valid_to)
+            continue
+        geometry, valid_from, valid_to = z.geometry, z.valid_from, z.valid_to
+        for i, v in enumerate(kept):
+            geometry = v.geometry or geometry
+            valid_from = v.valid_from or valid_from
+            valid_to = v.valid_to if v.sets_valid_to else valid_to
+            following = kept[i + 1].effective if i + 1 < len(kept) else None
+            if i + 1 < len(kept) and (following or "") <= (v.effective or ""):
+                continue  # a later version from the same day: this one counts on no day
+            found += _entries(z, v.effective, None if following is None else
+                              _day_before(following), geometry, valid_from, valid_to)
+    return found
+
+
+def _entries(z: Any, first: str | None, last: str | None, geometry: str, valid_from: str,
+             valid_to: str | None) -> list[tuple[Zone, str]]:
+    """The entries of one version, applying from ``first`` to ``last`` (None: open)."""
+    found = []
+    for w in licences.windows(valid_from, valid_to, z.renewals, z.revocations):
+        start = max(filter(None, (first, w.start)), default=None)
+        end = min(filter(None, (last, w.end, z.retired_to)), default=None)
+        if start is not None and end is not None and start > end:
+            continue
+        found.append((Zone(z.zone_id, z.zone_type, z.licence_no, z.category, valid_from,
+                           valid_to, z.revoked_on, start, end, w.revoked), geometry))
+    return found
+
+
+EARLIEST = np.datetime64("0000-01-01", "D")
+
+
+class _Tree:
+    """One STRtree over the entries of zones of one type, with their days as arrays."""
+
+    def __init__(self, entries: list[tuple[Zone, str]]) -> None:
+        self.zones = [zone for zone, _ in entries]
+        self.geoms = (shapely.from_geojson([g for _, g in entries]) if entries
+                      else np.array([]))
         self.tree = shapely.STRtree(self.geoms)
-        self.start = days([z.valid_from for z in self.zones])
-        self.end = days([z.valid_to for z in self.zones])
-        self.revoked = days([z.revoked_on for z in self.zones])
+        self.start = days([z.start for z in self.zones], EARLIEST)
+        self.end = days([z.end for z in self.zones])
+        self.revoked = days([z.revoked for z in self.zones])
         self.licence = np.array([z.licence_no or "" for z in self.zones], dtype=object)
         # Point -> indexes of the zones that cover it, for the points last primed.
         self._near: dict[tuple[float, float], list[int]] = {}
@@ -90,11 +152,11 @@ class _Tree:
         hits = self._near.get(xy)
         if hits is None:
             hits = sorted(self.tree.query(shapely.Point(xy), predicate="intersects").tolist())
-        return [self.zones[i] for i in hits if self.zones[i].valid_on(day)]
+        return _once([self.zones[i] for i in hits if self.zones[i].valid_on(day)])
 
     def query(self, geom: BaseGeometry, predicate: str, day: str) -> list[Zone]:
         hits = np.sort(self.tree.query(geom, predicate=predicate))  # by zone_id
-        return [self.zones[i] for i in hits if self.zones[i].valid_on(day)]
+        return _once([self.zones[i] for i in hits if self.zones[i].valid_on(day)])
 
     def pairs(self, geoms: np.ndarray, predicate: str, when: np.ndarray) -> np.ndarray:
         """(geometry index, zone index) pairs where the zone is valid on that geometry's day."""
@@ -111,13 +173,27 @@ class _Tree:
         return valid
 
 
+def _once(found: list[Zone]) -> list[Zone]:
+    """One entry per zone (two windows of one zone may both hold a day)."""
+    if len(found) < 2:
+        return found
+    seen: set[str] = set()
+    kept = []
+    for z in found:
+        if z.zone_id not in seen:
+            seen.add(z.zone_id)
+            kept.append(z)
+    return kept
+
+
 class ZoneSet:
     """Every zone, indexed; ``version`` tells whether the projections changed since."""
 
-    def __init__(self, rows: list[Any], version: int) -> None:
+    def __init__(self, rows: list[Any], version: int, versions: Sequence[Any] = ()) -> None:
         self.version = version
-        self.licence = _Tree([r for r in rows if r.zone_type == "licence"])
-        self.risk = _Tree([r for r in rows if r.zone_type == "risk"])
+        entries = zone_entries(rows, versions)
+        self.licence = _Tree([e for e in entries if e[0].zone_type == "licence"])
+        self.risk = _Tree([e for e in entries if e[0].zone_type == "risk"])
         self.by_licence: dict[str, list[Zone]] = {}
         for z in self.licence.zones:
             self.by_licence.setdefault(z.licence_no or "", []).append(z)
@@ -135,7 +211,8 @@ class ZoneSet:
     def load(cls, conn: sa.Connection) -> ZoneSet:
         version = cls.current_version(conn)
         rows = list(conn.execute(sa.select(zones).order_by(zones.c.zone_id)))
-        return cls(rows, version)
+        versions = list(conn.execute(sa.select(zone_versions)))
+        return cls(rows, version, versions)
 
     # -- one geometry (a write) --------------------------------------------------
     def licences_covering(self, geom: BaseGeometry, licence_no: str, day: str) -> list[Zone]:
@@ -164,14 +241,8 @@ class ZoneSet:
         found = self.by_licence.get(licence_no)
         if not found:
             return f"no licence zone carries licence {licence_no}"
-        if any(z.valid_on(day) for z in found):
-            return None
-        z = found[0]
-        if z.revoked_on is not None and day >= z.revoked_on:
-            return f"licence {licence_no} was revoked on {z.revoked_on}"
-        if day < z.valid_from:
-            return f"licence {licence_no} is not valid until {z.valid_from}"
-        return f"licence {licence_no} expired on {z.valid_to}"
+        spans = [licences.Window(z.start, z.end, z.revoked) for z in found]
+        return licences.why_not(spans, day, licence_no)
 
     # -- many points at once (rescreen) -----------------------------------------
     def screen(

@@ -18,21 +18,29 @@ import numpy as np
 import sqlalchemy as sa
 
 from ledger import projections
-from ledger.config import Settings
+from ledger.config import DEFAULT_LATE_DAYS, Settings
 from ledger.custody import rules
 from ledger.custody.envelope import Event as Event  # re-exported: what a write takes
 from ledger.custody.schema import KINDS, load_schema, validate_payload
 from ledger.custody.state import State
 from ledger.db import driver_rows, entries, forget_damaged_tables, is_sqlite, make_engine
 from ledger.errors import Conflict, InputError, LedgerError
-from ledger.geo.screening import DEFAULT_RULES, Flag, Rule, purchase_points, subject_for
+from ledger.geo.screening import (
+    DEFAULT_RULES,
+    Flag,
+    Rule,
+    late_entry,
+    purchase_points,
+    subject_for,
+)
 from ledger.geo.zones import ZoneSet
 from ledger.log.canonical import canonical_text
 from ledger.log.keys import SigningKey, load_or_create
 from ledger.log.store import ADMIN, Appender, Entry, Log, admin_payload
 
 # Entries that change the map: screening must see them at once.
-MAP_KINDS = frozenset({"zone.registered", "zone.amended", "zone.retired", "licence.revoked"})
+MAP_KINDS = frozenset({"zone.registered", "zone.amended", "zone.retired", "licence.revoked",
+                       "licence.renewed"})
 
 
 @dataclass
@@ -64,6 +72,8 @@ class Session:
     _map_changed: bool = False
     # event_ids a prefetch found unused: a retry check needs no query for them.
     _fresh_ids: set[str] = field(default_factory=set)
+    # `ingest --archive`: records kept elsewhere, which raise no LATE_ENTRY (SPEC 5).
+    archive: bool = False
 
     def write(self, event: Event) -> WriteResult:
         if event.event_id is not None:
@@ -75,13 +85,23 @@ class Session:
             validate_payload(event.kind, event.payload)
         elif isinstance(checked, LedgerError):
             raise checked
-        rules.check(self.state, event.actor, event.kind, event.payload)
+        rules.check(self.state, event.actor, event.kind, event.payload, self.today())
         entry = self._append(event.kind, event.actor, event.payload, event.event_id, checked)
         subject = subject_for(event.kind, event.payload, entry.seq, self.state, self.zones)
-        if subject is None:
+        flags = [] if subject is None else [
+            flag for rule in self.ledger.screening for flag in rule.check(subject)]
+        if not self.archive:
+            late = late_entry(event.kind, event.payload, entry.seq, entry.ts[:10],
+                              self.ledger.late_days)
+            if late is not None:
+                flags.append(late)
+        if not flags:
             return WriteResult(entry, [])
-        flags = [flag for rule in self.ledger.screening for flag in rule.check(subject)]
         return WriteResult(entry, [self.raise_flag(flag, event.payload["date"]) for flag in flags])
+
+    def today(self) -> str:
+        """The ledger's current day (UTC): its clock, which also stamps each entry's ts."""
+        return self.appender.clock().astimezone(UTC).date().isoformat()
 
     def zones(self) -> ZoneSet:
         """The map as this transaction sees it, indexed once and reused until it changes."""
@@ -198,10 +218,12 @@ class Ledger:
     """The log, its projections and the write path, over one database."""
 
     def __init__(self, engine: sa.Engine, key: SigningKey,
-                 screening: Sequence[Rule] = DEFAULT_RULES) -> None:
+                 screening: Sequence[Rule] = DEFAULT_RULES,
+                 late_days: int = DEFAULT_LATE_DAYS) -> None:
         self.engine = engine
         self.log = Log(engine, key)
         self.screening = tuple(screening)
+        self.late_days = late_days  # SPEC 5 LATE_ENTRY: ALLUVIAL_LATE_DAYS
         self._zoneset: ZoneSet | None = None
 
     def zoneset(self, conn: sa.Connection) -> ZoneSet:
@@ -217,7 +239,7 @@ class Ledger:
             raise InputError(f"ALLUVIAL_LOG_KEY: no log key at {settings.log_key_path}; "
                              "run `alluvial init` first.", rule="CONFIG")
         key = load_or_create(settings.log_key_path, settings.origin)
-        ledger = cls(make_engine(settings.database_url), key)
+        ledger = cls(make_engine(settings.database_url), key, late_days=settings.late_days)
         try:
             ledger.log.check_store(f"ALLUVIAL_LOG_KEY ({settings.log_key_path})")
             ledger.check_projections()
@@ -234,7 +256,7 @@ class Ledger:
         if missing:
             raise InputError(
                 "The projection tables were made by an earlier version of Alluvial Ledger "
-                f"(no column {', '.join(missing)}): run `alluvial rebuild` to remake them "
+                f"(missing {', '.join(missing)}): run `alluvial rebuild` to remake them "
                 "from the log.", rule="CONFIG")
 
     def initialise(self) -> Entry:

@@ -8,14 +8,18 @@ whole file is one transaction; with it, every ``batch`` lines commit together.
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 from typing import Literal
 
+from ledger.custody.envelope import Event
 from ledger.errors import LedgerError
+from ledger.log.store import ADMIN
 from ledger.recorder.events import Ledger
 from ledger.recorder.prepare import Prepared, prepared_events
 
@@ -50,14 +54,43 @@ class IngestReport:
     committed_through: int = 0
 
 
+@dataclass(frozen=True)
+class Archive:
+    """SPEC 6 `ingest --archive`: records kept elsewhere, migrated as they are."""
+
+    reason: str
+    file_sha256: str
+    lines: int
+
+    def event(self, today: str) -> Event:
+        return Event("archive.imported", ADMIN, {"reason": self.reason,
+                                                 "file_sha256": self.file_sha256,
+                                                 "lines": self.lines, "date": today})
+
+
+def archive_of(path: Path, reason: str) -> Archive:
+    """The archive record of a file: its SHA-256 and line count, read in one pass."""
+    digest, count, last = hashlib.sha256(), 0, b"\n"
+    with path.open("rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+            count += block.count(b"\n")
+            last = block[-1:]
+    return Archive(reason, digest.hexdigest(), count + (last != b"\n"))
+
+
 def ingest(
     ledger: Ledger,
     lines: Iterable[str],
     batch: int | None = None,
     progress: Callable[[int], None] | None = None,
     helper_after: int | Literal["auto"] | None = "auto",
+    archive: Archive | None = None,
 ) -> IngestReport:
     """Write every line's event; raise :class:`LineError` for the first refused line.
+
+    With ``archive``, an ``archive.imported`` entry comes first, in the transaction of the
+    first line, and no line raises LATE_ENTRY (SPEC 5, 6).
 
     After ``helper_after`` lines (None: never; "auto": :data:`HELPER_AFTER`), a second
     process reads and checks the lines ahead of the writer (:mod:`ledger.recorder.prepare`) when
@@ -69,7 +102,7 @@ def ingest(
     if (os.cpu_count() or 1) < 2:
         helper_after = None
     with _fewer_collections():
-        return _ingest(ledger, lines, batch, progress, helper_after, report)
+        return _ingest(ledger, lines, batch, progress, helper_after, report, archive)
 
 
 @contextmanager
@@ -86,14 +119,15 @@ def _fewer_collections() -> Iterator[None]:
 
 def _ingest(ledger: Ledger, lines: Iterable[str], batch: int | None,
             progress: Callable[[int], None] | None, helper_after: int | None,
-            report: IngestReport) -> IngestReport:
+            report: IngestReport, archive: Archive | None = None) -> IngestReport:
     prepared = prepared_events(enumerate(lines, 1), helper_after)
     unit_start = 1
     try:
         while True:
             unit = prepared if batch is None else islice(prepared, batch)
             try:
-                done = _write_unit(ledger, unit, report, progress)
+                done = _write_unit(ledger, unit, report, progress, archive,
+                                   first=unit_start == 1)
             except LineError as exc:
                 exc.resume_from = unit_start if batch is not None else None
                 raise
@@ -110,12 +144,18 @@ def _write_unit(
     unit: Iterable[Prepared],
     report: IngestReport,
     progress: Callable[[int], None] | None,
+    archive: Archive | None = None,
+    first: bool = False,
 ) -> int:
     """One transaction over the given lines; returns how many lines it read."""
     count = 0
     written = repeated = flags = 0
     lines = iter(unit)
     with ledger.session(bulk=True) as session:
+        if archive is not None:
+            session.archive = True
+            if first:
+                session.write(archive.event(session.today()))
         while True:
             chunk = list(islice(lines, CHUNK))
             if not chunk:

@@ -20,6 +20,7 @@ import numpy as np
 import shapely
 import sqlalchemy as sa
 
+from ledger.custody import licences
 from ledger.db import driver_rows, entries
 from ledger.geo.screening import DEFAULT_RULES, Flag, subject_for
 from ledger.geo.zones import ZoneSet, days
@@ -186,11 +187,14 @@ def _void_sellers(conn: sa.Connection) -> np.ndarray:
     screening tests it (:class:`ledger.geo.screening.LicenceInvalid`). Few rows, read through
     the index on seller_id."""
     rows = driver_rows(
-        conn, "SELECT p.seq FROM parcels p JOIN actors a ON a.actor_id = p.seller_id "
-              "WHERE p.seller_id IS NOT NULL AND (a.licence_no IS NULL "
-              "OR p.date < a.licence_valid_from OR p.date > a.licence_valid_to "
-              "OR p.date >= a.revoked_on)")
-    return np.fromiter((seq for seq, in rows), np.int64)
+        conn, "SELECT p.seq, p.date, a.licence_no, a.licence_valid_from, a.licence_valid_to, "
+              "a.renewals, a.revocations FROM parcels p JOIN actors a "
+              "ON a.actor_id = p.seller_id WHERE p.seller_id IS NOT NULL")
+    # SPEC 4: a licence's windows (registration, renewals) less its revocations.
+    return np.fromiter((seq for seq, day, licence_no, start, end, renewals, revocations in rows
+                        if licence_no is None or not licences.valid_on(
+                            licences.windows(start, end, renewals, revocations), day)),
+                       np.int64)
 
 
 def _purchases(conn: sa.Connection, zones: ZoneSet, site_table: _SiteTable,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 import shapely
@@ -19,7 +20,7 @@ import shapely
 from ledger.custody import rules
 from ledger.custody.schema import validate_payload
 from ledger.custody.state import State
-from ledger.geo.screening import Flag, subject_for
+from ledger.geo.screening import Flag, late_entry, subject_for
 from ledger.recorder.events import Event, Ledger
 
 
@@ -36,14 +37,17 @@ class Preview:
 def preview(book: Ledger, event: Event) -> Preview:
     """Screen ``event`` as of its date; raises the refusal saving it would meet."""
     validate_payload(event.kind, event.payload)
+    today = book.log.clock().astimezone(UTC).date().isoformat()
     with book.engine.connect() as conn:
         state = State(conn)
-        rules.check(state, event.actor, event.kind, event.payload)
+        rules.check(state, event.actor, event.kind, event.payload, today)
         zones = book.zoneset(conn)
         size = book.log.size()
+        late = late_entry(event.kind, event.payload, size + 1, today, book.late_days)
         subject = subject_for(event.kind, event.payload, size + 1, state, lambda: zones)
         if subject is None:
-            return Preview((), screened=False)
+            return Preview((late,), screened=True) if late else Preview((), screened=False)
         flags = tuple(flag for rule in book.screening for flag in rule.check(subject))
+        flags += (late,) if late else ()
     where = None if subject.geometry is None else json.loads(shapely.to_geojson(subject.geometry))
     return Preview(flags, screened=True, geometry=where, licence_no=subject.licence_no)
