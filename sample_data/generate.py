@@ -6,7 +6,9 @@
 Both begin with the same registrations (officers by ``admin``, then buyers, exporters,
 zones and sites by the officers) and go on with trade in chronological order over
 2004-2016: purchases at sites, transfers, splits, merges and exports under KP
-certificates, every event one the ledger accepts (SPEC 4). Trade keeps only bounded
+certificates, every event one the ledger accepts (SPEC 4). The scenario ends with the
+renewal of the licences still running (:func:`renewals`), so that its dealers may trade
+today; scale mode has no renewals. Trade keeps only bounded
 state, a pool of at most :data:`CAP` open parcels per holder, so memory does not grow
 with N. Carats and money are integer hundredths inside, divided by 100 only when
 written. Only ``random.Random(seed)`` draws, so one seed gives the same bytes.
@@ -81,6 +83,12 @@ def preamble() -> list[Event]:
         out.append({"kind": "site.registered", "actor": officer[site.zone.country],
                     "payload": site.payload()})
     return out
+
+
+def renewals() -> list[Event]:
+    """The scenario's last lines: each licence still running renewed by its officer."""
+    return [{"kind": "licence.renewed", "actor": actor.registered_by, "payload": payload}
+            for actor in w.ACTORS if (payload := actor.renewal()) is not None]
 
 
 class _Trade:
@@ -378,7 +386,7 @@ def events(n: int, seed: int = SEED, risk_fraction: float = RISK_FRACTION) -> It
 def scenario(seed: int = SEED) -> tuple[list[Event], list[Event]]:
     """The checked-in scenario: (events.jsonl, laundering_exports.jsonl) as event lists."""
     trade = _Trade(random.Random(seed), [], 0.0)
-    main = preamble() + list(trade.run(SCENARIO_TRADE))
+    main = preamble() + list(trade.run(SCENARIO_TRADE)) + renewals()
     return main, list(trade.attempts())
 
 

@@ -256,11 +256,25 @@ class Actor:
         p["date"] = GO_LIVE if self.registered_by == "admin" else ACTORS_DAY
         return p
 
+    def renewal(self) -> dict[str, object] | None:
+        """The licence.renewed payload of a licence still running at the end of the trade."""
+        if not self.licence_valid_to or self.licence_valid_to < LAST_TRADE:
+            return None
+        return {"actor_id": self.actor_id, "valid_from": RENEWED_FROM, "valid_to": None,
+                "reason": RENEWAL_REASON, "date": RENEWED_ON}
+
 
 _FROM, _TO = "2003-07-01", "2017-06-30"
 EXPIRING_BUYER = "buyer-gh-asamankese"
 RING_BUYER = "buyer-gh-oda"
 EXPIRY = "2009-06-30"
+# The licences still running at the end of the trade are renewed by their officer on the
+# trade's last day, from the day after they end, open-ended (SPEC 4 licence.renewed), so
+# that the demo's dealers and exporters may buy and sell on any later day. The ring's
+# buyer is renewed too: nothing in its licensing shows the ring, only the ledger's flags
+# hold its stones (SPEC 4 HOLD).
+RENEWED_ON, RENEWED_FROM = LAST_TRADE, "2017-07-01"
+RENEWAL_REASON = "Licence renewed on application; open-ended until revoked."
 
 ACTORS: tuple[Actor, ...] = (
     Actor("officer-gh", "Minerals Commission of Ghana, mining cadastre officer", "officer", "GH",

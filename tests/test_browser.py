@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,6 +47,18 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run",
         "--disable-default-apps", "--disable-extensions"]
 RING_PARCEL = "GH-P00000570"  # a laundering ring's parcel: dug in Côte d'Ivoire, held
+RING_PURCHASE_SEQ = 685  # its purchase: after init (1) and the demo's archive.imported (2)
+
+
+def day(offset: int = 0) -> str:
+    """Today (UTC, the ledger's day) plus ``offset`` days: what is written now is dated now,
+    since a business date more than ALLUVIAL_LATE_DAYS back is flagged LATE_ENTRY and one
+    after today refused DATE_ORDER (SPEC 4, 5)."""
+    return (datetime.now(UTC).date() + timedelta(days=offset)).isoformat()
+
+
+TODAY, YEAR = day(), day()[:4]
+CRISIS_DAY = "2010-12-31"  # the Ivorian risk areas valid, the ring's purchases all made
 
 
 def _missing() -> str | None:
@@ -149,6 +162,12 @@ def nav(page: Any, label: str) -> None:
     page.locator("header nav").get_by_role("link", name=label, exact=True).click()
 
 
+def layers(download: Any) -> set[str]:
+    """The layers of a downloaded map GeoJSON."""
+    return {f["properties"]["layer"] for f in
+            json.loads(Path(download.path()).read_text())["features"]}
+
+
 def write(folder: Path, *events: Event) -> None:
     """Events written straight into the demo ledger, as `ingest` would (test set-up only)."""
     book = Ledger(make_engine(f"sqlite:///{folder / 'alluvial.db'}"),
@@ -160,7 +179,7 @@ def write(folder: Path, *events: Event) -> None:
 
 SITE = {"site_id": "GH-S-AKW-05", "name": "Akwatia pit A5", "location.lon": "-0.79",
         "location.lat": "6.05", "licence_no": "GH-SSML-1995-014",
-        "operator": "Akwatia Diggers Cooperative", "country": "GH", "date": "2017-01-05"}
+        "operator": "Akwatia Diggers Cooperative", "country": "GH", "date": TODAY}
 
 
 def test_officer_registers_sites_with_screening_imports_zones_and_registers_an_actor(
@@ -174,24 +193,27 @@ def test_officer_registers_sites_with_screening_imports_zones_and_registers_an_a
     expect(page.locator("h1")).to_contain_text("Site GH-S-AKW-05")
     expect(page.locator(".flash.clean")).to_contain_text("Screening raised no flag")
 
-    nav(page, "Register site")
+    nav(page, "Register site")  # dated back in the Ivorian crisis: late, and in the risk area
     fill(page, {**SITE, "site_id": "GH-S-AKW-06", "name": "Pit declared at Akwatia",
                 "location.lon": "-6.67", "location.lat": "7.96", "date": "2010-01-05"})
     page.click("button:has-text('Check screening')")
     preview = page.locator("#preview")
     expect(preview).to_contain_text("OUTSIDE_LICENSED_ZONE")
     expect(preview).to_contain_text("IN_RISK_AREA")
+    expect(preview).to_contain_text("LATE_ENTRY")
     expect(page.locator('[name="location.lon"]')).to_have_value("-6.67")
     shot(page, "officer")
     page.click("button:has-text('Save')")
     expect(page.locator("#screening")).to_contain_text("OUTSIDE_LICENSED_ZONE")
+    expect(page.locator("#screening")).to_contain_text("LATE_ENTRY")
     expect(page.locator(".flash.flag").first).to_be_visible()
 
     zones = tmp_path / "new-zone.geojson"
     zones.write_text(json.dumps({"type": "FeatureCollection", "features": [{
-        "type": "Feature", "properties": {"zone_id": "GH-Z-ANYINAM", "licence_no": "GH-SSML-2017-1",
+        "type": "Feature", "properties": {"zone_id": "GH-Z-ANYINAM",
+                                          "licence_no": f"GH-SSML-{YEAR}-1",
                                           "holder": "Anyinam Cooperative",
-                                          "valid_from": "2017-01-01"},
+                                          "valid_from": TODAY},
         "geometry": {"type": "Polygon", "coordinates": [[[-0.55, 6.35], [-0.45, 6.35],
                                                          [-0.45, 6.45], [-0.55, 6.35]]]}}]}))
     nav(page, "Import zones")
@@ -202,15 +224,15 @@ def test_officer_registers_sites_with_screening_imports_zones_and_registers_an_a
 
     nav(page, "Register actor")
     fill(page, {"actor_id": "buyer-gh-anyinam", "name": "Anyinam Diamond Buyers",
-                "role": "buyer", "country": "GH", "licence_no": "GH-LBL-2017-001",
-                "licence_valid_from": "2017-01-01", "licence_valid_to": "2019-12-31",
-                "date": "2017-01-05"})
+                "role": "buyer", "country": "GH", "licence_no": f"GH-LBL-{YEAR}-001",
+                "licence_valid_from": TODAY, "licence_valid_to": day(3 * 365),
+                "date": TODAY})
     page.click("button:has-text('Save')")
     expect(page.locator("h1")).to_contain_text("Actor buyer-gh-anyinam")
 
 
 PURCHASE = {"parcel_id": "GH-P-WEB-1", "site_id": "GH-S-AKW-01", "seller": "Kwabena Asare",
-            "date": "2016-06-01", "carats": "12.5", "stones": "60", "price.amount": "475",
+            "date": TODAY, "carats": "12.5", "stones": "60", "price.amount": "475",
             "price.currency": "USD"}
 
 
@@ -225,7 +247,7 @@ def test_buyer_buys_splits_merges_transfers_and_sees_holds(page: Any) -> None:
     expect(page.locator("#why")).to_contain_text("may transfer, split, merge or export it")
 
     nav(page, "Split")
-    fill(page, {"parent_id": "GH-P-WEB-1", "date": "2016-06-02",
+    fill(page, {"parent_id": "GH-P-WEB-1", "date": TODAY,
                 "children[0].parcel_id": "GH-P-WEB-1a", "children[0].carats": "5",
                 "children[0].stones": "20", "children[1].parcel_id": "GH-P-WEB-1b",
                 "children[1].carats": "7.5", "children[1].stones": "40"})
@@ -233,17 +255,18 @@ def test_buyer_buys_splits_merges_transfers_and_sees_holds(page: Any) -> None:
     expect(page.locator(".flash.written")).to_contain_text("Split")
     nav(page, "Merge")
     fill(page, {"parent_ids": "GH-P-WEB-1a, GH-P-WEB-1b", "child.parcel_id": "GH-P-WEB-1m",
-                "child.carats": "12.5", "child.stones": "60", "date": "2016-06-03"})
+                "child.carats": "12.5", "child.stones": "60", "date": TODAY})
     page.click("button:has-text('Save')")
     expect(page.locator("h1")).to_contain_text("Parcel GH-P-WEB-1m")
     expect(page.locator('svg.graph [data-node="parcel:GH-P-WEB-1a"]')).to_have_count(1)
     nav(page, "Transfer")
     fill(page, {"parcel_id": "GH-P-WEB-1m", "to_actor": "exporter-gh-accra",
-                "date": "2016-06-04", "price.amount": "520", "price.currency": "USD"})
+                "date": TODAY, "price.amount": "520", "price.currency": "USD"})
     page.click("button:has-text('Save')")
     expect(page.locator("dl.facts")).to_contain_text("exporter-gh-accra")
 
-    nav(page, "Log purchase")  # dug in rebel-held Côte d'Ivoire: recorded, flagged, held
+    # Dug in rebel-held Côte d'Ivoire in 2010, logged now: recorded, flagged, held.
+    nav(page, "Log purchase")
     fill(page, {**PURCHASE, "parcel_id": "GH-P-WEB-2", "date": "2010-05-01",
                 "dig_location.lon": "-6.5", "dig_location.lat": "8.1"})
     page.click("button:has-text('Check screening')")
@@ -275,16 +298,17 @@ def test_exporter_sees_why_a_parcel_is_refused_and_declares_an_export(
     write(demo[1],
           Event("parcel.purchased", "buyer-gh-akwatia", {
               "parcel_id": "GH-P-EXP-1", "site_id": "GH-S-AKW-02", "seller": "Yaw Owusu",
-              "date": "2016-09-01", "carats": 8.25, "stones": 31,
+              "date": TODAY, "carats": 8.25, "stones": 31,
               "price": {"amount": 330.0, "currency": "USD"}}),
           Event("parcel.transferred", "buyer-gh-akwatia", {
-              "parcel_id": "GH-P-EXP-1", "to_actor": "exporter-gh-accra", "date": "2016-09-03",
+              "parcel_id": "GH-P-EXP-1", "to_actor": "exporter-gh-accra", "date": TODAY,
               "price": {"amount": 360.0, "currency": "USD"}}))
     sign_in(page, "exporter")
     nav(page, "Declare export")
-    kp = {"certificate_no": "GH-2016-900001", "importer": "Antwerp Rough Trading NV",
+    certificate = f"GH-{YEAR}-900001"
+    kp = {"certificate_no": certificate, "importer": "Antwerp Rough Trading NV",
           "destination": "BE", "hs_code": "7102.31", "parcel_ids": RING_PARCEL,
-          "carats": "30.22", "value_usd": "900", "date": "2016-10-01", "expires": "2016-12-01"}
+          "carats": "30.22", "value_usd": "900", "date": TODAY, "expires": day(60)}
     fill(page, kp)
     page.click("button:has-text('Save')")
     why = page.locator("#parcel_ids-refusal")
@@ -296,13 +320,13 @@ def test_exporter_sees_why_a_parcel_is_refused_and_declares_an_export(
 
     fill(page, {"parcel_ids": "GH-P-EXP-1", "carats": "8.25"})
     page.click("button:has-text('Save')")
-    expect(page.locator("h1")).to_contain_text("Export GH-2016-900001")
+    expect(page.locator("h1")).to_contain_text(f"Export {certificate}")
     expect(page.locator('svg.graph [data-node="site:GH-S-AKW-02"]')).to_have_count(1)
     expect(page.locator('svg.map a[href="/sites/GH-S-AKW-02"]')).to_have_count(1)
     with page.expect_download() as download:
         page.click("#download-bundle")
     bundle = json.loads(Path(download.value.path()).read_text())
-    assert "GH-2016-900001" in json.dumps(bundle)
+    assert certificate in json.dumps(bundle)
     shot(page, "exporter")
 
 
@@ -315,8 +339,9 @@ def test_auditor_searches_follows_custody_resolves_verifies_and_downloads(page: 
     graph = page.locator("svg.graph").first
     expect(graph.locator('[data-node="site:GH-S-BIR-01"]')).to_have_count(1)
     steps = graph.locator("a.step")
-    assert steps.count() == 2 and steps.first.get_attribute("href") == "/entries/684"
-    graph.locator('a[href="/entries/684"]:has(text.seq)').click()  # the purchase's entry
+    purchase = f"/entries/{RING_PURCHASE_SEQ}"
+    assert steps.count() == 2 and steps.first.get_attribute("href") == purchase
+    graph.locator(f'a[href="{purchase}"]:has(text.seq)').click()  # the purchase's entry
     expect(page.locator("h1")).to_contain_text("parcel.purchased")
     expect(page.locator("#entry-json")).to_contain_text(RING_PARCEL)
     expect(page.locator("#proof-root")).to_have_text(re.compile("^[0-9a-f]{64}$"))
@@ -324,7 +349,7 @@ def test_auditor_searches_follows_custody_resolves_verifies_and_downloads(page: 
 
     page.locator("#why a:has-text('Resolve')").first.click()
     fill(page, {"resolution": "Licence boundary re-surveyed: dig point confirmed outside.",
-                "date": "2016-12-01"})
+                "date": TODAY})
     page.click("button:has-text('Resolve the flag')")
     expect(page.locator(".flash.written")).to_contain_text("Resolution")
     expect(page.locator("#why")).to_contain_text("1 open flag")
@@ -336,9 +361,7 @@ def test_auditor_searches_follows_custody_resolves_verifies_and_downloads(page: 
     shot(page, "auditor")
     with page.expect_download() as geojson:
         page.click("#download-geojson")
-    layers = {f["properties"]["layer"] for f in
-              json.loads(Path(geojson.value.path()).read_text())["features"]}
-    assert {"licence_zone", "risk_area", "site", "flagged_purchase"} <= layers
+    assert layers(geojson.value) == {"licence_zone", "site", "flagged_purchase"}  # as of today
     with page.expect_download() as flags:
         page.click("#download-flags-csv")
     assert Path(flags.value.path()).read_text().startswith("flag_id,seq,code,")
@@ -376,6 +399,13 @@ def test_the_map_shows_the_ivorian_risk_areas_the_licence_zones_and_the_flagged_
     sign_in(page, "auditor")
     nav(page, "Map")
     drawn = page.locator("svg#map-all")
+    # Today's map: the Ivorian risk areas ended in 2011 and 2014 (SPEC 5: valid that day).
+    expect(page.locator("#as_of")).to_have_value(TODAY)
+    expect(drawn.locator('a[href="/zones/GH-Z-AKWATIA"].licence_zone path')).to_have_count(1)
+    expect(drawn.locator("a.risk_area")).to_have_count(0)
+    page.fill("#as_of", CRISIS_DAY)
+    page.click("button:has-text('Draw')")
+    expect(page.locator("#as_of")).to_have_value(CRISIS_DAY)
     for zone in ("RISK-CI-REBEL-NORTH", "RISK-CI-UN-EMBARGO"):
         area = drawn.locator(f'a[href="/zones/{zone}"].risk_area path')
         expect(area).to_have_count(1)
@@ -389,6 +419,9 @@ def test_the_map_shows_the_ivorian_risk_areas_the_licence_zones_and_the_flagged_
     assert drawn.locator("a.flagged_purchase").count() >= 59  # the ring's purchases
     expect(drawn.locator('a[href="/sites/SL-S-KON-01"].flagged')).to_have_count(0)
     shot(page, "map", full_page=True)
+    with page.expect_download() as geojson:
+        page.click("#download-geojson")
+    assert layers(geojson.value) == {"licence_zone", "risk_area", "site", "flagged_purchase"}
 
 
 def test_every_request_went_to_the_app_itself(page: Any) -> None:

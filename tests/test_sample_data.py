@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tracemalloc
 from collections import Counter
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -82,6 +83,7 @@ ROLES = {
     "site.registered": {"officer", "admin"}, "parcel.purchased": {"buyer"},
     "parcel.transferred": {"buyer", "exporter"}, "parcel.split": {"buyer", "exporter"},
     "parcel.merged": {"buyer", "exporter"}, "export.declared": {"exporter"},
+    "licence.renewed": {"officer", "admin"},
 }
 HS_CODES = {"7102.10", "7102.21", "7102.31"}
 
@@ -119,6 +121,11 @@ class Replay:
         self.flagged: list[str] = []
         self.last_trade_day = ""
 
+    def licensed(self, actor: dict[str, Any], day: str) -> bool:
+        """SPEC 4 LICENCE: the registered window or a renewal's holds ``day``."""
+        return any(start <= day and (end is None or day <= end)
+                   for start, end in actor.get("windows", ()))
+
     def _valid(self, zone: dict[str, Any], day: str) -> bool:
         return zone["valid_from"] <= day and (zone["valid_to"] is None or day <= zone["valid_to"])
 
@@ -145,10 +152,19 @@ class Replay:
         if actor is None or actor["role"] not in ROLES[kind]:
             raise Refused("ROLE", f"{actor_id} may not write {kind}")
         day = p["date"]
-        if actor["role"] in ("buyer", "exporter") and not (
-                actor["licence_valid_from"] <= day
-                and (actor["licence_valid_to"] is None or day <= actor["licence_valid_to"])):
+        # SPEC 1, 4 JURISDICTION: an officer registers and renews within its own country
+        if actor["role"] == "officer":
+            target = {"actor.registered": lambda: p["country"],
+                      "site.registered": lambda: p["country"],
+                      "zone.registered": lambda: (p.get("licence_no") or actor["country"])[:2],
+                      "licence.renewed": lambda: self.actors.get(p["actor_id"], {}).get(
+                          "country", actor["country"])}[kind]()
+            if target != actor["country"]:
+                raise Refused("JURISDICTION", f"{actor_id} ({actor['country']}) in {target}")
+        if actor["role"] in ("buyer", "exporter") and not self.licensed(actor, day):
             raise Refused("LICENCE", f"{actor_id} on {day}")
+        if kind == "licence.renewed" and p["actor_id"] not in self.actors:
+            raise Refused("UNKNOWN_REFERENCE", p["actor_id"])
         moved = {"parcel.transferred": lambda: [p["parcel_id"]],
                  "parcel.split": lambda: [p["parent_id"]],
                  "parcel.merged": lambda: p["parent_ids"],
@@ -173,6 +189,8 @@ class Replay:
         if any(r["spent"] for r in rows) or (
                 kind == "parcel.transferred" and p["to_actor"] == actor_id):
             raise Refused("SPENT", str(moved))
+        if any(r["day"] > day for r in rows):  # SPEC 4 DATE_ORDER
+            raise Refused("DATE_ORDER", f"{moved} moved on {day}, before its last event")
         if kind == "parcel.split":
             assert sum(points(c["carats"]) for c in p["children"]) <= rows[0]["points"], "MASS"
             assert sum(c["stones"] for c in p["children"]) <= rows[0]["stones"], "MASS"
@@ -187,8 +205,7 @@ class Replay:
             assert p["hs_code"] in HS_CODES, "CERTIFICATE"
             assert points(p["carats"]) == sum(r["points"] for r in rows), "CERTIFICATE"
             assert p["expires"] > day, "CERTIFICATE"
-        # what the sample data promises beyond the rules: chronology
-        assert all(r["day"] <= day for r in rows), f"{moved} moved before it existed"
+        # what the sample data promises beyond the rules: trade in date order
         if kind.startswith(("parcel.", "export.")):
             assert day >= self.last_trade_day, f"trade out of order at {day}"
             self.last_trade_day = day
@@ -209,7 +226,11 @@ class Replay:
                                  "spent": False, "flagged": flagged, "day": day}
 
         if kind == "actor.registered":
-            self.actors[p["actor_id"]] = p
+            self.actors[p["actor_id"]] = {
+                **p, "windows": [(p.get("licence_valid_from"), p.get("licence_valid_to"))]
+                if p.get("licence_no") else []}
+        elif kind == "licence.renewed":
+            self.actors[p["actor_id"]]["windows"].append((p["valid_from"], p["valid_to"]))
         elif kind == "zone.registered":
             self.zones[p["zone_id"]] = {"valid_to": None, **p}
         elif kind == "site.registered":
@@ -322,6 +343,32 @@ def test_scenario_obeys_the_custody_rules(scenario_replay: Replay,
     holders = {scenario_replay.parcels[pid]["holder"] for pid in scenario_replay.flagged}
     assert holders == {world.RING_BUYER}
     assert not any(scenario_replay.parcels[pid]["spent"] for pid in scenario_replay.flagged)
+
+
+def test_the_licences_still_running_in_2016_are_renewed_and_valid_today_and_on(
+        scenario_replay: Replay, scenario_lines: dict[str, list[str]]) -> None:
+    """The demo and README write today as the demo's dealers: their licences must hold today
+    and on any later day (they ended on 2017-06-30 before the renewals), while the buyer whose
+    licence expired in 2009 stays expired; the sites' licence zones are open too."""
+    today = datetime.now(UTC).date().isoformat()
+    licensed = [a for a in world.ACTORS if a.licence_no]
+    assert {a.actor_id for a in licensed if a.licence_valid_to == "2017-06-30"} == {
+        a.actor_id for a in licensed} - {world.EXPIRING_BUYER}
+    for actor in licensed:
+        row = scenario_replay.actors[actor.actor_id]
+        # 2017-06-30 and 07-01: the renewal leaves no gap
+        for day in ("2017-06-30", "2017-07-01", today, "2099-12-31"):
+            assert scenario_replay.licensed(row, day) == (
+                actor.actor_id != world.EXPIRING_BUYER), (actor.actor_id, day)
+    for site in scenario_replay.sites.values():
+        zone = next(z for z in scenario_replay.zones.values()
+                    if z.get("licence_no") == site["licence_no"])
+        assert scenario_replay._valid(zone, today)
+    # the renewals close the file, recorded by the actors' own officers at the end of 2016
+    events = [json.loads(line) for line in scenario_lines["events.jsonl"]]
+    renewals = [e for e in events if e["kind"] == "licence.renewed"]
+    assert events[-len(renewals):] == renewals and len(renewals) == len(licensed) - 1
+    assert all(e["payload"]["date"] <= world.LAST_TRADE for e in renewals)
 
 
 def test_expiring_buyer_stops_trading(scenario_lines: dict[str, list[str]]) -> None:
