@@ -11,7 +11,12 @@ at the centre of its licence zone), 20 buyers, and N purchases over 2005-2016 wi
 points: 98% inside their site's licence zone, 1% in the neighbouring zone (another
 licence), 1% without a dig point (screened on the site). Write-time screening flags
 what it sees; then 10% of the risk areas are declared afterwards, reaching back over
-history, so that ``rescreen`` has new flags to append. Then:
+history, and ``--amended`` licence zones (default 1,000, every tenth) are amended
+(``zone.amended``, recorded in 2017, effective 2011-01-01: the octagon scaled by 0.8
+about its centre), so that ``rescreen`` has new flags to append and judges each
+purchase on the zone version in force on its day (SPEC 5). Where the ledger has
+``ingest --archive`` (issue 16) the history is ingested as an archive, or every
+purchase would raise LATE_ENTRY. Then:
 
 1. ``rescreen(ledger)`` end to end in a fresh process (as ``alluvial rescreen`` runs:
    the zone index built, every purchase read, screened and the new flags appended),
@@ -34,6 +39,7 @@ JSON object of the figures; progress goes to stderr.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -43,7 +49,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +86,9 @@ FIRST_DAY, LAST_DAY = date(2005, 1, 1), date(2016, 12, 31)
 OFFICER = "officer-bench"
 BUYERS = [f"buyer-bench-{i:02d}" for i in range(1, 21)]
 CATEGORIES = ("rebel_held", "embargo", "conflict", "protected", "other")
+# zone.amended (SPEC 5, issue 16): a slightly smaller licence area from mid-history on,
+# recorded after the history, so that rescreen judges each purchase on its day's version.
+AMEND_EFFECTIVE, AMEND_DATE, AMEND_SCALE = "2011-01-01", "2017-01-20", 0.8
 
 
 # -- the synthetic map ----------------------------------------------------------------------
@@ -93,12 +102,14 @@ class World:
     risks: int
     sites: int
     seed: int = 5
+    amended: int = 0  # licence zones amended (zone.amended) from AMEND_EFFECTIVE on
     nx: int = 0
     dx: float = 0.0
     dy: float = 0.0
     licence_rows: list[dict[str, Any]] = field(default_factory=list)
     risk_rows: list[dict[str, Any]] = field(default_factory=list)
     site_rows: list[dict[str, Any]] = field(default_factory=list)
+    amend_rows: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         rng = random.Random(self.seed)
@@ -119,7 +130,7 @@ class World:
                 "zone_id": f"BZ-L{z:05d}", "zone_type": "licence", "name": f"Licence area {z}",
                 "geometry": {"type": "Polygon", "coordinates": [ring]}, "date": "2004-06-01",
                 "valid_from": "2000-01-01", "valid_to": expires, "licence_no": self.licence(z),
-                "holder": f"Diggers cooperative {z}"})
+                "country": "SL", "holder": f"Diggers cooperative {z}"})
         for r in range(self.risks):
             side = rng.uniform(0.08, 0.15)
             x, y = rng.uniform(WEST, EAST - side), rng.uniform(SOUTH, NORTH - side)
@@ -134,6 +145,17 @@ class World:
                 "date": "2017-01-15" if late else "2004-06-01", "valid_from": start,
                 "valid_to": end, "category": CATEGORIES[r % len(CATEGORIES)],
                 "source": "Synthetic risk area for the benchmark."})
+        for k in range(self.amended):  # spread evenly: every tenth zone of the default map
+            z = k * self.zones // self.amended
+            cx, cy = self.centre(z)
+            old = self.licence_rows[z]["geometry"]["coordinates"][0]
+            self.amend_rows.append({
+                "zone_id": f"BZ-L{z:05d}", "effective": AMEND_EFFECTIVE,
+                "geometry": {"type": "Polygon", "coordinates": [[
+                    [round(cx + (x - cx) * AMEND_SCALE, 5), round(cy + (y - cy) * AMEND_SCALE, 5)]
+                    for x, y in old]]},
+                "reason": "Boundary resurveyed: the licence area shrinks.",
+                "date": AMEND_DATE})
         for s in range(self.sites):
             z = s * self.zones // self.sites
             cx, cy = self.centre(z)
@@ -190,7 +212,8 @@ class World:
         return {"kind": "parcel.purchased", "actor": BUYERS[i % len(BUYERS)], "payload": payload}
 
     def lines(self, n: int) -> Iterator[str]:
-        """Every ingest line: registrations, N purchases, then the late risk areas."""
+        """Every ingest line: registrations, N purchases, then the late risk areas and the
+        amendments (recorded after the history they reach back over, as the late risks)."""
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
         for ev in self.registrations():
             yield dumps(ev)
@@ -199,9 +222,27 @@ class World:
             yield dumps(self.purchase(i, n, rng))
         for row in self.late_risks:
             yield dumps({"kind": "zone.registered", "actor": OFFICER, "payload": row})
+        for row in self.amend_rows:
+            yield dumps({"kind": "zone.amended", "actor": OFFICER, "payload": row})
 
 
 # -- building -------------------------------------------------------------------------------
+
+
+def archive_options(world: World, n: int, total: int) -> dict[str, Any]:
+    """``archive=`` for ingest where the ledger has ``ingest --archive`` (issue 16): the
+    synthetic 2005-2016 history is a migration of old records, or every purchase would also
+    raise LATE_ENTRY (an open flag, which rescreen's taint would then follow). The SHA-256
+    is that of the lines as ingested, one line each (a first pass over them)."""
+    from ledger.recorder import ingest as module
+
+    if not hasattr(module, "Archive"):
+        return {}
+    digest = hashlib.sha256()
+    for line in world.lines(n):
+        digest.update(line.encode() + b"\n")
+    return {"archive": module.Archive("benchmark: synthetic history 2005-2016",
+                                      digest.hexdigest(), total)}
 
 
 def build(tmp: Path, world: World, n: int, tag: str) -> dict[str, Any]:
@@ -214,12 +255,15 @@ def build(tmp: Path, world: World, n: int, tag: str) -> dict[str, Any]:
     key_file = tmp / "log.key"
     ledger = Ledger(make_engine(url), load_or_create(key_file, ORIGIN))
     ledger.initialise()
-    total = sum(1 for _ in world.registrations()) + n + len(world.late_risks)
+    total = (sum(1 for _ in world.registrations()) + n + len(world.late_risks)
+             + len(world.amend_rows))
+    options = archive_options(world, n, total)
     watch = Stopwatch()
     with stage(f"ingesting the map and {n:,} purchases ({total:,} lines; {load_note()})"), watch:
-        report = ingest(ledger, world.lines(n), progress=Ticker("ingest", total))
+        report = ingest(ledger, world.lines(n), progress=Ticker("ingest", total), **options)
     ledger.engine.dispose()
     return {"url": url, "key_file": str(key_file), "ingest_s": watch.seconds,
+            "archive": bool(options),
             "lines": report.lines, "write_flags": report.flags}
 
 
@@ -254,6 +298,20 @@ def child_rescreen(url: str, key_file: str, profile: str) -> dict[str, Any]:
             "load": load}
 
 
+def count_rows(url: str, table: str) -> int:
+    """Rows of a projection table (0 when the ledger has no such table)."""
+    import sqlite3
+
+    conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+    try:
+        (count,), = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchall()
+    except sqlite3.OperationalError:
+        count = 0
+    finally:
+        conn.close()
+    return int(count)
+
+
 def purchase_columns(url: str, where: str = "", limit: str = "") -> dict[str, np.ndarray]:
     """Every (or a sample of) purchase's point, day and licence: what screening reads."""
     import sqlite3
@@ -274,14 +332,23 @@ def purchase_columns(url: str, where: str = "", limit: str = "") -> dict[str, np
 
 def per_point_loop(world: World, sample: dict[str, np.ndarray],
                    repeat: int = 3) -> tuple[float, np.ndarray, np.ndarray]:
-    """The naive way: for each point, shapely predicates against its licence's polygons and
-    every risk polygon, dates compared as ISO strings. Returns the best pass's seconds
-    and the answers."""
+    """The naive way: for each point, shapely predicates against its licence's polygons (each
+    version on its own days) and every risk polygon, dates compared as ISO strings. Returns
+    the best pass's seconds and the answers."""
     by_licence: dict[str, list[tuple[Any, str, str]]] = {}
+    amended = {a["zone_id"]: a for a in world.amend_rows}
     for row in world.licence_rows:
-        by_licence.setdefault(row["licence_no"], []).append(
-            (shapely.geometry.shape(row["geometry"]), row["valid_from"],
-             row["valid_to"] or "9999-12-31"))
+        versions = [(row["geometry"], row["valid_from"], row["valid_to"] or "9999-12-31")]
+        amendment = amended.get(row["zone_id"])
+        if amendment is not None:  # SPEC 5: the old geometry until the day before effective
+            _, start, end = versions.pop()
+            cut = amendment["effective"]
+            before = (date.fromisoformat(cut) - timedelta(days=1)).isoformat()
+            versions += [(row["geometry"], start, min(end, before)),
+                         (amendment["geometry"], max(start, cut), end)]
+        for geometry, start, end in versions:
+            by_licence.setdefault(row["licence_no"], []).append(
+                (shapely.geometry.shape(geometry), start, end))
     risks = [(shapely.geometry.shape(r["geometry"]), r["valid_from"], r["valid_to"] or "9999-12-31")
              for r in world.risk_rows]
     n = len(sample["lon"])
@@ -345,21 +412,24 @@ def single_writes(world: World, url: str, key_file: str, writes: int) -> dict[st
     screened, plain = Ledger(engine, key), Ledger(engine, key, screening=())
     rng = random.Random(99)
     counter = iter(range(10**9))
+    # Purchases of today (the ledger's day, UTC): a write of the past would also raise
+    # LATE_ENTRY (SPEC 5, issue 16), which is no part of screening.
+    today = datetime.now(UTC).date().isoformat()
 
     def clean() -> Event:
         """A purchase dug inside its site's licence zone: the usual, unflagged write."""
-        ev = world.purchase(next(counter), 1, rng, prefix="SW", day="2016-06-01", inside=True)
+        ev = world.purchase(next(counter), 1, rng, prefix="SW", day=today, inside=True)
         return Event(ev["kind"], ev["actor"], ev["payload"])
 
     # Count the index builds: screening must build it once, not per write.
     loads = [0]
-    original = ledger.zones.ZoneSet.load.__func__  # type: ignore[attr-defined]
+    original = ledger.geo.zones.ZoneSet.load.__func__  # type: ignore[attr-defined]
 
     def counting_load(cls: Any, conn: Any) -> Any:
         loads[0] += 1
         return original(cls, conn)
 
-    ledger.zones.ZoneSet.load = classmethod(counting_load)  # type: ignore[method-assign,assignment]
+    ledger.geo.zones.ZoneSet.load = classmethod(counting_load)  # type: ignore[method-assign,assignment]
     try:
         clock = time.perf_counter
         start = clock()
@@ -406,7 +476,8 @@ def single_writes(world: World, url: str, key_file: str, writes: int) -> dict[st
 
         # A zone changes: the next screened write rebuilds the index, once.
         screened.write(Event("zone.registered", OFFICER, {
-            **world.licence_rows[0], "zone_id": "BZ-L-EXTRA", "date": "2016-06-02"}))
+            **world.licence_rows[0], "zone_id": "BZ-L-EXTRA", "date": today,
+            "valid_from": today}))
         before = loads[0]
         start = clock()
         screened.write(clean())
@@ -416,7 +487,7 @@ def single_writes(world: World, url: str, key_file: str, writes: int) -> dict[st
         screened.write(clean())
         next_ms = (clock() - start) * 1e3
     finally:
-        ledger.zones.ZoneSet.load = classmethod(original)  # type: ignore[method-assign,assignment]
+        ledger.geo.zones.ZoneSet.load = classmethod(original)  # type: ignore[method-assign,assignment]
         engine.dispose()
     del first
     return {
@@ -454,7 +525,8 @@ def measure(tmp: Path, world: World, n: int, tag: str, sample_n: int,
         check_loop_against_zoneset(url, sample, licensed, at_risk)
     with stage("the vectorised STRtree query alone"):
         floor = strtree_floor(world, url)
-    return {"n": n, **built, "rescreen": runs, "loop_s": loop_s, "sample": len(sample["lon"]),
+    return {"n": n, **built, "rescreen": runs, "zone_versions": count_rows(url, "zone_versions"),
+            "loop_s": loop_s, "sample": len(sample["lon"]),
             "sample_licensed": int(licensed.sum()), "sample_at_risk": int(at_risk.sum()),
             "floor": floor}
 
@@ -476,6 +548,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--zones", type=int, default=10_000, help="licence zones")
     parser.add_argument("--risks", type=int, default=100, help="risk areas")
     parser.add_argument("--sites", type=int, default=2_000, help="mine sites")
+    parser.add_argument("--amended", type=int, default=1_000,
+                        help=f"licence zones amended from {AMEND_EFFECTIVE} on (smaller)")
     parser.add_argument("--sample", type=int, default=2_000,
                         help="purchases screened by the per-point loop")
     parser.add_argument("--writes", type=int, default=300, help="single writes of each kind")
@@ -485,12 +559,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     n = args.size
     small = args.small or max(n // 10, 1_000)
-    if small >= n or args.sites > args.zones:
-        parser.error("--small must be below --size, --sites at most --zones")
+    if small >= n or args.sites > args.zones or args.amended > args.zones:
+        parser.error("--small must be below --size, --sites and --amended at most --zones")
 
     tmp = workdir("screening")
     load_start = os.getloadavg()[0]
-    world = World(args.zones, args.risks, args.sites)
+    world = World(args.zones, args.risks, args.sites, amended=args.amended)
     try:
         s = measure(tmp, world, small, "small", args.sample, None)
         if not args.keep:  # free the disk before the big ledger
@@ -504,7 +578,8 @@ def main(argv: list[str] | None = None) -> None:
 
     report = Report(
         f"benchmarks.screening: N = {n:,} purchases, {args.zones:,} licence zones, "
-        f"{args.risks} risk areas, {args.sites:,} sites, SQLite, {machine()}"
+        f"{args.risks} risk areas, {args.sites:,} sites, {args.amended:,} licence zones "
+        f"amended from {AMEND_EFFECTIVE} on (scaled {AMEND_SCALE:g}), SQLite, {machine()}"
         f"; load average {load_start:.2f} at start, "
         f"{load_end:.2f} at end"
     )
@@ -517,8 +592,10 @@ def main(argv: list[str] | None = None) -> None:
         speedup = loop_total / first["seconds"]
         per_purchase[label] = first["seconds"] / run["n"] * 1e6
         report.section(f"rescreen at {label} = {run['n']:,} purchases (ledger of "
-                       f"{first['log_size']:,} entries, built in {run['ingest_s']:.0f} s, "
-                       f"{run['write_flags']:,} flags at write time)")
+                       f"{first['log_size']:,} entries, built in {run['ingest_s']:.0f} s"
+                       + (" as an archive" if run["archive"] else "")
+                       + f", {run['write_flags']:,} flags at write time, "
+                       f"{run['zone_versions']:,} rows in zone_versions)")
         report.row(
             "rescreen, first run (appends the new flags)",
             f"{first['seconds']:.2f} s",
@@ -561,7 +638,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{key}loop_extrapolated_s": loop_total, f"{key}rescreen_speedup": speedup,
             f"{key}strtree_query_s": fl["query_s"], f"{key}rescreen_rss_peak_mb":
                 first["rss_peak_mb"], f"{key}write_flags": run["write_flags"],
-            f"{key}build_s": run["ingest_s"],
+            f"{key}build_s": run["ingest_s"], f"{key}zone_versions": run["zone_versions"],
         })
     growth = per_purchase["N"] / per_purchase["N/10"]
     report.row("rescreen per purchase, N vs N/10", f"{per_purchase['N']:.2f} us",
@@ -597,6 +674,7 @@ def main(argv: list[str] | None = None) -> None:
                index_builds_during_writes=w["builds_during"], first_write_ms=w["first_ms"],
                write_after_zone_change_ms=w["after_change_ms"], rescreen_growth=growth,
                zones=args.zones, risks=args.risks, sites=args.sites, sample=args.sample,
+               amended=args.amended, archive=bool(f["archive"]),
                load_start=load_start, load_end=load_end, write_load=w["load"][0])
     report.print()
 
