@@ -5,12 +5,20 @@ hands the entries whose proofs hold, in seq order, to :func:`replay`, which rebu
 what the log's database would know from those entries alone and writes what it finds
 into the verifier's report:
 
-* ``custody``: the graph replayed (ROLE of every writer, HOLDER, SPENT, MASS, HOLD,
-  CERTIFICATE, dates never going back along a parcel's path; SPEC 4). A dropped entry
-  shows as a graph that no longer balances.
+* ``custody``: the graph replayed, each entry judged on what the entries before it
+  established, as the ledger judged it when writing: ROLE, JURISDICTION (an officer or
+  authority acts within the country of its registration), LICENCE (a writing buyer's or
+  exporter's licence windows, renewals and revocations), HOLDER, SPENT, DATE_ORDER
+  (dates never going back along a parcel's path, no event dated after the day its entry
+  was written), MASS, HOLD, CERTIFICATE (SPEC 4). A dropped entry shows as a graph that
+  no longer balances. What a rule needs and the bundle does not hold (the registration
+  of a zone or actor off the path) is not judged.
 * ``screening`` of every purchase the export descends from (on its dig point, else its
-  site's location, on its date, against the bundle's zones as they now stand:
-  OUTSIDE_LICENSED_ZONE, IN_RISK_AREA, UNREGISTERED_SITE; SPEC 5). A dirty origin passes
+  site's location, on its date, against the bundle's zones as they now stand, each in the
+  version in force on that date and within its licence windows (:mod:`ledger.bundle.windows`):
+  OUTSIDE_LICENSED_ZONE, IN_RISK_AREA, UNREGISTERED_SITE; SPEC 5). LICENCE_INVALID and
+  LATE_ENTRY are not re-derived: the ledger's flags of those codes are in the bundle and
+  count as any flag does. A dirty origin passes
   only when the bundle carries a flag of that code on that purchase that an auditor
   resolved. Geometry needs shapely, imported lazily: where it is not installed the
   geometric tests are skipped and the report says so plainly.
@@ -22,8 +30,9 @@ transfers unchanged, from a split child wholly to its parent, and from a merge c
 its parents in proportion to their carats. Exact fractions, so shares sum to the
 export's carats.
 
-Standard library only (plus shapely, optionally), and no import of the verifier: it
-reads entries and writes findings through the two small protocols below.
+Standard library only (plus shapely, optionally, and :mod:`ledger.bundle.windows`), and no
+import of the verifier: it reads entries and writes findings through the two small
+protocols below.
 """
 
 from __future__ import annotations
@@ -31,20 +40,24 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any, Protocol
 
+from ledger.bundle.windows import NO_DAY, Span, ZoneHistory, valid_on, windows, zone_country
+
 SYSTEM = "system"
 # The ids of the ledger's own flags, which no writer may take (as in ledger.custody.rules).
 SYSTEM_FLAG_ID = re.compile(r"F-[0-9]")
-MAP_KINDS = frozenset({"zone.registered", "zone.amended", "zone.retired", "licence.revoked"})
+MAP_KINDS = frozenset({"zone.registered", "zone.amended", "zone.retired", "licence.revoked",
+                       "licence.renewed"})
+LICENCE_KINDS = frozenset({"licence.revoked", "licence.renewed"})
 
 # SPEC 4: who may write each kind (repeated from ledger.rules, which needs a database).
 ROLES: dict[str, frozenset[str]] = {
     "actor.registered": frozenset({"officer", "admin"}),
     "licence.revoked": frozenset({"officer", "admin"}),
+    "licence.renewed": frozenset({"officer", "admin"}),
     "zone.registered": frozenset({"officer", "admin"}),
     "zone.amended": frozenset({"officer", "admin"}),
     "zone.retired": frozenset({"officer", "admin"}),
@@ -55,11 +68,14 @@ ROLES: dict[str, frozenset[str]] = {
     "parcel.split": frozenset({"buyer", "exporter"}),
     "parcel.merged": frozenset({"buyer", "exporter"}),
     "export.declared": frozenset({"exporter"}),
-    "import.confirmed": frozenset({"auditor"}),
+    "import.confirmed": frozenset({"authority", "auditor"}),
+    "archive.imported": frozenset({"admin"}),
     "flag.raised": frozenset({"auditor"}),
     "flag.resolved": frozenset({"auditor"}),
 }
-
+# SPEC 4 JURISDICTION and LICENCE: the roles each binds.
+BOUND = frozenset({"officer", "authority"})
+LICENSED = frozenset({"buyer", "exporter"})
 
 
 @dataclass
@@ -134,10 +150,11 @@ class _Replay:
 
     def __init__(self, certificate_no: str, findings: Findings) -> None:
         self.cert, self.r = certificate_no, findings
-        self.roles: dict[str, str] = {}
+        self.actors: dict[str, dict[str, Any]] = {}
         self.parcels: dict[str, _Parcel] = {}
         self.sites: dict[str, dict[str, Any]] = {}
-        self.zones: dict[str, dict[str, Any]] = {}
+        self.zones: dict[str, ZoneHistory] = {}
+        self.exports: dict[str, dict[str, Any]] = {}  # certificate_no -> payload
         self.flags: dict[str, dict[str, Any]] = {}
         self.open: dict[str, set[str]] = {}  # parcel -> open flag ids (SPEC 4 HOLD)
         self.export: Logged | None = None
@@ -148,14 +165,26 @@ class _Replay:
         kind, actor, seq = e["kind"], e["actor"], item.seq
         try:
             self._role(item, kind, actor, p)
+            self._jurisdiction(item, kind, actor, p)
+            self._licence(item, kind, actor, p)
+            self._today(item, kind, p)
             if kind == "actor.registered":
-                self.roles.setdefault(p["actor_id"], p["role"])
+                self.actors.setdefault(p["actor_id"], {
+                    "role": p["role"], "country": p["country"], "licence_no":
+                    p.get("licence_no"), "from": p.get("licence_valid_from"), "to":
+                    p.get("licence_valid_to"), "renewals": [], "revocations": []})
+            elif kind in LICENCE_KINDS and p.get("actor_id"):
+                self._actor_licence(kind, p)
             elif kind in MAP_KINDS:
                 self._zone(kind, p, item)
             elif kind == "site.registered":
-                self.sites[p["site_id"]] = {k: p[k] for k in ("name", "licence_no", "location")}
+                self.sites[p["site_id"]] = {k: p[k] for k in ("name", "licence_no", "location",
+                                                              "country")}
             elif kind == "site.suspended" and p["site_id"] in self.sites:
-                self.sites[p["site_id"]].setdefault("suspended_on", p["date"])
+                # the latest suspension counts, as in the ledger's projection
+                self.sites[p["site_id"]]["suspended_on"] = p["date"]
+            elif kind == "import.confirmed":
+                self._confirmed(item, p)
             elif kind == "flag.raised":
                 self._flag_id(item, actor, p["flag_id"])
                 self.flags[p["flag_id"]] = {"p": p, "seq": seq, "resolved": None}
@@ -176,13 +205,89 @@ class _Replay:
             return
         if item.seq == 1 and kind == "actor.registered" and p.get("actor_id") == actor:
             return  # SPEC 3: entry 1 registers the admin, who writes it
-        role = self.roles.get(actor)
+        role = self.actors.get(actor, {}).get("role")
         if role is None:
             self.r.fail("custody", f"entry {item.seq} ({kind}) is written by '{actor}', whose "
                         "registration is not in the bundle.")
         elif role not in ROLES.get(kind, ()):
             self.r.fail("custody", f"entry {item.seq}: '{actor}' is a {role} and may not "
                         f"write {kind} (SPEC 4 ROLE).")
+
+    # -- JURISDICTION, LICENCE, DATE_ORDER's "not after today" -------------------------------
+    def _jurisdiction(self, item: Logged, kind: str, actor: str, p: dict[str, Any]) -> None:
+        """SPEC 4 JURISDICTION: an officer or authority acts only within its own country."""
+        writer = self.actors.get(actor)
+        if writer is None or writer["role"] not in BOUND:
+            return
+        judged, country = self._country_of(kind, p)
+        if not judged:
+            return
+        if country is None:
+            self.r.fail("custody", f"entry {item.seq}: '{actor}' ({writer['role']}) writes "
+                        f"{kind} of a licence zone whose country is not known (SPEC 4 "
+                        "JURISDICTION).")
+        elif country != writer["country"]:
+            self.r.fail("custody", f"entry {item.seq}: '{actor}' is an {writer['role']} of "
+                        f"{writer['country']} and may not write {kind} for {country} (SPEC 4 "
+                        "JURISDICTION).")
+
+    def _country_of(self, kind: str, p: dict[str, Any]) -> tuple[bool, str | None]:
+        """(judged, country) of what an entry acts on, as ``ledger.custody.rules`` finds it;
+        not judged: a risk area, or what the bundle does not hold."""
+        if kind in ("actor.registered", "site.registered"):
+            return True, p["country"]
+        if kind == "zone.registered":
+            return p["zone_type"] == "licence", zone_country(p)
+        if kind in LICENCE_KINDS and p.get("actor_id"):
+            found = self.actors.get(p["actor_id"])
+            return found is not None, None if found is None else found["country"]
+        if kind in LICENCE_KINDS or kind in ("zone.amended", "zone.retired"):
+            zone = self.zones.get(p.get("zone_id") or "")
+            if zone is None or zone.zone_type != "licence":
+                return False, None
+            return True, zone.country
+        if kind == "site.suspended":
+            site = self.sites.get(p["site_id"])
+            return site is not None, None if site is None else site["country"]
+        if kind == "import.confirmed":
+            export = self.exports.get(p["certificate_no"])
+            return export is not None, None if export is None else export["destination"]
+        return False, None
+
+    def _licence(self, item: Logged, kind: str, actor: str, p: dict[str, Any]) -> None:
+        """SPEC 4 LICENCE: a writing buyer's or exporter's licence is valid on the date."""
+        writer = self.actors.get(actor)
+        if writer is None or writer["role"] not in LICENSED:
+            return
+        spans = windows(writer["from"], writer["to"], writer["renewals"], writer["revocations"])
+        if not valid_on(spans, p["date"]):
+            self.r.fail("custody", f"entry {item.seq} ({kind}, {p['date']}): the licence "
+                        f"{writer['licence_no']} of '{actor}' is not valid that day (SPEC 4 "
+                        "LICENCE).")
+
+    def _today(self, item: Logged, kind: str, p: dict[str, Any]) -> None:
+        """SPEC 4 DATE_ORDER: no event is dated after the day its entry was written."""
+        day, written = p.get("date"), str(item.entry["ts"])[:10]
+        if isinstance(day, str) and day > written:
+            self.r.fail("custody", f"entry {item.seq} ({kind}) is dated {day}, after the day "
+                        f"it was written ({written}; SPEC 4 DATE_ORDER).")
+
+    def _actor_licence(self, kind: str, p: dict[str, Any]) -> None:
+        actor = self.actors.get(p["actor_id"])
+        if actor is None:
+            return  # off the path: the bundle holds no trade it could judge
+        if kind == "licence.revoked":
+            actor["revocations"].append(p["date"])
+        else:
+            actor["renewals"].append((p["valid_from"], p.get("valid_to")))
+
+    def _confirmed(self, item: Logged, p: dict[str, Any]) -> None:
+        """SPEC 4 DATE_ORDER: a confirmation lies between its certificate's issue and expiry."""
+        export = self.exports.get(p["certificate_no"])
+        if export is not None and not export["date"] <= p["date"] <= export["expires"]:
+            self.r.fail("custody", f"entry {item.seq} confirms {p['certificate_no']} on "
+                        f"{p['date']}, outside its issue and expiry ({export['date']} to "
+                        f"{export['expires']}; SPEC 4 DATE_ORDER).")
 
     def _flag_id(self, item: Logged, actor: str, flag_id: str) -> None:
         """SPEC 4 DUPLICATE, as the ledger judges a flag id: new, and, for a writer's flag,
@@ -198,22 +303,20 @@ class _Replay:
     # -- the map -----------------------------------------------------------------------
     def _zone(self, kind: str, p: dict[str, Any], item: Logged) -> None:
         if kind == "zone.registered":
-            self.zones[p["zone_id"]] = {"type": p["zone_type"], "licence_no": p.get("licence_no"),
-                                        "category": p.get("category"), "valid_from":
-                                        p["valid_from"], "valid_to": p.get("valid_to"),
-                                        "revoked_on": None, "geometry": p["geometry"]}
+            self.zones[p["zone_id"]] = ZoneHistory.registered(p, item.seq)
             return
         zone = self.zones.get(p.get("zone_id") or "")
         if zone is None:
-            if kind != "licence.revoked" or p.get("zone_id"):
-                self.r.fail(item.where, f"{kind} of zone {p.get('zone_id')!r}, which the "
-                            "bundle does not register.")
-        elif kind == "zone.amended":
-            zone.update({k: p[k] for k in ("geometry", "valid_from", "valid_to") if k in p})
+            self.r.fail(item.where, f"{kind} of zone {p.get('zone_id')!r}, which the "
+                        "bundle does not register.")
+        elif kind == "zone.amended":  # SPEC 5: a version from its effective day on
+            zone.amended(p, item.seq)
         elif kind == "zone.retired":  # without valid_to: valid on no day (SPEC 5)
-            zone["valid_to"] = p.get("valid_to") or _day_before(zone["valid_from"])
-        else:
-            zone["revoked_on"] = p["date"]
+            zone.retired_to = p.get("valid_to") or NO_DAY
+        elif kind == "licence.revoked":
+            zone.revocations.append(p["date"])
+        else:  # SPEC 4 licence.renewed: valid again on the new window
+            zone.renewals.append((p["valid_from"], p.get("valid_to")))
 
     # -- custody -------------------------------------------------------------------------
     def _take(self, item: Logged, pid: str, actor: str, date: str) -> _Parcel | None:
@@ -286,6 +389,7 @@ class _Replay:
 
     def _export(self, item: Logged, actor: str, p: dict[str, Any]) -> None:
         fail, seq = self.r.fail, item.seq
+        self.exports.setdefault(p["certificate_no"], p)
         if p["certificate_no"] != self.cert:
             return
         if self.export is not None:
@@ -376,39 +480,49 @@ class _Screen:
     def run(self, screen: bool) -> None:
         shapely = _shapely() if screen else None
         zones = self.replay.zones
-        licence = {z: v for z, v in zones.items() if v["type"] == "licence"}
-        risk = {z: v for z, v in zones.items() if v["type"] == "risk"}
+        licence = {z: v for z, v in zones.items() if v.zone_type == "licence"}
+        risk = {z: v for z, v in zones.items() if v.zone_type == "risk"}
+        spans = {z: v.spans() for z, v in zones.items()}  # SPEC 5: versions x windows
+        shapes: dict[int, Any] = {}
         if shapely is None:
             self.r.notes.append("re-screening skipped: shapely is not installed." if screen else
                                 "re-screening skipped: not asked for.")
         else:
-            for z in zones.values():
-                z["shape"] = shapely.prepared.prep(shapely.geometry.shape(z["geometry"]))
+            for span in (s for found in spans.values() for s in found):
+                if id(span.geometry) not in shapes:
+                    shapes[id(span.geometry)] = shapely.prepared.prep(
+                        shapely.geometry.shape(span.geometry))
+
+        def on(zone_id: str, day: str) -> list[Span]:
+            return [s for s in spans[zone_id] if s.days.valid_on(day)]
+
         clean = True
         for pid, (item, weight) in sorted(self.origins.items(), key=lambda kv: kv[1][0].seq):
             p = item.entry["payload"]
             site = self.replay.sites.get(p["site_id"])
             day = p["date"]
             dirty: list[tuple[str, str]] = []
-            if site is None or (site.get("suspended_on") or "9999") <= day:
+            if site is not None and (site.get("suspended_on") or "9999") <= day:
+                site = None  # SPEC 4: a suspended site sells as an unknown one
+            if site is None:
                 dirty.append(("UNREGISTERED_SITE", f"site {p['site_id']} is not registered in "
                               "the bundle, or was suspended"))
-            valid = {z: v for z, v in licence.items() if site is not None and
-                     v["licence_no"] == site["licence_no"] and _valid(v, day)}
+            valid = {z: found for z, v in licence.items() if site is not None and
+                     v.licence_no == site["licence_no"] and (found := on(z, day))}
             covering = sorted(valid)
             if shapely is not None:
                 where = p.get("dig_location") or (site or {}).get("location")
                 geom = shapely.geometry.shape(where) if where else None
                 covering = [z for z in covering if geom is not None and
-                            valid[z]["shape"].covers(geom)]
+                            any(shapes[id(s.geometry)].covers(geom) for s in valid[z])]
                 if site is not None and not covering:
                     dirty.append(("OUTSIDE_LICENSED_ZONE", f"no zone of licence "
                                   f"{site['licence_no']} valid on {day} covers it"))
-                hits = sorted(z for z, v in risk.items() if geom is not None and
-                              _valid(v, day) and v["shape"].intersects(geom))
+                hits = sorted(z for z in risk if geom is not None and any(
+                    shapes[id(s.geometry)].intersects(geom) for s in on(z, day)))
                 if hits:
                     dirty.append(("IN_RISK_AREA", "it lies in risk area " + ", ".join(
-                        f"{z} ({risk[z]['category']})" for z in hits)))
+                        f"{z} ({risk[z].category})" for z in hits)))
             clean = self._judge(pid, item, dirty) and clean
             self._share(site, p["site_id"], covering, weight)
         if shapely is not None and clean:
@@ -442,21 +556,9 @@ class _Screen:
                      f"{', '.join(zones) or 'none'})")
         self.r.sites.setdefault(site_id, Share(label)).points += weight
         zone = zones[0] if zones else None
-        zlabel = (f"{zone} (licence {self.replay.zones[zone]['licence_no']})" if zone
+        zlabel = (f"{zone} (licence {self.replay.zones[zone].licence_no})" if zone
                   else "outside every licence zone")
         self.r.zones.setdefault(zone or "", Share(zlabel)).points += weight
-
-
-def _day_before(day: str) -> str:
-    """The ISO date before ``day`` (as in ledger.state; this module stands alone)."""
-    d = date.fromisoformat(day)
-    return "0000-12-31" if d == date.min else (d - timedelta(days=1)).isoformat()
-
-
-def _valid(zone: dict[str, Any], day: str) -> bool:
-    """SPEC 5: valid_from <= D <= valid_to (null open), and not revoked by D."""
-    return bool(zone["valid_from"] <= day and (zone["valid_to"] is None or day <= zone["valid_to"])
-                and (zone["revoked_on"] is None or day < zone["revoked_on"]))
 
 
 def _shapely() -> Any:
