@@ -96,7 +96,7 @@ def normalise_url(url: str) -> str:
 # it for milliseconds; a whole-file ingest, rebuild or rescreen holds it to its end, and a
 # write behind one is refused after this wait (HTTP 503 with Retry-After, the CLI naming
 # the lock), not left waiting for minutes (issue 15: an HTTP write waited 130 s).
-BUSY_TIMEOUT_S = 10.0
+BUSY_TIMEOUT_S = 30.0
 
 
 def locked(exc: BaseException) -> bool:

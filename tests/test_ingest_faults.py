@@ -180,7 +180,7 @@ def test_the_busy_wait_is_well_under_the_130_s_an_http_write_waited(ledger: Ledg
         pytest.skip("SQLite's busy timeout")
     with ledger.engine.connect() as conn:
         (waits_ms,) = conn.exec_driver_sql("PRAGMA busy_timeout").one()
-    assert 1000 <= waits_ms <= 30_000
+    assert 1000 <= waits_ms <= 30_000  # well under the 130 s seen; long enough for 16 writers
 
 
 def test_an_http_write_behind_a_held_lock_gets_503_with_retry_after(
