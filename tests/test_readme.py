@@ -10,6 +10,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from string import Template
 
 import pytest
 
@@ -69,19 +70,39 @@ def test_walkthrough_has_a_step_for_each_role() -> None:
     assert len(walkthrough()) >= 15
 
 
+def test_walkthrough_writes_are_dated_from_the_clock() -> None:
+    """No day is typed into a command: what the walk-through writes is dated today (UTC), so
+    that it runs as written on any day (SPEC 4 DATE_ORDER refuses a day after today, SPEC 5
+    flags LATE_ENTRY one more than 30 days back); the one backdating is computed too."""
+    steps = walkthrough()
+    for command, _ in steps:
+        assert not re.search(r"\d{4}-\d{2}-\d{2}", command), command
+    assert any("date -u -d '-1 year'" in command for command, _ in steps)
+    assert ["LATE_ENTRY" in " ".join(expected) for _, expected in steps].count(True) >= 2
+
+
 @pytest.mark.slow
 def test_every_walkthrough_command_runs_as_written(
     demo: tuple[Path, int, dict[str, str]]
 ) -> None:
     folder, port, env = demo
+    # As in one terminal: what `source` and `export` steps set holds for every later step,
+    # and $NAME in the output shown stands for that variable's value.
+    session = ["source demo-tokens.env"]
+    shell = dict(env)
     for command, expected in walkthrough():
         # The one liberty taken: the server listens on a free port, not on 5000.
         line = command.replace("127.0.0.1:5000", f"127.0.0.1:{port}")
-        result = subprocess.run(["bash", "-c", f"source demo-tokens.env && {line}"], cwd=folder,
+        result = subprocess.run(["bash", "-c", " && ".join([*session, line])], cwd=folder,
                                 env=env, capture_output=True, text=True, timeout=120)
         output = result.stdout + result.stderr
         assert result.returncode == 0, f"{command}\n{output}"
-        for want in expected:
+        if line.startswith(("export ", "source ")):
+            session.append(line)
+            shell = dict(item.split("=", 1) for item in subprocess.run(
+                ["bash", "-c", " && ".join([*session, "env -0"])], cwd=folder, env=env,
+                capture_output=True, text=True, check=True).stdout.split("\0") if "=" in item)
+        for want in (Template(w).substitute(shell) for w in expected):
             assert want in output, f"{command}\nexpected: {want}\ngot: {output}"
 
 
