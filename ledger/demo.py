@@ -15,7 +15,7 @@ from pathlib import Path
 from ledger.errors import LedgerError
 from ledger.log.canonical import parse
 from ledger.recorder.events import Event, Ledger
-from ledger.recorder.ingest import IngestReport, archive_of, ingest
+from ledger.recorder.ingest import Archive, IngestReport, archive_of, ingest
 
 SCENARIO = Path(__file__).resolve().parent.parent / "sample_data" / "scenario"
 ARCHIVE_REASON = "paper registers and dealer books 2004-2016 (demo scenario)"
@@ -24,6 +24,7 @@ ARCHIVE_REASON = "paper registers and dealer books 2004-2016 (demo scenario)"
 @dataclass
 class DemoReport:
     ingested: IngestReport
+    archive: Archive  # the archive.imported record of events.jsonl (SHA-256, lines)
     attempts: int = 0
     refusals: list[tuple[int, str, str]] = field(default_factory=list)
 
@@ -36,7 +37,7 @@ def load_scenario(
     """Ingest the scenario, then try the laundering ring's exports one by one."""
     archive = archive_of(folder / "events.jsonl", ARCHIVE_REASON)
     with (folder / "events.jsonl").open(encoding="utf-8") as lines:
-        report = DemoReport(ingest(ledger, lines, progress=progress, archive=archive))
+        report = DemoReport(ingest(ledger, lines, progress=progress, archive=archive), archive)
     with (folder / "laundering_exports.jsonl").open(encoding="utf-8") as attempts:
         for number, line in enumerate(attempts, 1):
             report.attempts += 1

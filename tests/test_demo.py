@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,8 @@ from click.testing import CliRunner
 from ledger.cli import cli
 from ledger.custody.trace import trace
 from ledger.db import make_engine
+from ledger.demo import SCENARIO
+from ledger.log.store import entries
 from ledger.projections import exports, flags, sites
 
 
@@ -34,6 +40,8 @@ def test_demo_prints_a_token_per_role_and_refuses_every_laundering_attempt(
 ) -> None:
     folder, out = demo_dir
     assert "82 of 82 attempts to move its stones to an export refused" in out
+    assert "(60 HOLD, 22 HOLDER)" in out  # dated 2006-2010: no LICENCE or DATE_ORDER first
+    assert "dated more than 30 days back is flagged LATE_ENTRY" in out
     assert "open flags F-" in out and "IN_RISK_AREA" in out
     for role in ("officer", "buyer", "exporter", "auditor", "admin"):
         assert f"export {role.upper()}_TOKEN=alv_" in (folder / "demo-tokens.env").read_text()
@@ -85,3 +93,81 @@ def test_every_clean_export_traces_back_to_licensed_gh_or_sl_sites(
             licensed = {e.target[1] for e in graph.edges if e.kind == "site.registered"}
             assert licensed == set(origins)  # each site relies on a licence zone
     engine.dispose()
+
+
+def test_a_fresh_demo_loads_its_history_as_an_archive_without_late_entries(
+    demo_dir: tuple[Path, str]
+) -> None:
+    """SPEC 6 `ingest --archive`: the entry after init is archive.imported naming
+    events.jsonl's SHA-256 and line count; the 2004-2016 lines raise no LATE_ENTRY."""
+    folder, out = demo_dir
+    data = (SCENARIO / "events.jsonl").read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    engine = make_engine(f"sqlite:///{folder / 'alluvial.db'}")
+    with engine.connect() as conn:
+        second = conn.execute(sa.select(entries.c.kind, entries.c.payload)
+                              .where(entries.c.seq == 2)).one()
+        codes = {r[0] for r in conn.execute(sa.select(flags.c.code))}
+    engine.dispose()
+    payload = json.loads(second.payload)
+    assert second.kind == "archive.imported"
+    assert (payload["file_sha256"], payload["lines"]) == (sha, data.count(b"\n"))
+    assert codes == {"OUTSIDE_LICENSED_ZONE", "IN_RISK_AREA"}  # the ring's, no LATE_ENTRY
+    assert f"imported as an archive (entry 2, archive.imported, SHA-256 {sha[:16]}" in out
+
+
+def _api(folder: Path, tmp_path: Path) -> tuple[object, dict[str, str]]:
+    """A test client of the web app on a copy of the demo ledger, with its role tokens."""
+    for name in ("alluvial.db", "alluvial.db-wal", "alluvial.db-shm", "alluvial-log.key",
+                 "demo-tokens.env"):
+        if (folder / name).exists():
+            shutil.copy2(folder / name, tmp_path / name)
+    from webui import create_app
+
+    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'alluvial.db'}",
+                      "LOG_KEY": str(tmp_path / "alluvial-log.key"), "LATE_DAYS": 30})
+    tokens = dict(line.removeprefix("export ").split("=", 1) for line in
+                  (tmp_path / "demo-tokens.env").read_text().splitlines())
+    return app, tokens
+
+
+def test_after_the_demo_a_backdated_registration_is_late_and_today_s_trade_is_clean(
+    demo_dir: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Through the API, after the archive: an actor whose licence starts 400 days back is
+    flagged LATE_ENTRY (SPEC 5); the demo buyer, its licence renewed in the scenario, buys
+    today at an Akwatia pit with no flag and passes the parcel to the exporter, who exports."""
+    folder, _ = demo_dir
+    app, tokens = _api(folder, tmp_path)
+    today = datetime.now(UTC).date()
+
+    def day(offset: int = 0) -> str:
+        return (today + timedelta(days=offset)).isoformat()
+
+    def post(role: str, kind: str, payload: dict[str, object]) -> dict[str, object]:
+        answer = client.post("/api/v1/events", json={"kind": kind, "payload": payload},
+                             headers={"Authorization": f"Bearer {tokens[role.upper() + '_TOKEN']}"})
+        assert answer.status_code == 201, answer.get_json()
+        return answer.get_json()
+
+    with app.test_client() as client:
+        late = post("officer", "actor.registered", {
+            "actor_id": "buyer-gh-late", "name": "Backdated Buyers", "role": "buyer",
+            "country": "GH", "licence_no": "GH-LBL-LATE-1", "licence_valid_from": day(-400),
+            "licence_valid_to": day(400), "date": day()})
+        assert [(f["code"], f["subject"]) for f in late["flags"]] == [
+            ("LATE_ENTRY", {"type": "actor", "id": "buyer-gh-late"})]
+        bought = post("buyer", "parcel.purchased", {
+            "parcel_id": "GH-P-TODAY-1", "site_id": "GH-S-AKW-01", "seller": "Yaw Owusu",
+            "date": day(), "carats": 4.5, "stones": 30,
+            "price": {"amount": 180.0, "currency": "USD"}})
+        assert bought["flags"] == []
+        post("buyer", "parcel.transferred", {
+            "parcel_id": "GH-P-TODAY-1", "to_actor": "exporter-gh-accra", "date": day(),
+            "price": {"amount": 190.0, "currency": "USD"}})
+        exported = post("exporter", "export.declared", {
+            "certificate_no": f"GH-{today.year}-990001", "exporter": "exporter-gh-accra",
+            "importer": "Antwerp Rough Trading NV", "destination": "BE", "hs_code": "7102.21",
+            "parcel_ids": ["GH-P-TODAY-1"], "carats": 4.5, "value_usd": 200.0, "date": day(),
+            "expires": day(60)})
+        assert exported["flags"] == []

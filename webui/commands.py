@@ -127,15 +127,20 @@ def demo(click_ctx: click.Context, no_serve: bool, port: int, reset: bool) -> No
     ledger.initialise()
     with tqdm(unit="line", file=sys.stderr, disable=None, leave=False) as bar:
         report = load_scenario(ledger, progress=bar.update)
-    done = report.ingested
-    click.echo(f"Scenario: {done.written} events written, {done.flags} flags raised "
-               f"(the laundering ring's purchases are held). Log size {ledger.log.size()}.")
+    done, archive = report.ingested, report.archive
+    click.echo(f"Scenario: {done.written} events of 2004-2016 imported as an archive (entry 2, "
+               f"archive.imported, SHA-256 {archive.file_sha256[:16]}..., {archive.lines} lines; "
+               f"SPEC 6: they raise no LATE_ENTRY), {done.flags} flags raised (the laundering "
+               f"ring's purchases are held). Log size {ledger.log.size()}.")
     rules = Counter(rule for _, rule, _ in report.refusals)
     click.echo(f"Laundering ring: {len(report.refusals)} of {report.attempts} attempts to move "
                f"its stones to an export refused ({', '.join(f'{n} {r}' for r, n in rules.items())}"
                "), for example:")
     for number, _rule, message in report.refusals[:2]:
         click.echo(f"  attempt {number}: {message}")
+    click.echo("What you write now is dated today (UTC): the dealers' licences were renewed "
+               f"open-ended; an event dated more than {ledger.late_days} days back is flagged "
+               "LATE_ENTRY, one after today refused (DATE_ORDER).")
     accounts.create_tables(ctx.engine)
     lines = []
     click.echo("Users (web sign-in with password demo-<name>; API tokens are shown only now):")
