@@ -597,10 +597,12 @@ def test_verification_reports_ok_and_a_checkpoint_that_does_not_match(
 
 def test_downloads(world: Ledger, client: FlaskClient) -> None:
     _ring_parcel(client)
-    geo = client.get("/map.geojson")
+    geo = client.get("/map.geojson?as_of=2010-06-01")  # while the risk area was in force
     assert geo.mimetype == "application/geo+json"
     layers = {f["properties"]["layer"] for f in json.loads(geo.data)["features"]}
     assert layers == {"licence_zone", "risk_area", "site", "flagged_purchase"}
+    today = {f["properties"]["layer"] for f in client.get("/map.geojson").get_json()["features"]}
+    assert "risk_area" not in today  # the map is drawn as of today unless asked
     rows = list(csv.DictReader(io.StringIO(client.get("/flags.csv").text)))
     assert {r["code"] for r in rows} == {"OUTSIDE_LICENSED_ZONE", "IN_RISK_AREA"}
     stats = list(csv.reader(io.StringIO(client.get("/stats.csv").text)))
@@ -611,7 +613,7 @@ def test_downloads(world: Ledger, client: FlaskClient) -> None:
 def test_map_draws_zones_risk_areas_sites_and_flagged_purchases(world: Ledger,
                                                                 client: FlaskClient) -> None:
     _ring_parcel(client)
-    whole = client.get("/map").text
+    whole = client.get("/map?as_of=2010-06-01").text
     page = whole[whole.index('<svg class="map" id="map-all"'):]
     page = page[:page.index("</svg>")]
     assert page.count('data-layer="licence_zone"') == 1
