@@ -197,6 +197,9 @@ class ZoneSet:
         self.by_licence: dict[str, list[Zone]] = {}
         for z in self.licence.zones:
             self.by_licence.setdefault(z.licence_no or "", []).append(z)
+        # Each licence's windows, made once: licence_status is asked on every purchase.
+        self._spans = {no: [licences.Window(z.start, z.end, z.revoked) for z in found]
+                       for no, found in self.by_licence.items()}
 
     @staticmethod
     def current_version(conn: sa.Connection) -> int:
@@ -238,10 +241,9 @@ class ZoneSet:
 
     def licence_status(self, licence_no: str, day: str) -> str | None:
         """Why the mining licence is not valid on ``day``, or None when it is."""
-        found = self.by_licence.get(licence_no)
-        if not found:
+        spans = self._spans.get(licence_no)
+        if not spans:
             return f"no licence zone carries licence {licence_no}"
-        spans = [licences.Window(z.start, z.end, z.revoked) for z in found]
         return licences.why_not(spans, day, licence_no)
 
     # -- many points at once (rescreen) -----------------------------------------

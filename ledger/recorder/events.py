@@ -74,6 +74,8 @@ class Session:
     _fresh_ids: set[str] = field(default_factory=set)
     # `ingest --archive`: records kept elsewhere, which raise no LATE_ENTRY (SPEC 5).
     archive: bool = False
+    # (year, month, day) of the clock's last reading, and that day in ISO: see today().
+    _day: tuple[tuple[int, int, int], str] = ((0, 0, 0), "")
 
     def write(self, event: Event) -> WriteResult:
         if event.event_id is not None:
@@ -100,8 +102,16 @@ class Session:
         return WriteResult(entry, [self.raise_flag(flag, event.payload["date"]) for flag in flags])
 
     def today(self) -> str:
-        """The ledger's current day (UTC): its clock, which also stamps each entry's ts."""
-        return self.appender.clock().astimezone(UTC).date().isoformat()
+        """The ledger's current day (UTC): its clock, which also stamps each entry's ts.
+
+        Asked on every write (SPEC 4 DATE_ORDER); the ISO text is made once a day."""
+        moment = self.appender.clock()
+        if moment.tzinfo is not UTC:
+            moment = moment.astimezone(UTC)
+        key = (moment.year, moment.month, moment.day)
+        if key != self._day[0]:
+            self._day = (key, moment.date().isoformat())
+        return self._day[1]
 
     def zones(self) -> ZoneSet:
         """The map as this transaction sees it, indexed once and reused until it changes."""
