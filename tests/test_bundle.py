@@ -809,3 +809,58 @@ def test_the_offline_verifier_uses_the_ledgers_own_roles_and_map_kinds() -> None
         k: set(v) for k, v in rules.ROLES.items()}
     assert set(bundle_replay.MAP_KINDS) == set(events.MAP_KINDS)
     assert bundle_replay.SYSTEM_FLAG_ID.pattern == rules.SYSTEM_FLAG_ID.pattern
+
+
+# -- zone versions and licence windows: the verifier's copy agrees with the ledger's ---------
+SOME_DAYS = st.sampled_from(["2000-01-01", "2005-06-30", "2008-01-01", "2008-01-02", "2010-12-31",
+                             "2012-03-01", "2015-07-01"])
+SHAPES = [AKWATIA, TANO, CI_NORTH]
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=SOME_DAYS, end=st.none() | SOME_DAYS,
+       amendments=st.lists(st.tuples(st.none() | SOME_DAYS, st.none() | st.integers(0, 2),
+                                     st.none() | st.just("x") | SOME_DAYS), max_size=4),
+       renewals=st.lists(st.tuples(SOME_DAYS, st.none() | SOME_DAYS), max_size=2),
+       revocations=st.lists(SOME_DAYS, max_size=2), retired=st.none() | SOME_DAYS)
+def test_the_verifiers_zone_versions_and_windows_match_the_ledgers(
+        start: str, end: str | None, amendments: list[tuple[str | None, int | None, str | None]],
+        renewals: list[tuple[str, str | None]], revocations: list[str], retired: str | None
+) -> None:
+    """ledger.bundle.windows repeats ledger.geo.zones.zone_entries in the standard library:
+    on random histories both give the same geometry on the same days."""
+    from types import SimpleNamespace
+
+    from ledger.bundle.windows import ZoneHistory
+    from ledger.geo.zones import zone_entries
+    from ledger.log.canonical import canonical_text
+
+    history = ZoneHistory.registered({"zone_type": "licence", "licence_no": "GH-1",
+                                      "geometry": SHAPES[0], "valid_from": start,
+                                      "valid_to": end}, 1)
+    versions = [SimpleNamespace(zone_id="Z", effective=None, seq=1,
+                                geometry=canonical_text(SHAPES[0]), valid_from=start,
+                                valid_to=end, sets_valid_to=True)]
+    for seq, (effective, shape, valid_to) in enumerate(amendments, start=2):
+        p: dict[str, Any] = {} if effective is None else {"effective": effective}
+        if shape is not None:
+            p["geometry"] = SHAPES[shape]
+        if valid_to is not None:
+            p["valid_to"] = None if valid_to == "x" else valid_to
+        history.amended(p, seq)
+        versions.append(SimpleNamespace(
+            zone_id="Z", effective=effective, seq=seq,
+            geometry=None if shape is None else canonical_text(SHAPES[shape]), valid_from=None,
+            valid_to=p.get("valid_to"), sets_valid_to="valid_to" in p))
+    history.renewals, history.revocations = list(renewals), list(revocations)
+    history.retired_to = retired
+    row = SimpleNamespace(zone_id="Z", zone_type="licence", licence_no="GH-1", category=None,
+                          geometry=canonical_text(SHAPES[0]), valid_from=start, valid_to=end,
+                          revoked_on=None, retired_to=retired,
+                          renewals=json.dumps(renewals) if renewals else None,
+                          revocations=json.dumps(revocations) if revocations else None)
+    ledger_side = [(geometry, z.start, z.end, z.revoked)
+                   for z, geometry in zone_entries([row], versions)]
+    ours = [(canonical_text(s.geometry), s.days.start, s.days.end, s.days.revoked)
+            for s in history.spans()]
+    assert ours == ledger_side

@@ -122,9 +122,15 @@ def _select(conn: sa.Connection, certificate_no: str, size: int,
             holders.add(row.actor)
         elif row.kind == "parcel.transferred":
             holders.add(row.payload["to_actor"])
+    suspended: dict[str, int] = {}
     for s in _chunks(site_ids):
-        seqs |= {q for (q,) in conn.execute(sa.select(sites.c.seq).where(sites.c.site_id.in_(s)))
-                 if q <= size}
+        for site in conn.execute(sa.select(sites.c.site_id, sites.c.seq, sites.c.suspended_on)
+                                 .where(sites.c.site_id.in_(s))):
+            seqs |= {site.seq} if site.seq <= size else set()
+            if site.suspended_on is not None:
+                suspended[site.site_id] = site.seq
+    # SPEC 5: a suspended site sells as an unknown one; the replay must know it is.
+    seqs |= _later(conn, ("site.suspended",), "site_id", suspended, size)
     seqs |= _zone_seqs(conn, licence_zones, size)
     seqs |= _licence_seqs(conn, holders, size)
     subjects = {("parcel", i) for i in parcel_ids} | {("site", i) for i in site_ids} | {
@@ -167,14 +173,19 @@ def _licence_seqs(conn: sa.Connection, holders: set[str], size: int) -> set[int]
             sa.select(actors.c.actor_id, actors.c.seq).where(
                 actors.c.actor_id.in_(ids), sa.or_(actors.c.renewals.is_not(None),
                                                    actors.c.revocations.is_not(None)))))
-    if not changed:
+    return _later(conn, LICENCE_KINDS, "actor_id", changed, size)
+
+
+def _later(conn: sa.Connection, kinds: tuple[str, ...], field: str, made: dict[str, int],
+           size: int) -> set[int]:
+    """Entries of ``kinds`` whose payload ``field`` names one of ``made`` (id -> the seq of
+    its registration). They are rare and no projection keeps their seqs: they are found by
+    kind after the earliest of those registrations."""
+    if not made:
         return set()
-    # Licence events are rare and the actors projection keeps no seq of them: they are
-    # found by kind after the earliest of those registrations.
     found = conn.execute(sa.select(entries.c.seq, entries.c.payload).where(
-        entries.c.seq > min(changed.values()), entries.c.seq <= size,
-        entries.c.kind.in_(LICENCE_KINDS)))
-    return {seq for seq, payload in found if json.loads(payload).get("actor_id") in changed}
+        entries.c.seq > min(made.values()), entries.c.seq <= size, entries.c.kind.in_(kinds)))
+    return {seq for seq, payload in found if json.loads(payload).get(field) in made}
 
 
 def _registrations(conn: sa.Connection, seqs: set[int], holders: set[str], size: int,
