@@ -736,6 +736,17 @@ DISHONEST: list[tuple[str, Callable[[Events], Events], str]] = [
         flag_id="F1", resolution="ok", date="2008-01-16")(inserted(8, "flag.raised", "aud", **{
             **FLAG, "subject": {"type": "parcel", "id": "P9"}})(events))),
      "entry 12 raises flag F1 again (entry 10 raised it; SPEC 4 DUPLICATE)"),
+    ("officer-acts-abroad", lambda events: inserted(
+        1, "actor.registered", "admin", actor_id="off-sl", name="Mines SL", role="officer",
+        country="SL", date="2004-01-01")(changed(6, actor="off-sl")(events)),
+     "'off-sl' is an officer of SL and may not write site.registered for GH (SPEC 4 "
+     "JURISDICTION)"),
+    ("trade-after-licence-revoked", inserted(7, "licence.revoked", "off", actor_id="b1",
+                                             reason="fraud", date="2008-01-01"),
+     "entry 10 (parcel.purchased, 2008-01-10): the licence of 'b1' is not valid that day "
+     "(SPEC 4 LICENCE)"),
+    ("dated-after-it-was-written", changed(9, date="2999-01-01", expires="2999-03-01"),
+     "entry 11 (export.declared) is dated 2999-01-01, after the day it was written"),
     ("no-export", lambda events: events[:-1],
      f"custody: the bundle holds no export.declared entry for {CERT}."),
 ]

@@ -261,9 +261,9 @@ class _Replay:
             return
         spans = windows(writer["from"], writer["to"], writer["renewals"], writer["revocations"])
         if not valid_on(spans, p["date"]):
-            self.r.fail("custody", f"entry {item.seq} ({kind}, {p['date']}): the licence "
-                        f"{writer['licence_no']} of '{actor}' is not valid that day (SPEC 4 "
-                        "LICENCE).")
+            licence = f"licence {writer['licence_no']}" if writer["licence_no"] else "licence"
+            self.r.fail("custody", f"entry {item.seq} ({kind}, {p['date']}): the {licence} of "
+                        f"'{actor}' is not valid that day (SPEC 4 LICENCE).")
 
     def _today(self, item: Logged, kind: str, p: dict[str, Any]) -> None:
         """SPEC 4 DATE_ORDER: no event is dated after the day its entry was written."""
