@@ -4,8 +4,9 @@ fresh initialised ledger in tmp_path, then the CLI runner."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -14,7 +15,7 @@ from ledger.config import Settings
 from ledger.db import make_engine
 from ledger.log.keys import load_or_create
 from ledger.log.store import Log
-from ledger.recorder.events import Ledger
+from ledger.recorder.events import Event, Ledger, WriteResult
 from tests import pg
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
@@ -85,6 +86,17 @@ def ledger(engine, settings: Settings) -> Ledger:  # type: ignore[no-untyped-def
                   late_days=settings.late_days)
     book.initialise()
     return book
+
+
+Write = Callable[..., WriteResult]
+
+
+@pytest.fixture
+def write(ledger: Ledger) -> Write:
+    """``write(kind, actor, event_id=None, **payload)``: one event through the ledger."""
+    def _write(kind: str, actor: str, event_id: str | None = None, **payload: Any) -> WriteResult:
+        return ledger.write(Event(kind, actor, payload, event_id))
+    return _write
 
 
 @pytest.fixture

@@ -256,7 +256,8 @@ def sent_to_sign_in(client: FlaskClient, path: str) -> bool:
 
 def session_cookie(client: FlaskClient) -> str:
     cookie = client.get_cookie("session")
-    assert cookie is not None
+    # What a browser holds after signing in: a session cookie scripts cannot read.
+    assert cookie is not None and cookie.value and cookie.http_only, cookie
     return cookie.value
 
 

@@ -13,7 +13,7 @@ from ledger.cli import cli
 from ledger.config import Settings
 from ledger.custody.trace import trace
 from ledger.errors import LedgerError
-from ledger.recorder.events import Event, Ledger, WriteResult
+from ledger.recorder.events import Ledger, WriteResult
 from webui import create_app
 
 Write = Callable[..., WriteResult]
@@ -27,13 +27,6 @@ def licensed(actor_id: str, role: str, country: str = "GH", until: str | None = 
     return {"actor_id": actor_id, "name": actor_id.replace("-", " ").title(), "role": role,
             "country": country, "licence_no": f"LIC-{actor_id}", "licence_valid_from": since,
             "licence_valid_to": until, "date": "2004-01-05"}
-
-
-@pytest.fixture
-def write(ledger: Ledger) -> Write:
-    def _write(kind: str, actor: str, event_id: str | None = None, **payload: Any) -> WriteResult:
-        return ledger.write(Event(kind, actor, payload, event_id))
-    return _write
 
 
 @pytest.fixture

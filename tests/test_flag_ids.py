@@ -16,10 +16,10 @@ from ledger.custody import rules
 from ledger.errors import LedgerError
 from ledger.recorder.events import Ledger
 from tests.conftest import Auth
-from tests.test_custody import Write, buy, world, write  # noqa: F401  (fixtures)
+from tests.test_custody import Write, buy, world  # noqa: F401  (world: the fixture)
 
 
-def raise_as_auditor(write: Write, flag_id: str, pid: str = "P1") -> Any:  # noqa: F811
+def raise_as_auditor(write: Write, flag_id: str, pid: str = "P1") -> Any:
     return write("flag.raised", "aud-1", flag_id=flag_id, subject={"type": "parcel", "id": pid},
                  code="FOOTPRINT_ANOMALY", detail="price per carat far above Akwatia's",
                  date="2008-03-20")

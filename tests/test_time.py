@@ -31,13 +31,6 @@ TODAY = datetime.now(UTC).date()
 
 
 @pytest.fixture
-def write(ledger: Ledger) -> Write:
-    def _write(kind: str, actor: str, event_id: str | None = None, **payload: Any) -> Any:
-        return ledger.write(Event(kind, actor, payload, event_id))
-    return _write
-
-
-@pytest.fixture
 def world(ledger: Ledger, write: Write) -> Ledger:
     write("actor.registered", "admin", actor_id="off-gh", name="Minerals Commission",
           role="officer", country="GH", date="2004-01-02")

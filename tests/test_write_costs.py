@@ -19,7 +19,7 @@ from ledger.custody import licences
 from ledger.errors import LedgerError
 from ledger.recorder.events import Event, Ledger
 from tests.test_custody import Write, buy
-from tests.test_time import world, write  # noqa: F401  (fixtures: a Ghanaian world)
+from tests.test_time import world  # noqa: F401  (fixture: a Ghanaian world)
 
 
 class CountingJson:
