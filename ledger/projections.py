@@ -82,6 +82,7 @@ sites = sa.Table(
     sa.Column("location", sa.Text, nullable=False),
     sa.Column("date", Day, nullable=False),
     sa.Column("suspended_on", Day),
+    sa.Column("capacity_points", sa.BigInteger),  # SPEC 4 capacity_ct_month, in points
     sa.Column("seq", sa.BigInteger, nullable=False),
 )
 
@@ -98,6 +99,12 @@ parcels = sa.Table(
     sa.Column("seller_id", Id),
     sa.Column("dig_lon", sa.Float),  # for purchases: the declared dig point, if any
     sa.Column("dig_lat", sa.Float),
+    # For purchases (first sales; SPEC 5 footprints, SPEC 6 stats): the price as written, the
+    # declared site's licence_no when that site was registered, the sieve classes (JSON).
+    sa.Column("price_cents", sa.BigInteger),
+    sa.Column("currency", sa.String(3)),
+    sa.Column("licence_no", Id),
+    sa.Column("sieve", sa.Text),
     sa.Column("date", Day, nullable=False),
     # SPEC 4 DATE_ORDER: the date of its last custody event (made, or transferred)
     sa.Column("last_date", Day, nullable=False),

@@ -205,6 +205,7 @@ def _site_registered(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
         "operator": p["operator"], "country": p["country"],
         "location": canonical_text(p["location"]), "date": p["date"],
         "suspended_on": None, "seq": seq,
+        "capacity_points": points(p["capacity_ct_month"]) if "capacity_ct_month" in p else None,
     })
 
 
@@ -214,13 +215,14 @@ def _site_suspended(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
 
 def _new_parcel(s: State, seq: int, holder: str, pid: str, carats: float, stones: int,
                 date: str, site_id: str | None = None, dig: Any = None,
-                seller_id: str | None = None) -> None:
+                seller_id: str | None = None, sale: dict[str, Any] | None = None) -> None:
     lon, lat = dig["coordinates"][:2] if dig else (None, None)
     s.insert("parcels", {
         "parcel_id": pid, "holder": holder, "points": points(carats), "stones": stones,
         "status": "active", "open_flags": 0, "site_id": site_id, "seller_id": seller_id,
         "dig_lon": lon, "dig_lat": lat, "date": date, "last_date": date, "seq": seq,
-        "spent_seq": None,
+        "spent_seq": None, "price_cents": None, "currency": None, "licence_no": None,
+        "sieve": None, **(sale or {}),
     })
 
 
@@ -231,9 +233,13 @@ def _edge(s: State, seq: int, kind: str, actor: str, date: str, src: tuple[str, 
 
 
 def _parcel_purchased(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
-    seller = p["seller"]
+    seller, site = p["seller"], s.get("sites", p["site_id"])
+    sale = {"price_cents": cents(p["price"]["amount"]), "currency": p["price"]["currency"],
+            "licence_no": site["licence_no"] if site is not None else None,
+            "sieve": canonical_text(p["sieve"]) if "sieve" in p else None}
     _new_parcel(s, seq, actor, p["parcel_id"], p["carats"], p["stones"], p["date"], p["site_id"],
-                p.get("dig_location"), seller if s.get("actors", seller) is not None else None)
+                p.get("dig_location"), seller if s.get("actors", seller) is not None else None,
+                sale)
     _edge(s, seq, "parcel.purchased", actor, p["date"], ("site", p["site_id"]),
           ("parcel", p["parcel_id"]), points(p["carats"]))
 
