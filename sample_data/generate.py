@@ -50,6 +50,7 @@ MAX_EXPORT = 12  # parcels under one certificate
 TO_EXPORTER = 0.75  # share of transfers that go to the country's exporter
 RISK_FRACTION = 0.005  # scale mode: purchases dug in the Ivorian risk area (held forever)
 RING_FROM, RING_TO, RING_SHARE = "2006-02-01", "2010-11-30", 0.5  # the laundering ring
+RING_UNPLACED = "2008-07-01"  # from this day on, the ring's purchases declare no dig point
 CERT_DAYS = 60  # a KP certificate's validity
 HS = {"GH": (("7102.21", 0.7), ("7102.10", 1.0)), "SL": (("7102.31", 0.75), ("7102.10", 1.0))}
 
@@ -158,7 +159,7 @@ class _Trade:
         usd = (fp.usd_lo + rand() * (fp.usd_hi - fp.usd_lo)) * w.MARKET[int(day[:4])]
         cents = int(points * usd + 0.5)
         if dirty:
-            lon, lat = self._risk_point()
+            lon, lat = self._risk_point()  # drawn even when left out: the same draws follow
         else:
             zone = site.zone
             while True:
@@ -172,11 +173,14 @@ class _Trade:
             pool.append([pid, points, stones, cents])
         elif self.ring is not None:
             self.ring.append((pid, points, stones, cents, day))
-        return {"kind": "parcel.purchased", "actor": bid, "payload": {
+        payload = {
             "parcel_id": pid, "site_id": site.site_id,
             "seller": sellers[int(rand() * len(sellers))], "date": day,
             "carats": points / 100, "stones": stones, "price": _money(cents),
-            "dig_location": {"type": "Point", "coordinates": [lon, lat]}}}
+            "dig_location": {"type": "Point", "coordinates": [lon, lat]}}
+        if dirty and self.ring is not None and day >= RING_UNPLACED:
+            del payload["dig_location"]  # SPEC 5: only the footprint can show where it was dug
+        return {"kind": "parcel.purchased", "actor": bid, "payload": payload}
 
     def _risk_point(self) -> tuple[float, float]:
         """A dig point in rebel-held northern Côte d'Ivoire, near Séguéla or Tortiya."""

@@ -61,9 +61,9 @@ class Footprint:
     usd_hi: float
 
 
-GHANA = Footprint(0.05, 0.20, 15, 220, 20.0, 55.0)  # small, mostly industrial stones
+GHANA = Footprint(0.08, 0.20, 15, 220, 24.0, 55.0)  # small, mostly industrial stones
 SIERRA_LEONE = Footprint(0.50, 2.00, 1, 24, 200.0, 560.0)  # larger gem-quality stones
-IVORY_COAST = Footprint(0.25, 0.60, 6, 90, 100.0, 190.0)  # Séguéla/Tortiya, medium
+IVORY_COAST = Footprint(0.60, 1.40, 2, 30, 190.0, 420.0)  # Séguéla/Tortiya: larger gem stones
 
 # A rough-market index by year (boom to 2008, crash in 2009, peak in 2011, slump 2015-16).
 MARKET = {2004: 0.86, 2005: 0.90, 2006: 0.94, 2007: 1.00, 2008: 1.08, 2009: 0.84, 2010: 0.96,
@@ -289,7 +289,7 @@ ACTORS: tuple[Actor, ...] = (
     Actor("exporter-sl-freetown", "Lumley Rough Exports Ltd, Freetown", "exporter", "SL",
           "officer-sl", "SL-EXL-2003-005", _FROM, _TO),
     Actor("buyer-gh-akwatia", "Akwatia Rough Buyers Ltd", "buyer", "GH", "officer-gh",
-          "GH-LBL-2003-011", _FROM, _TO, ("akwatia",), 5),
+          "GH-LBL-2003-011", _FROM, _TO, ("akwatia", "birim"), 5),
     Actor("buyer-gh-kade", "Kade Stone House", "buyer", "GH", "officer-gh",
           "GH-LBL-2003-014", _FROM, _TO, ("akwatia", "birim"), 4),
     Actor(RING_BUYER, "Oda Star Gem Buyers", "buyer", "GH", "officer-gh",

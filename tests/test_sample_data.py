@@ -12,11 +12,13 @@ import copy
 import csv
 import io
 import json
+import math
+import statistics
 import subprocess
 import sys
 import tracemalloc
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -119,6 +121,10 @@ class Replay:
         self.parcels: dict[str, dict[str, Any]] = {}
         self.certificates: set[str] = set()
         self.flagged: list[str] = []
+        self.footprint_flagged: list[str] = []
+        # SPEC 5 footprint references: licence_no -> [(day, ln US$/ct, ln ct/stone)] of the
+        # purchases not flagged FOOTPRINT_ANOMALY, in date order (the sample is).
+        self.references: dict[str, list[tuple[str, float, float]]] = {}
         self.last_trade_day = ""
 
     def licensed(self, actor: dict[str, Any], day: str) -> bool:
@@ -144,7 +150,26 @@ class Replay:
                and inside(z["geometry"]["coordinates"][0], lon, lat)
                for z in self.zones.values()):
             codes.append("IN_RISK_AREA")
+        if self.footprint_anomaly(site["licence_no"], p):
+            codes.append("FOOTPRINT_ANOMALY")
         return codes
+
+    def footprint_anomaly(self, licence_no: str, p: dict[str, Any]) -> bool:
+        """SPEC 5 FOOTPRINT_ANOMALY, computed here on its own: ln US$/ct or ln ct/stone more
+        than 3.5 robust deviations from the zone's unflagged purchases of the 365 days before."""
+        day = p["date"]
+        since = (date.fromisoformat(day) - timedelta(days=365)).isoformat()
+        ref = [r for r in self.references.get(licence_no, []) if since <= r[0] < day]
+        if len(ref) < 30:
+            return False
+        x = (math.log(p["price"]["amount"] / p["carats"]), math.log(p["carats"] / p["stones"]))
+        for i in (0, 1):
+            values = [r[1 + i] for r in ref]
+            mid = statistics.median(values)
+            mad = statistics.median(abs(v - mid) for v in values)
+            if mad > 0 and abs(x[i] - mid) / (1.4826 * mad) > 3.5:
+                return True
+        return False
 
     def apply(self, event: dict[str, Any]) -> None:
         kind, actor_id, p = event["kind"], event["actor"], event["payload"]
@@ -240,6 +265,12 @@ class Replay:
             parcel(p["parcel_id"], p["carats"], p["stones"], bool(flags))
             if flags:
                 self.flagged.append(p["parcel_id"])
+            if "FOOTPRINT_ANOMALY" in flags:
+                self.footprint_flagged.append(p["parcel_id"])
+            elif p["site_id"] in self.sites and p["price"]["currency"] == "USD":
+                self.references.setdefault(self.sites[p["site_id"]]["licence_no"], []).append(
+                    (day, math.log(p["price"]["amount"] / p["carats"]),
+                     math.log(p["carats"] / p["stones"])))
         elif kind == "parcel.split":
             for child in p["children"]:
                 parcel(child["parcel_id"], child["carats"], child["stones"])
@@ -429,12 +460,20 @@ def test_laundering_dig_points_lie_in_the_rebel_north_not_in_ghana(
         json.loads, scenario_lines["events.jsonl"]) if e["kind"] == "parcel.purchased"}
     for pid in scenario_replay.flagged:
         p = purchases[pid]
+        if "dig_location" not in p:  # the ring's later purchases: only the footprint shows them
+            assert p["date"] >= generate.RING_UNPLACED
+            assert "FOOTPRINT_ANOMALY" in scenario_replay.screen(p), pid
+            continue
         lon, lat = p["dig_location"]["coordinates"]
         assert inside(rebel, lon, lat) and inside(embargo, lon, lat), pid
         assert not any(inside(ring, lon, lat) for ring in ghana), pid
         assert scenario_replay.sites[p["site_id"]]["country"] == "GH"
         assert "IN_RISK_AREA" in scenario_replay.screen(p)
         assert "OUTSIDE_LICENSED_ZONE" in scenario_replay.screen(p)
+    # every purchase that leaves out its dig point is the ring's, and its footprint gives it away
+    unplaced = {pid for pid, p in purchases.items() if "dig_location" not in p}
+    assert len(unplaced) >= 20
+    assert unplaced <= set(scenario_replay.footprint_flagged)
     if shape is not None:
         assert shape({"type": "Polygon", "coordinates": [rebel]}).within(
             shape({"type": "Polygon", "coordinates": [embargo]}))
@@ -467,8 +506,8 @@ def test_footprints_differ_by_area_and_the_ring_looks_ivorian(
     # no overlap between Ghana's clean parcels and the ring's, in US$/ct and in stone size
     assert max(v for v, _ in gh) < min(v for v, _ in ring)
     assert max(s for _, s in gh) < min(s for _, s in ring)
-    assert 20 <= mean(gh, 0) <= 60 < 80 <= mean(ring, 0) <= 200 < mean(sl, 0) <= 600
-    assert 0.05 <= mean(gh, 1) <= 0.2 < mean(ring, 1) <= 0.6 < mean(sl, 1) <= 2
+    assert 20 <= mean(gh, 0) <= 60 < 150 <= mean(ring, 0) <= 350 < mean(sl, 0) <= 600
+    assert 0.05 <= mean(gh, 1) <= 0.2 < mean(ring, 1) <= 1.1 < mean(sl, 1) <= 2
 
 
 def test_zone_and_actor_files_match_the_events(scenario_lines: dict[str, list[str]]) -> None:
