@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ledger import projections as pj
+from ledger import stats
 from ledger.accounts import READ_ALL, Principal, Token, User
 from ledger.custody.trace import Node, Trace, trace
 from ledger.db import entries
@@ -469,3 +470,22 @@ def visible_parcels(scope: Scope, parcel_ids: Iterable[str]) -> set[str]:
         found.update(scope.conn.execute(sa.select(p.c.parcel_id).where(
             p.c.parcel_id.in_(wanted[k:k + 500]), p.c.parcel_id.in_(seen))).scalars())
     return found
+
+
+def statistics(scope: Scope, query: stats.Query) -> stats.Table:
+    """SPEC 6 `stats` as the caller may see it: country level for everyone, finer keys for
+    a signed-in officer, authority or auditor (403 ``ROLE`` otherwise)."""
+    stats.check_access(scope.principal, query)
+    return stats.table(scope.conn, query)
+
+
+def zone_prices(scope: Scope, zone_id: str) -> list[stats.ZoneMonth]:
+    """A licence zone's monthly USD per carat and footprint band: zone level, so for the
+    roles that see finer keys than country (SPEC 6)."""
+    stats.check_access(scope.principal, stats.Query(by="zone"))
+    return stats.zone_months(scope.conn, zone_id)
+
+
+def country_halves(scope: Scope, country: str) -> list[stats.Half]:
+    """A country's production against its exports per half-year (country level: anyone)."""
+    return stats.production_and_exports(scope.conn, country)

@@ -482,11 +482,13 @@ def test_map_and_stats(world: Ledger, client: FlaskClient, auth: Auth) -> None:
     assert sites["features"][0]["geometry"]["type"] == "Point"
     zones = client.get(f"{API}/zones", headers=auth.headers("buyer")).get_json()
     assert zones["features"][0]["properties"]["licence_no"] == "GH-ML-AKW-1"
-    stats = client.get(f"{API}/stats").get_json()
-    assert stats["counts"]["purchases"] == 4 and stats["counts"]["open_flags"] == 1
-    assert {"country": "GH", "year": 2008, "parcels": 3, "carats": 30.0} in stats["purchases"]
-    assert stats["exports"] == [{"country": "GH", "year": 2008, "certificates": 1,
-                                 "carats": 10.0, "value_usd": 1234.5}]
+    stats = client.get(f"{API}/stats").get_json()["rows"]
+    assert [(r["country"], r["purchases"], r["carats"]) for r in stats] == [
+        (None, 1, 10.0), ("GH", 3, 30.0)]  # P3's site is unknown: no country
+    trade = client.get(f"{API}/stats?kind=trade").get_json()["rows"]
+    assert trade == [{"period": "2008", "country": "GH", "flow": "export", "hs_code": None,
+                      "partner": None, "certificates": 1, "carats": 10.0, "value_usd": 1234.5,
+                      "usd_per_ct": 123.45}]
 
 
 def test_bundle_for_its_exporter(world: Ledger, client: FlaskClient, auth: Auth) -> None:

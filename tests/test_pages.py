@@ -606,8 +606,9 @@ def test_downloads(world: Ledger, client: FlaskClient) -> None:
     rows = list(csv.DictReader(io.StringIO(client.get("/flags.csv").text)))
     assert {r["code"] for r in rows} == {"OUTSIDE_LICENSED_ZONE", "IN_RISK_AREA"}
     stats = list(csv.reader(io.StringIO(client.get("/stats.csv").text)))
-    assert stats[0] == ["flow", "country", "year", "count", "carats", "value_usd"]
-    assert ["purchases", "GH", "2008", "2", "25.0", ""] in stats
+    assert stats[0] == ["period", "country", "purchases", "carats", "stones", "value_usd",
+                        "usd_per_ct", "flagged_carats"]
+    assert ["2008", "GH", "2", "25.00", "80", "1800.00", "72.00", "12.50"] in stats
 
 
 def test_map_draws_zones_risk_areas_sites_and_flagged_purchases(world: Ledger,
@@ -628,7 +629,8 @@ def test_map_draws_zones_risk_areas_sites_and_flagged_purchases(world: Ledger,
 def test_stats_page_draws_charts(world: Ledger, client: FlaskClient) -> None:
     _ring_parcel(client)
     page = client.get("/stats").text
-    assert page.count('<svg class="chart"') == 2 and "GH 2008: 25.0 ct" in page
+    assert page.count('<svg class="chart"') == 2 and "2008-H1: 25.00 ct produced" in page
+    assert "2008-03: 72.00 USD/ct over 2 purchases" in page  # the auditor sees zone level
 
 
 def test_admin_adds_a_user_and_a_token_shown_once(world: Ledger, client: FlaskClient) -> None:

@@ -77,6 +77,17 @@ def caller(area: str) -> Principal | None:
     return principal
 
 
+def optional_caller() -> Principal | None:
+    """The principal of a request to a public read that shows some accounts more (SPEC 6:
+    statistics by finer keys): None without a token, 401 for a token that counts for nobody."""
+    token = bearer_token()
+    if token is None:
+        return None
+    principal = authenticate(current_app.extensions["alluvial"].ledger.engine, token)
+    g.principal = principal
+    return principal
+
+
 def member(area: str) -> Principal:
     """Like :func:`caller`, for an area that needs an account."""
     principal = caller(area)

@@ -32,6 +32,7 @@ class RequestError(LedgerError):
 STATUS: tuple[tuple[str | type[Exception], int], ...] = (
     ("MALFORMED_JSON", 400),
     ("NOT_UTF8", 400),
+    ("BAD_QUERY", 400),  # stats: a period, key or kind it does not answer (SPEC 6)
     ("UNAUTHENTICATED", 401),
     ("ROLE", 403),
     ("NOT_FOUND", 404),

@@ -48,6 +48,7 @@ class Op:
     refusals: tuple[int, ...] = ()  # statuses beyond those that follow from the inputs
     cacheable: bool = False
     text: bool = False  # also answers text/plain for `Accept: text/plain`
+    csv: bool = False  # also answers text/csv for `Accept: text/csv` (or format=csv)
     path: dict[str, str] = field(default_factory=dict)  # path parameter -> component
     description: str = ""
 
@@ -242,20 +243,25 @@ RESPONSES: dict[str, dict[str, Any]] = {
         },
     },
     "Stats": {
-        "type": "object", "required": ["counts", "purchases", "exports"],
+        "type": "object", "required": ["kind", "by", "period", "columns", "rows"],
+        "description": "SPEC 6 `stats`: one row per period, country and key; carats and USD "
+                       "exact to the hundredth; null where there is no value.",
         "properties": {
-            "counts": {"type": "object", "additionalProperties": _COUNT},
-            "purchases": {"type": "array", "items": {
-                "type": "object", "required": ["country", "year", "parcels", "carats"],
-                "properties": {"country": {"type": ["string", "null"]},
-                               "year": {"type": "integer"}, "parcels": _COUNT,
-                               "carats": _CARATS}}},
-            "exports": {"type": "array", "items": {
-                "type": "object",
-                "required": ["country", "year", "certificates", "carats", "value_usd"],
-                "properties": {"country": {"type": "string"}, "year": {"type": "integer"},
-                               "certificates": _COUNT, "carats": _CARATS,
-                               "value_usd": {"type": "number", "minimum": 0}}}},
+            "kind": {"type": "string", "enum": ["production", "trade"]},
+            "by": {"type": "string",
+                   "enum": ["country", "zone", "site", "buyer", "hs", "partner"]},
+            "period": {"type": ["string", "null"]},
+            "columns": {"type": "array", "items": {"type": "string"}},
+            "rows": {"type": "array", "items": {
+                "type": "object", "required": ["period", "country"],
+                "properties": {
+                    "period": {"type": "string"}, "country": {"type": ["string", "null"]},
+                    "purchases": _COUNT, "certificates": _COUNT, "stones": _COUNT,
+                    "flow": {"type": "string", "enum": ["export", "import"]},
+                    "carats": _CARATS, "flagged_carats": _CARATS,
+                    "value_usd": {"type": ["number", "null"], "minimum": 0},
+                    "usd_per_ct": {"type": ["number", "null"], "minimum": 0},
+                }}},
         },
     },
     "Bundle": {"type": "object", "description": "The provenance bundle of SPEC 7."},
@@ -287,7 +293,8 @@ def _problem(description: str) -> dict[str, Any]:
 
 
 REFUSALS = {
-    400: "Malformed JSON, or bytes that are not UTF-8.",
+    400: "Malformed JSON, or bytes that are not UTF-8; for stats, a period, key or kind it "
+         "does not answer (BAD_QUERY).",
     401: "No bearer token, or one that belongs to nobody.",
     403: "The account's role may not do this (rule ROLE).",
     404: "No such route or entity.",
@@ -334,6 +341,8 @@ def _operation(op: Op, endpoint: str, path_params: list[dict[str, Any]]) -> dict
         content = {"application/json": {"schema": ref(schema)}}
         if op.text:
             content["text/plain"] = {"schema": {"type": "string"}}
+        if op.csv:
+            content["text/csv"] = {"schema": {"type": "string"}}
         responses[str(status)] = {"description": "OK" if status == 200 else "Created",
                                   "content": content}
         if op.cacheable:

@@ -5,7 +5,7 @@ join the group through the ``alluvial.commands`` entry points, so this package n
 imports ``webui``.
 """
 
-from ledger.cli import accounts, bundle, custody, log, zones
+from ledger.cli import accounts, bundle, custody, log, stats, zones
 from ledger.cli.app import cli, main
 
-__all__ = ["accounts", "bundle", "cli", "custody", "log", "main", "zones"]
+__all__ = ["accounts", "bundle", "cli", "custody", "log", "main", "stats", "zones"]

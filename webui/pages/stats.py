@@ -1,37 +1,86 @@
-"""Statistics with charts (SPEC 6), open to every account, and as CSV."""
+"""The Statistics page (SPEC 6, issue 17): the `stats` table for a period and key, a licence
+zone's value per carat against its footprint band, a country's production against its
+exports per half-year; a table below each chart and a CSV beside each."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, render_template
+from typing import Any
 
-from ledger.stats import public_stats
+from flask import Blueprint, Response, render_template, request
+
+from ledger import reads
+from ledger.stats import ALL_KEYS, FINE_ROLES, KINDS, Query, countries, counts, licence_zones
 from webui.pages import access, links
-from webui.pages.charts import bar_chart
+from webui.pages.charts import band_chart, pair_chart
 from webui.services import reading
 
 bp = Blueprint("stats", __name__)
+
+ZONE_COLUMNS = ["month", "purchases", "usd_per_ct", "reference", "band_low", "band_median",
+                "band_high", "footprint_anomalies"]
+COUNTRY_COLUMNS = ["period", "produced_carats", "produced_usd", "exported_carats",
+                   "exported_usd"]
+
+
+def _query() -> Query:
+    args = request.args
+    return Query.parse(args.get("period"), args.get("by"), args.get("kind"))
 
 
 @bp.get("/stats")
 @access.signed_in()
 def charts() -> str:
-    with reading(access.principal()) as scope:
-        figures = public_stats(scope.conn)
-    return render_template(
-        "stats.html", stats=figures,
-        purchases=bar_chart(figures["purchases"], "carats", "ct"),
-        exports=bar_chart(figures["exports"], "value_usd", "USD"))
+    query, principal = _query(), access.principal()
+    fine = principal.role in FINE_ROLES
+    with reading(principal) as scope:
+        zones, places = licence_zones(scope.conn), countries(scope.conn)
+        zone = _pick(request.args.get("zone"), zones)
+        country = _pick(request.args.get("country"), places)
+        months = reads.zone_prices(scope, zone) if fine and zone else []
+        halves = reads.country_halves(scope, country) if country else []
+        return render_template(
+            "stats.html", table=reads.statistics(scope, query), query=query,
+            counts=counts(scope.conn), fine=fine, keys=ALL_KEYS, kinds=KINDS, zones=zones,
+            zone=zone, months=months, band=band_chart(months), countries=places,
+            country=country, halves=halves, pairs=pair_chart(halves))
+
+
+def _pick(wanted: str | None, choices: list[str]) -> str | None:
+    """The asked-for choice when it is one; else the first (the page shows what exists)."""
+    return wanted if wanted in choices else (choices[0] if choices else None)
 
 
 @bp.get("/stats.csv")
 @access.signed_in()
 def stats_csv() -> Response:
-    """Purchases and exports by country and year, one row each."""
+    """The `stats` table of the page's period, key and kind, as `alluvial stats --csv`."""
+    query = _query()
     with reading(access.principal()) as scope:
-        figures = public_stats(scope.conn)
-    rows = [["purchases", r["country"] or "", r["year"], r["parcels"], r["carats"], ""]
-            for r in figures["purchases"]]
-    rows += [["exports", r["country"], r["year"], r["certificates"], r["carats"],
-              r["value_usd"]] for r in figures["exports"]]
-    return links.csv_download(["flow", "country", "year", "count", "carats", "value_usd"],
-                              rows, "alluvial-stats.csv")
+        table = reads.statistics(scope, query)
+    return links.csv_download(table.columns, table.csv_rows(),
+                              f"alluvial-stats-{query.kind}-{query.by}.csv")
+
+
+@bp.get("/stats/zone.csv")
+@access.signed_in()
+def zone_csv() -> Response:
+    zone = request.args.get("zone", "")
+    with reading(access.principal()) as scope:
+        months = reads.zone_prices(scope, zone)
+    rows: list[list[Any]] = [[m.month, m.purchases, m.usd_per_ct, m.reference, m.low, m.median,
+                              m.high, m.anomalies] for m in months]
+    return links.csv_download(ZONE_COLUMNS, [["" if v is None else str(v) for v in r]
+                                             for r in rows],
+                              f"alluvial-zone-{links.safe(zone)}.csv")
+
+
+@bp.get("/stats/country.csv")
+@access.signed_in()
+def country_csv() -> Response:
+    country = request.args.get("country", "")
+    with reading(access.principal()) as scope:
+        halves = reads.country_halves(scope, country)
+    rows = [[h.period, h.produced, h.produced_usd, h.exported, h.exported_usd] for h in halves]
+    return links.csv_download(COUNTRY_COLUMNS, [["" if v is None else str(v) for v in r]
+                                                for r in rows],
+                              f"alluvial-country-{links.safe(country)}.csv")
