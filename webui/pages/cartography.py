@@ -1,7 +1,11 @@
 """Maps drawn from the ledger's GeoJSON geometries, for the templates to write out as
 inline SVG (SPEC 6: no tile server, nothing fetched): an equirectangular projection
-fitted to the data, zones as paths, risk areas hatched, sites and purchase points as
-marks, each with its link and title; and close-ups of the licence zones.
+fitted to the data, the countries of the basemap (``ledger.geo.basemap``) under zones
+drawn as paths, risk areas hatched, sites and purchase points as marks, each with its
+link and title; labels placed so that none overlaps another (``webui.pages.labels``),
+meridians and parallels with their degrees, a scale bar true at its latitude, the day the
+map is drawn as of; flagged purchases counted in cells when there are many; and close-ups
+of the licence zones.
 
 Pure functions: features in, shapes out.
 """
@@ -9,9 +13,18 @@ Pure functions: features in, shapes out.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+import shapely
+from shapely.geometry import shape
+
+from ledger.geo import basemap
+from webui.pages import labels as placing
+from webui.pages.labels import Box, Candidate, Placer
 
 Link = Callable[[str, dict[str, Any]], str | None]
 
@@ -19,6 +32,14 @@ MAP_WIDTH = 1000.0
 MIN_SPAN = 0.25  # degrees: a map of one point still shows its surroundings
 PAD = 0.06  # of the span, on every side
 LAYERS = ("licence_zone", "risk_area", "site", "dig_point", "flagged_purchase")
+KM_PER_DEGREE = 6371.0088 * math.pi / 180  # of latitude, or of longitude at the equator
+CLUSTER_ABOVE = 200  # flagged purchases: more than this many are counted in cells
+CELL = 28.0  # the side of a counting cell
+# Font sizes, as in app.css: labels of zones and of countries, degrees, scale, as of.
+SIZE = {"zone": 12.0, "risk": 12.0, "country": 13.0, "tick": 10.0, "scale": 10.0,
+        "as-of": 12.0}
+DEGREE_STEPS = (0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 20.0)
+MAX_TICKS = 7
 
 
 @dataclass(frozen=True)
@@ -53,6 +74,14 @@ class Projection:
         return (round((lon - self.west) * self.scale_x, 1),
                 round((self.north - lat) * self.scale_y, 1))
 
+    def lonlat(self, x: float, y: float) -> tuple[float, float]:
+        return self.west + x / self.scale_x, self.north - y / self.scale_y
+
+    def extent(self) -> tuple[float, float, float, float]:
+        """West, south, east, north of the view."""
+        east, south = self.lonlat(self.width, self.height)
+        return self.west, south, east, self.north
+
 
 @dataclass(frozen=True)
 class Shape:
@@ -63,10 +92,61 @@ class Shape:
     cx: float = 0.0  # for points
     cy: float = 0.0
     flagged: bool = False
-    label: str = ""
-    lx: float = 0.0
-    ly: float = 0.0
-    anchor: str = "middle"  # of the label: start, middle or end
+    label: str = ""  # the zone's id, placed among ``MapDrawing.labels``
+
+
+@dataclass(frozen=True)
+class Country:
+    """A country of the basemap, cut to the view: land under the zones, its border."""
+
+    iso_a2: str
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
+class Label:
+    kind: str  # zone | risk | country (the CSS class and font size)
+    text: str
+    x: float
+    y: float
+    anchor: str
+    box: Box  # as estimated by ``labels.text_box``
+    leader: tuple[float, float, float, float] | None  # a line to what it names
+
+
+@dataclass(frozen=True)
+class Tick:
+    """A meridian (``lon``) or parallel (``lat``), its line across the map and its label."""
+
+    axis: str
+    degrees: float
+    text: str
+    line: str
+    x: float
+    y: float
+    anchor: str
+
+
+@dataclass(frozen=True)
+class ScaleBar:
+    km: float
+    x: float  # left end of the bar
+    y: float
+    length: float
+    lat: float  # the latitude it is true at: where it is drawn
+    text: str
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Flagged purchases counted in one square of the grid, drawn when there are many."""
+
+    x: float
+    y: float
+    size: float
+    count: int
+    title: str
 
 
 @dataclass(frozen=True)
@@ -75,6 +155,30 @@ class MapDrawing:
     height: float
     shapes: list[Shape]
     counts: dict[str, int]
+    countries: list[Country] = field(default_factory=list)
+    labels: list[Label] = field(default_factory=list)
+    ticks: list[Tick] = field(default_factory=list)
+    scale: ScaleBar | None = None
+    as_of: str | None = None
+    cells: list[Cell] = field(default_factory=list)
+    unlabelled: list[str] = field(default_factory=list)  # names with no free place
+
+    @property
+    def description(self) -> str:
+        """What the map shows, in words (the SVG's ``desc``)."""
+        parts = []
+        if self.as_of:
+            parts.append(f"As of {self.as_of}.")
+        if self.countries:
+            parts.append("Countries: " + ", ".join(c.name for c in self.countries) + ".")
+        c = self.counts
+        parts.append(f"{c.get('licence_zone', 0)} licence zones, {c.get('risk_area', 0)} risk "
+                     f"areas, {c.get('site', 0)} mine sites ({c.get('flagged_site', 0)} "
+                     f"flagged), {c.get('flagged_purchase', 0)} flagged purchases"
+                     + (f" counted in {len(self.cells)} cells" if self.cells else "") + ".")
+        if self.scale:
+            parts.append(f"Scale bar: {self.scale.text}.")
+        return " ".join(parts)
 
 
 def _positions(geometry: dict[str, Any]) -> Iterable[Sequence[float]]:
@@ -111,25 +215,10 @@ def _path(proj: Projection, geometry: dict[str, Any]) -> str:
     parts = []
     for ring in _rings(geometry):
         points = [proj.xy(p[0], p[1]) for p in ring]
-        parts.append("M" + " L".join(f"{x} {y}" for x, y in points) + " Z")
+        kept = [xy for k, xy in enumerate(points) if k == 0 or xy != points[k - 1]]
+        if len(kept) > 2:
+            parts.append("M" + " L".join(f"{x} {y}" for x, y in kept) + " Z")
     return " ".join(parts)
-
-
-def _label_at(proj: Projection, geometry: dict[str, Any], beside: bool
-              ) -> tuple[float, float, str]:
-    """Where a zone's label goes: the middle of its outer ring's bounding box, or beside
-    it (``beside``: the sites inside a small zone stay visible), on the side with room."""
-    rings = _rings(geometry)
-    ring = max(rings, key=len) if rings else [geometry["coordinates"]]
-    lons, lats = [p[0] for p in ring], [p[1] for p in ring]
-    middle = (min(lats) + max(lats)) / 2
-    if not beside:
-        return (*proj.xy((min(lons) + max(lons)) / 2, middle), "middle")
-    x, y = proj.xy(max(lons), middle)
-    if x < proj.width * 0.8:
-        return x + 5, y + 4, "start"
-    x, y = proj.xy(min(lons), middle)
-    return x - 5, y + 4, "end"
 
 
 def _title(layer: str, p: dict[str, Any]) -> str:
@@ -149,8 +238,10 @@ def _title(layer: str, p: dict[str, Any]) -> str:
 
 def draw_map(features: Sequence[dict[str, Any]], link: Link,
              fit: Sequence[str] = LAYERS, labels: bool = True, width: float = MAP_WIDTH,
-             flagged_sites: set[str] | None = None) -> MapDrawing:
-    """Zones, risk areas, sites and purchase points; the view fits the ``fit`` layers.
+             flagged_sites: set[str] | None = None, as_of: str | None = None,
+             countries: bool = True) -> MapDrawing:
+    """Zones, risk areas, sites and purchase points over the countries; the view fits the
+    ``fit`` layers. ``as_of``: the day the features were drawn as of, written on the map.
 
     A site is marked flagged when it has open flags of its own or a flagged purchase
     declares it (among ``features``, or named in ``flagged_sites``).
@@ -161,6 +252,8 @@ def draw_map(features: Sequence[dict[str, Any]], link: Link,
     if flagged_sites is None:
         flagged_sites = _declared_by_flagged(features)
     shapes: list[Shape] = []
+    named: list[tuple[Shape, dict[str, Any]]] = []  # zones, with their geometry
+    purchases: list[tuple[Shape, str]] = []  # flagged purchases, with their parcel
     for layer in LAYERS:
         for f, found in zip(features, layer_of, strict=True):
             if found != layer:
@@ -171,15 +264,214 @@ def draw_map(features: Sequence[dict[str, Any]], link: Link,
             href, title = link(layer, p), _title(layer, p)
             if geometry["type"] == "Point":
                 cx, cy = proj.xy(*geometry["coordinates"][:2])
-                shapes.append(Shape(layer, title, href, cx=cx, cy=cy, flagged=flagged))
+                point = Shape(layer, title, href, cx=cx, cy=cy, flagged=flagged)
+                if layer == "flagged_purchase":
+                    purchases.append((point, p.get("parcel_id", "")))
+                else:
+                    shapes.append(point)
                 continue
-            lx, ly, anchor = _label_at(proj, geometry, beside=layer == "licence_zone")
-            label = p.get("zone_id", "") if labels and layer != "site" else ""
-            shapes.append(Shape(layer, title, href, path=_path(proj, geometry), flagged=flagged,
-                                label=label, lx=lx, ly=ly, anchor=anchor))
+            label = p.get("zone_id", "") if layer != "site" else ""
+            zone = Shape(layer, title, href, path=_path(proj, geometry), flagged=flagged,
+                         label=label)
+            shapes.append(zone)
+            if labels and label:
+                named.append((zone, geometry))
+    points, cells = _counted(purchases)
+    shapes += points
     counts = {layer: layer_of.count(layer) for layer in LAYERS}
     counts["flagged_site"] = sum(1 for s in shapes if s.layer == "site" and s.flagged)
-    return MapDrawing(proj.width, proj.height, shapes, counts)
+    land = basemap.countries(_around(proj), 0.6 / proj.scale_y) if countries else []
+    placer = Placer(proj.width, proj.height)
+    if as_of:
+        placer.block(_as_of_box(as_of))
+    scale = _scale_bar(proj, placer)
+    ticks = _ticks(proj, placer)
+    for s in shapes:
+        if not s.path:
+            r = 7.0 if s.layer == "site" else 4.0
+            placer.mark((s.cx - r, s.cy - r, s.cx + r, s.cy + r))
+    for c in cells:
+        placer.mark((c.x, c.y, c.x + c.size, c.y + c.size))
+    placed, unlabelled = _zone_labels(proj, placer, named)
+    if labels:
+        placed += _country_labels(proj, placer, land)
+    return MapDrawing(proj.width, proj.height, shapes, counts,
+                      [Country(c.iso_a2, c.name, _outline(proj, c.outline)) for c in land],
+                      placed, ticks, scale, as_of, cells, unlabelled)
+
+
+def _around(proj: Projection) -> tuple[float, float, float, float]:
+    """The view and a little more: land cut there has its cut edges outside the view."""
+    west, south, east, north = proj.extent()
+    pad = 0.02 * max(east - west, north - south)
+    return west - pad, south - pad, east + pad, north + pad
+
+
+def _outline(proj: Projection, outline: Any) -> str:
+    """The path of a country's land, projected with numpy (a border has thousands of
+    points; a point a pixel from the last is left out)."""
+    parts = []
+    for polygon in shapely.get_parts(outline):
+        if polygon.geom_type != "Polygon":
+            continue
+        for ring in (polygon.exterior, *polygon.interiors):
+            lonlat = shapely.get_coordinates(ring)
+            x = np.round((lonlat[:, 0] - proj.west) * proj.scale_x, 1)
+            y = np.round((proj.north - lonlat[:, 1]) * proj.scale_y, 1)
+            kept = np.ones(len(x), dtype=bool)
+            kept[1:] = (np.abs(np.diff(x)) >= 1) | (np.abs(np.diff(y)) >= 1)
+            if kept.sum() > 2:
+                points = zip(x[kept].tolist(), y[kept].tolist(), strict=True)
+                parts.append("M" + " L".join(f"{a} {b}" for a, b in points) + " Z")
+    return " ".join(parts)
+
+
+def _counted(purchases: list[tuple[Shape, str]], above: int = CLUSTER_ABOVE
+             ) -> tuple[list[Shape], list[Cell]]:
+    """The flagged purchases as marks, or, when more than ``above``, counted in the cells
+    of a grid (a cell with one purchase keeps its mark): hundreds of crosses drawn one on
+    another read as a solid blot, a count reads."""
+    if len(purchases) <= above:
+        return [s for s, _ in purchases], []
+    grid: dict[tuple[int, int], list[tuple[Shape, str]]] = defaultdict(list)
+    for s, parcel_id in purchases:
+        grid[(int(s.cx // CELL), int(s.cy // CELL))].append((s, parcel_id))
+    points, cells = [], []
+    for (i, j), members in sorted(grid.items()):
+        if len(members) == 1:
+            points.append(members[0][0])
+            continue
+        ids = ", ".join(parcel_id for _, parcel_id in members[:5])
+        more = f" and {len(members) - 5} more" if len(members) > 5 else ""
+        cells.append(Cell(i * CELL, j * CELL, CELL, len(members),
+                          f"{len(members)} flagged purchases dug here: {ids}{more}"))
+    return points, cells
+
+
+def _as_of_box(day: str) -> Box:
+    return placing.text_box(f"as of {day}", 8.0, 8.0 + SIZE["as-of"], "start", SIZE["as-of"])
+
+
+def _scale_bar(proj: Projection, placer: Placer) -> ScaleBar:
+    """A bar of a round number of km, bottom right, true at the latitude it is drawn at
+    (equirectangular: a degree of longitude there is cos(latitude) degrees of latitude)."""
+    y = proj.height - 20.0
+    lat = proj.lonlat(0.0, y)[1]
+    px_per_km = proj.scale_x / (KM_PER_DEGREE * math.cos(math.radians(lat)))
+    most = 0.2 * proj.width / px_per_km
+    power = 10 ** math.floor(math.log10(most))
+    km = max(n * power for n in (1, 2, 5) if n * power <= most)
+    length = round(km * px_per_km, 1)
+    x = round(proj.width - 14.0 - length, 1)
+    text = f"{km:g} km"
+    placer.block((x - 2, y - 6 - (placing.ASCENT * SIZE["scale"]) - placing.HALO,
+                  x + length + 2, y + 5))
+    return ScaleBar(km, x, y, length, round(lat, 2), text)
+
+
+def _step(span: float) -> float:
+    return next((s for s in DEGREE_STEPS if span / s <= MAX_TICKS), DEGREE_STEPS[-1])
+
+
+def _degrees(value: float, positive: str, negative: str) -> str:
+    number = f"{abs(value):.2f}".rstrip("0").rstrip(".")
+    return number + "°" + ("" if value == 0 else positive if value > 0 else negative)
+
+
+def _ticks(proj: Projection, placer: Placer) -> list[Tick]:
+    """Meridians labelled along the bottom edge, parallels along the left edge; a label
+    that would cover another is left out (its line stays)."""
+    west, south, east, north = proj.extent()
+    size, found = SIZE["tick"], []
+    step = _step(east - west)
+    for k in range(math.ceil(west / step), math.floor(east / step) + 1):
+        lon = round(k * step, 6)
+        x = proj.xy(lon, north)[0]
+        found.append(Tick("lon", lon, _degrees(lon, "E", "W"), f"M{x} 0 V{proj.height}",
+                          x, proj.height - 4.0, "middle"))
+    step = _step(north - south)
+    for k in range(math.ceil(south / step), math.floor(north / step) + 1):
+        lat = round(k * step, 6)
+        y = proj.xy(west, lat)[1]
+        found.append(Tick("lat", lat, _degrees(lat, "N", "S"), f"M0 {y} H{proj.width}",
+                          4.0, y - 3.0, "start"))
+    kept = []
+    for t in found:
+        box = placing.text_box(t.text, t.x, t.y, t.anchor, size)
+        if placer.free(box):
+            placer.block(box)
+        else:
+            t = Tick(t.axis, t.degrees, "", t.line, t.x, t.y, t.anchor)
+        kept.append(t)
+    return kept
+
+
+def _pixels(proj: Projection, geometry: Any) -> Box:
+    west, south, east, north = geometry.bounds
+    x0, y0 = proj.xy(west, north)
+    x1, y1 = proj.xy(east, south)
+    return x0, y0, x1, y1
+
+
+def _zone_labels(proj: Projection, placer: Placer, named: list[tuple[Shape, dict[str, Any]]]
+                 ) -> tuple[list[Label], list[str]]:
+    """Risk areas first, then licence zones: inside a zone large enough to hold its name,
+    else beside it, farther out with a leader line when the near places are taken."""
+    view = proj.extent()
+    seen = []
+    for s, geometry in named:
+        visible = shapely.clip_by_rect(shape(geometry), *view)
+        if not visible.is_empty:
+            seen.append((s, visible, _pixels(proj, visible)))
+    for s, _, box in seen:
+        if not _holds(box, s.label, SIZE["zone"]):
+            placer.mark(box)
+    placed, unlabelled = [], []
+    for s, visible, box in sorted(seen, key=lambda z: (z[0].layer != "risk_area", z[0].label)):
+        kind = "risk" if s.layer == "risk_area" else "zone"
+        size = SIZE[kind]
+        candidates = placing.around(box, size)
+        if _holds(box, s.label, size):
+            inner = visible.point_on_surface()
+            x, y = proj.xy(inner.x, inner.y)
+            candidates = placing.inside(x, y, size) + [
+                Candidate(c.x, c.y, c.anchor, c.cost + 2, c.leader_to) for c in candidates]
+        got = placer.place(s.label, size, candidates)
+        if got is None:
+            unlabelled.append(s.label)
+        else:
+            placed.append(Label(kind, got.text, got.x, got.y, got.anchor, got.box, got.leader))
+    return placed, unlabelled
+
+
+def _holds(box: Box, text: str, size: float) -> bool:
+    """Whether a shape of extent ``box`` is large enough to hold ``text`` inside."""
+    height = (placing.ASCENT + placing.DESCENT) * size
+    return (box[2] - box[0] > placing.text_width(text, size) + 16
+            and box[3] - box[1] > 3 * height)
+
+
+def _country_labels(proj: Projection, placer: Placer, land: list[basemap.Country]
+                    ) -> list[Label]:
+    """Country names, the largest first, each inside its own land and in a free place;
+    a country with none (a sliver at the edge, a crowded corner) goes unnamed."""
+    size, placed = SIZE["country"], []
+    for c in sorted(land, key=lambda c: -c.outline.area):
+        inner = c.outline.point_on_surface()
+        x, y = proj.xy(inner.x, inner.y)
+        candidates = [Candidate(x + dx, y + dy, "middle", (abs(dx) + abs(dy)) / 100)
+                      for dy in (0, -30, 30, -60, 60, -100, 100)
+                      for dx in (0, -80, 80, -160, 160)]
+
+        def within(box: Box, outline: Any = c.outline) -> bool:
+            west, north = proj.lonlat(box[0], box[1])
+            east, south = proj.lonlat(box[2], box[3])
+            return bool(outline.contains(shapely.box(west, south, east, north)))
+
+        got = placer.place(c.name, size, candidates, fits=within)
+        if got is not None:
+            placed.append(Label("country", got.text, got.x, got.y, got.anchor, got.box, None))
+    return placed
 
 
 def _declared_by_flagged(features: Iterable[dict[str, Any]]) -> set[str]:

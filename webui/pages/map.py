@@ -38,7 +38,7 @@ def world() -> str:
     day = as_of()
     with reading(access.principal()) as scope:
         features = reads.map_features(scope, day)["features"]
-    return render_template("map.html", drawing=draw_map(features, links.feature),
+    return render_template("map.html", drawing=draw_map(features, links.feature, as_of=day),
                            insets=insets(features, links.feature), as_of=day)
 
 

@@ -72,7 +72,7 @@ def site(site_id: str) -> str:
         features = reads.near(reads.map_features(scope), record["zones"], [site_id])
         sees_all = scope.sees_all
     return render_template("site.html", site=record, sees_all=sees_all,
-                           drawing=draw_map(features, links.feature, fit=("site",)))
+                           drawing=draw_map(features, links.feature, fit=("site", "licence_zone")))
 
 
 @bp.get("/zones/<path:zone_id>")
