@@ -350,7 +350,10 @@ READS: dict[str, frozenset[str] | None] = {
     "entries": frozenset({"auditor"}),
     "parcels": frozenset({"auditor", "buyer", "exporter"}),
     "flags": frozenset({"auditor", "buyer", "exporter", "officer"}),
-    "bundles": frozenset({"auditor", "exporter"}),
+    # An authority: the exports from and to its own country (Scope.check_export, SPEC 1).
+    "bundles": frozenset({"auditor", "exporter", "authority"}),
+    # Issue 18: the flags touching the certificates going to a country (Scope.check_destination).
+    "feeds": frozenset({"auditor", "authority"}),
 }
 READ_ALL = frozenset({"auditor"})
 

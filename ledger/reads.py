@@ -130,15 +130,44 @@ class Scope:
         )
 
     def check_export(self, certificate_no: str) -> None:
-        """A bundle is the auditor's or its exporter's to download."""
+        """An export (its page, print and bundle) is the auditor's, its exporter's, and the
+        authorities' at either end of it: the exporter's country's, which validates it, and
+        the destination's, which confirms its import (SPEC 1)."""
         if self.sees_all:
             return
-        x = pj.exports
-        row = self.conn.execute(sa.select(x.c.exporter).where(
-            x.c.certificate_no == certificate_no)).first()
-        if row is None or row.exporter != self.actor:
-            raise PermissionDenied(f"certificate_no: '{certificate_no}' is not an export of "
-                                   f"'{self.actor}'.", field="certificate_no")
+        x, a = pj.exports, pj.actors
+        row = self.conn.execute(
+            sa.select(x.c.exporter, x.c.destination, a.c.country.label("origin"))
+            .outerjoin(a, a.c.actor_id == x.c.exporter)
+            .where(x.c.certificate_no == certificate_no)).first()
+        if row is not None and (row.exporter == self.actor or (
+                self.is_authority and self.country() in (row.origin, row.destination))):
+            return
+        raise PermissionDenied(f"certificate_no: '{certificate_no}' is not an export of "
+                               f"'{self.actor}'" + (" nor one from or to its country"
+                                                    if self.is_authority else "") + ".",
+                               field="certificate_no")
+
+    @property
+    def is_authority(self) -> bool:
+        return self.principal is not None and self.principal.role == "authority"
+
+    def country(self) -> str | None:
+        """The registered country of the caller's actor (None: anonymous or unregistered)."""
+        return self.conn.execute(sa.select(pj.actors.c.country).where(
+            pj.actors.c.actor_id == self.actor)).scalar_one_or_none()
+
+    def check_destination(self, destination: str) -> None:
+        """SPEC 1: an authority hears of the imports into its own country; an auditor of
+        every country's."""
+        if self.sees_all:
+            return
+        mine = self.country() if self.is_authority else None
+        if mine != destination:
+            raise PermissionDenied(f"destination: the authority of {mine or '?'} may not read "
+                                   f"the flags of certificates going to {destination}; only "
+                                   f"that country's authority or an auditor may.",
+                                   rule="JURISDICTION", field="destination")
 
 
 def _rows(scope: Scope, query: Any) -> list[dict[str, Any]]:
@@ -289,6 +318,46 @@ def export(scope: Scope, certificate_no: str) -> dict[str, Any]:
 def export_custody(scope: Scope, certificate_no: str) -> Trace:
     """An export's custody graph back to its sites (after :meth:`Scope.check_export`)."""
     return trace(scope.conn, certificate_no, "backward")
+
+
+FEED_SIZE = 200  # the latest flags a feed carries
+
+
+def _paths_to(destination: str) -> sa.CTE:
+    """Every node on a custody path back from the exports going to ``destination``, as
+    (certificate_no, node_type, node_id): the export, its parcels and their ancestors
+    (through transfers, splits and merges) and the sites they were bought at."""
+    x, e = pj.exports, pj.edges
+    # PostgreSQL: the recursive term's columns must have the types of the first term's.
+    path = sa.select(x.c.certificate_no, sa.cast(sa.literal("export"), sa.String(8))
+                     .label("node_type"), x.c.certificate_no.label("node_id")).where(
+        x.c.destination == destination).cte("path", recursive=True)
+    step = sa.select(path.c.certificate_no, e.c.from_type, e.c.from_id).join(
+        e, sa.and_(e.c.to_id == path.c.node_id, e.c.to_type == path.c.node_type))
+    return path.union(step)  # UNION, not ALL: a transfer's edge (a parcel to itself) ends
+
+
+def flag_feed(scope: Scope, destination: str, limit: int = FEED_SIZE) -> list[dict[str, Any]]:
+    """The flags that touch the certificates going to ``destination`` (issue 18): on the
+    export itself, and on any parcel or site on its custody path, raised before or after
+    the export; one item per flag and certificate, newest change (raised or resolved) first,
+    each with when it was raised and resolved (the entries' ts)."""
+    scope.check_destination(destination)
+    path, f, x = _paths_to(destination), pj.flags, pj.exports
+    raised, resolved = entries.alias("raised"), entries.alias("resolved")
+    changed = sa.func.coalesce(f.c.resolved_seq, f.c.seq)
+    query = (sa.select(path.c.certificate_no, x.c.exporter, x.c.importer, x.c.date, f.c.flag_id,
+                       f.c.code, f.c.subject_type, f.c.subject_id, f.c.detail, f.c.status,
+                       f.c.seq, f.c.resolved_seq, f.c.resolution, raised.c.ts.label("raised"),
+                       resolved.c.ts.label("resolved"))
+             .join(f, sa.and_(f.c.subject_type == path.c.node_type,
+                              f.c.subject_id == path.c.node_id))
+             .join(x, x.c.certificate_no == path.c.certificate_no)
+             .join(raised, raised.c.seq == f.c.seq)
+             .outerjoin(resolved, resolved.c.seq == f.c.resolved_seq)
+             .order_by(changed.desc(), path.c.certificate_no).limit(limit))
+    return _rows(scope, query)
+
 
 
 def flag(scope: Scope, flag_id: str) -> dict[str, Any]:

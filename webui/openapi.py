@@ -51,6 +51,7 @@ class Op:
     csv: bool = False  # also answers text/csv for `Accept: text/csv` (or format=csv)
     path: dict[str, str] = field(default_factory=dict)  # path parameter -> component
     description: str = ""
+    media: str = "application/json"  # the success body's type (the flags feed: Atom XML)
 
 
 def operation(summary: str, area: str, ok: dict[int, str], **more: Any) -> Callable[[F], F]:
@@ -265,6 +266,7 @@ RESPONSES: dict[str, dict[str, Any]] = {
         },
     },
     "Bundle": {"type": "object", "description": "The provenance bundle of SPEC 7."},
+    "AtomFeed": {"type": "string", "description": "An Atom feed (RFC 4287)."},
     "OpenAPI": {"type": "object", "required": ["openapi", "paths"]},
 }
 
@@ -338,7 +340,7 @@ def _operation(op: Op, endpoint: str, path_params: list[dict[str, Any]]) -> dict
         statuses.add(503)
     responses: dict[str, Any] = {}
     for status, schema in sorted(op.ok.items()):
-        content = {"application/json": {"schema": ref(schema)}}
+        content = {op.media: {"schema": ref(schema)}}
         if op.text:
             content["text/plain"] = {"schema": {"type": "string"}}
         if op.csv:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask import Flask
 
 from webui import openapi
-from webui.api import custody, events, log, map, registry, stats
+from webui.api import custody, events, feeds, log, map, registry, stats
 
-BLUEPRINTS = (events.bp, log.bp, map.bp, registry.bp, custody.bp, stats.bp, openapi.bp)
+BLUEPRINTS = (events.bp, log.bp, map.bp, registry.bp, custody.bp, stats.bp, feeds.bp,
+              openapi.bp)
 
 
 def init_app(app: Flask) -> None:

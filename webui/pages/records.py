@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 
+import segno
 from flask import Blueprint, Response, render_template
+from markupsafe import Markup
 
 from ledger import reads
 from ledger.custody.trace import Trace
 from ledger.errors import NotFound
+from ledger.paper import paper
 from ledger.reads import Scope
 from webui.api.log import _checkpoint_json
 from webui.openapi import MAX_SEQ
@@ -62,6 +65,20 @@ def bundle(certificate_no: str) -> Response:
 
     return links.download(dumps(build_bundle(ledger().log, certificate_no)),
                           f"{links.safe(certificate_no)}.bundle.json", "application/json")
+
+
+@bp.get("/exports/<path:certificate_no>/print")
+@access.reads("bundles")
+def printable(certificate_no: str) -> str:
+    """The KP certificate on A4 (issue 18): its fields, origins and validation, and a QR
+    code of the certificate, the log and the SHA-256 of its provenance bundle."""
+    with reading(access.principal()) as scope:
+        scope.check_export(certificate_no)
+        record = reads.export(scope, certificate_no)
+        sheet = paper(ledger().log, scope.conn, certificate_no)
+    return render_template("certificate_print.html", export=record, paper=sheet,
+                           qr=Markup(segno.make(sheet.qr_text, error="m").svg_inline(
+                               border=4, dark="#000", light="#fff", omitsize=True)))
 
 
 @bp.get("/sites/<path:site_id>")
