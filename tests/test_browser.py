@@ -4,8 +4,10 @@
 Each role signs in and does its main task end to end; a refused form shows the rule
 and keeps the input; a buyer cannot open an auditor's page; the map shows the Ivorian
 risk areas, the licence zones and the laundering ring's flagged sites; and every
-request the browser makes goes to the app itself. Each role's main page is saved to
-``docs/screenshots/<role>.png`` (README shows them).
+request the browser makes goes to the app itself. Each role's main page is saved as
+``<role>.png`` in the demo's temporary folder, so that the tests leave the tree clean (issue
+19); ``scripts/screenshots.py`` runs them with ALLUVIAL_SCREENSHOTS=docs/screenshots to make
+the pictures the README shows.
 
 Skipped when Playwright or /usr/bin/chromium is missing, unless ALLUVIAL_REQUIRE_BROWSER
 is set (as in `.ci/run`), when that fails instead. Playwright never downloads a browser
@@ -41,7 +43,8 @@ except ImportError:  # pragma: no cover - the skip below says what to install
 pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[1]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# Where `shot` saves: the demo's temporary folder, unless scripts/screenshots.py says.
+SCREENSHOTS = os.environ.get("ALLUVIAL_SCREENSHOTS")
 ROLES = ("officer", "buyer", "exporter", "auditor", "admin")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -129,6 +132,7 @@ def page(browser: Any, demo: tuple[str, Path]) -> Iterator[Any]:
     tab = context.new_page()
     tab.set_default_timeout(15_000)
     tab.base = base
+    tab.shots = Path(SCREENSHOTS) if SCREENSHOTS else demo[1] / "screenshots"
     yield tab
     context.close()
     SEEN.extend(requests)
@@ -154,8 +158,8 @@ def fill(page: Any, values: dict[str, str]) -> None:
 
 
 def shot(page: Any, name: str, full_page: bool = False) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
+    page.shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(page.shots / f"{name}.png"), full_page=full_page)
 
 
 def nav(page: Any, label: str) -> None:

@@ -15,20 +15,18 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response
-
-from ledger import accounts
 from ledger.config import DEFAULT_ORIGIN, Settings
 from ledger.errors import LedgerError
-from ledger.recorder.events import Ledger
-from webui import api, errors, pages, reqlog, sessions
-from webui.auth import TokenCache
-from webui.http import MAX_BODY
-from webui.services import Services
-from webui.writer import GroupWriter
-from webui.writer_process import WriterProcess
+
+if TYPE_CHECKING:
+    from flask import Flask, Response
+
+    from ledger.recorder.events import Ledger
+
+# Importing this package imports neither Flask nor the ledger's core: `alluvial --help`
+# lists `serve` and `demo` (webui.commands) without them (issue 19). create_app does.
 
 
 def _settings(config: Mapping[str, Any]) -> Settings:
@@ -59,6 +57,17 @@ def _nosniff(response: Response) -> Response:
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    from flask import Flask
+
+    from ledger import accounts
+    from ledger.recorder.events import Ledger
+    from webui import api, errors, pages, reqlog, sessions
+    from webui.auth import TokenCache
+    from webui.http import MAX_BODY
+    from webui.services import Services
+    from webui.writer import GroupWriter
+    from webui.writer_process import WriterProcess
+
     app = Flask(__name__)
     # WRITER_PROCESS: commit the groups of writes in a process of their own (`alluvial
     # serve`; webui.writer_process). WRITE_LINGER: how long a group commit waits for

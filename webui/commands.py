@@ -7,8 +7,10 @@ They live here, with the web layer they start, so that `ledger` never imports `w
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 import sys
 from collections import Counter
 from pathlib import Path
@@ -16,13 +18,37 @@ from pathlib import Path
 import click
 
 from ledger.cli.app import Context, pass_ctx
-from webui.login import set_password
 
 # waitress refuses bodies past this before the app sees them; the app answers 413
 # problem+json past its own 1 MiB limit (webui.http.MAX_BODY), so only bodies beyond
 # this get waitress's plain 413.
 WAITRESS_MAX_BODY = 8 << 20
 SEND_BYTES = 18000  # waitress 2's default: two jumbo-frame payloads
+
+
+def _port_in_use(host: str, port: int, command: str) -> click.BadParameter:
+    return click.BadParameter(
+        f"port {port} on {host} is in use (another `alluvial serve` or `alluvial demo`, or "
+        f"another program): choose a free one with --port, e.g. `alluvial {command} --port "
+        f"{port + 1 if port < 65535 else 8000}`, or stop what listens on {port}.",
+        param_hint="--port")
+
+
+def check_port(host: str, port: int, command: str) -> None:
+    """Refuse, naming --port, a port some other program listens on (issue 19): before the
+    command loads or writes anything, so that a taken port costs a second, not a demo.
+    SO_REUSEADDR as waitress sets it: a port whose last connections linger is free."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise _port_in_use(host, port, command) from None
+            raise click.BadParameter(f"cannot listen on {host} port {port}: {exc.strerror}.",
+                                     param_hint="--host/--port") from None
 
 
 @click.command()
@@ -38,6 +64,7 @@ def serve(ctx: Context, host: str, port: int, threads: int) -> None:
     Writes are committed, a group of concurrent ones at a time, by a second process
     that this one starts and stops (and restarts, should it die).
     """
+    check_port(host, port, "serve")
     from waitress import create_server
 
     from webui import create_app, reqlog
@@ -55,10 +82,17 @@ def serve(ctx: Context, host: str, port: int, threads: int) -> None:
     # "Task queue depth is N" is waitress thinking aloud under load, not an error.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     # poll() instead of select(): cheaper per loop turn, and no FD_SETSIZE ceiling.
-    server = create_server(app, host=host, port=port, threads=threads,
-                           max_request_body_size=WAITRESS_MAX_BODY, expose_tracebacks=False,
-                           ident="alluvial", clear_untrusted_proxy_headers=True,
-                           asyncore_use_poll=True)
+    try:
+        server = create_server(app, host=host, port=port, threads=threads,
+                               max_request_body_size=WAITRESS_MAX_BODY,
+                               expose_tracebacks=False, ident="alluvial",
+                               clear_untrusted_proxy_headers=True, asyncore_use_poll=True)
+    except OSError as exc:  # taken since check_port looked
+        app.extensions["alluvial"].writer.close()
+        app.extensions["alluvial"].ledger.engine.dispose()
+        if exc.errno == errno.EADDRINUSE:
+            raise _port_in_use(host, port, "serve") from None
+        raise
     # Waitress 3 sends each write at once (send_bytes=1): the status line and headers,
     # then the body, as two sends and two wake-ups of the client for every small JSON
     # answer. Buffering up to one 18000-byte chunk sends a small response whole, in one
@@ -114,11 +148,14 @@ def _fresh(ctx: Context, reset: bool) -> None:
 @click.pass_context
 def demo(click_ctx: click.Context, no_serve: bool, port: int, reset: bool) -> None:
     """A fresh ledger with the West African scenario, one user per role, then the server."""
+    if not no_serve:
+        check_port("127.0.0.1", port, "demo")  # before anything is loaded or written
     from tqdm import tqdm
 
     from ledger import accounts
     from ledger.demo import load_scenario
     from ledger.recorder.events import Ledger
+    from webui.login import set_password
 
     ctx: Context = click_ctx.obj
     _fresh(ctx, reset)

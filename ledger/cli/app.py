@@ -7,18 +7,25 @@ input. Results go to stdout, progress bars and errors to stderr.
 from __future__ import annotations
 
 import json
-from functools import cached_property
-from typing import Any
+import sys
+from functools import cache, cached_property
+from typing import TYPE_CHECKING, Any
 
 import click
-import sqlalchemy as sa
 
 from ledger.config import Settings
-from ledger.db import LOCKED_HINT, locked, make_engine
 from ledger.errors import LedgerError, VerificationError
-from ledger.log.keys import SigningKey, load_or_create
-from ledger.log.store import Log
-from ledger.recorder.events import Ledger
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from ledger.log.keys import SigningKey
+    from ledger.log.store import Log
+    from ledger.recorder.events import Ledger
+
+# Start-up (issue 19): `alluvial --help`, `--version` and every command's `--help` import
+# click and this package's command modules only. The database, the log, the screening
+# (numpy, shapely) and the web layer are imported by the command that uses them, when it runs.
 
 # The one place errors become exit codes (SPEC 6).
 EXIT_CODES: tuple[tuple[type[LedgerError], int], ...] = (
@@ -39,6 +46,8 @@ class Context:
 
     @cached_property
     def engine(self) -> sa.Engine:
+        from ledger.db import make_engine
+
         return make_engine(self.settings.database_url)
 
     def key(self, create: bool = False) -> SigningKey:
@@ -48,6 +57,8 @@ class Context:
                 f"ALLUVIAL_LOG_KEY: no log key at {path}; run `alluvial init` first.",
                 rule="CONFIG",
             )
+        from ledger.log.keys import load_or_create
+
         return load_or_create(path, self.settings.origin)
 
     def close(self) -> None:
@@ -59,6 +70,8 @@ class Context:
     def ledger_as_stored(self) -> Ledger:
         """The ledger, whatever version made its projections (to rebuild them, or to read
         the log alone); refused when the log key is not the log's own (SPEC 3)."""
+        from ledger.recorder.events import Ledger
+
         ledger = Ledger(self.engine, self.key(), late_days=self.settings.late_days)
         ledger.log.check_store(f"ALLUVIAL_LOG_KEY ({self.settings.log_key_path})")
         return ledger
@@ -82,6 +95,7 @@ pass_ctx = click.make_pass_decorator(Context)
 PLUGIN_GROUP = "alluvial.commands"
 
 
+@cache  # one scan of the installed distributions per process (about 12 ms)
 def _plugins() -> dict[str, Any]:
     from importlib.metadata import entry_points
 
@@ -108,10 +122,26 @@ class LedgerGroup(click.Group):
         except LedgerError as exc:
             click.echo(terminal_safe(f"{exc.rule}: {exc}"), err=True)
             ctx.exit(exit_code(exc))
-        except sa.exc.OperationalError as exc:
-            click.echo(f"database: {exc.orig}" + (f": {LOCKED_HINT}" if locked(exc) else ""),
-                       err=True)
+        except Exception as exc:
+            if (message := _database_error(exc)) is None:
+                raise
+            click.echo(message, err=True)
             ctx.exit(2)
+
+
+def _database_error(exc: Exception) -> str | None:
+    """What to say of a database that cannot be used (locked, unreachable), or None for
+    any other exception. Only a command that imported sqlalchemy can meet one, so this
+    imports it only when it is loaded already."""
+    if "sqlalchemy.exc" not in sys.modules:
+        return None
+    import sqlalchemy as sa
+
+    from ledger.db import LOCKED_HINT, locked
+
+    if not isinstance(exc, sa.exc.OperationalError):
+        return None
+    return f"database: {exc.orig}" + (f": {LOCKED_HINT}" if locked(exc) else "")
 
 
 @click.group(cls=LedgerGroup)

@@ -6,16 +6,16 @@ import sys
 from pathlib import Path
 
 import click
-import sqlalchemy as sa
 
 from ledger.cli.app import Context, cli, pass_ctx, print_json, terminal_safe
-from ledger.recorder.events import Ledger
 
 
 @cli.command()
 @pass_ctx
 def init(ctx: Context) -> None:
     """Create the log, its signing key and the actor `admin` (entry 1)."""
+    from ledger.recorder.events import Ledger
+
     key = ctx.key(create=True)
     entry = Ledger(ctx.engine, key).initialise()
     click.echo(f"Initialised log {key.name} in {ctx.settings.database_url}")
@@ -71,6 +71,7 @@ def prove_consistency(ctx: Context, old: int, new: int) -> None:
 @pass_ctx
 def verify(ctx: Context, checkpoint_file: Path | None, projections: bool) -> None:
     """Re-derive every entry hash, the Merkle root and check the signed checkpoint."""
+    import sqlalchemy as sa
     from tqdm import tqdm
 
     from ledger.log.store import Log

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import sqlalchemy as sa
 
 from ledger.cli.app import Context, cli, pass_ctx, print_json, terminal_safe
 from ledger.errors import InputError, LedgerError
@@ -62,6 +61,8 @@ def rescreen(ctx: Context) -> None:
 @pass_ctx
 def flags(ctx: Context, only_open: bool, as_json: bool) -> None:
     """List flags with subject, code, detail and the seq that raised them."""
+    import sqlalchemy as sa
+
     from ledger.projections import flags as table
 
     query = sa.select(table).order_by(table.c.seq)

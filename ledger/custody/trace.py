@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from ledger.db import driver_rows
+from ledger.db import driver_rows, entries
 from ledger.errors import NotFound
 from ledger.projections import edges, exports, parcels, sites, zones
 
@@ -116,17 +116,19 @@ def _edges(conn: sa.Connection, backward: bool, nodes: Iterable[Node]) -> list[E
 
 
 def _zone_edges(conn: sa.Connection, site_ids: list[str]) -> list[Edge]:
-    """The licence zones the sites rely on: zone -> site, kind site.registered."""
+    """The licence zones the sites rely on: zone -> site, kind site.registered, by the
+    officer who wrote that entry (issue 19: the tree form printed `by  on DAY`)."""
     if not site_ids:
         return []
     rows = conn.execute(
-        sa.select(sites.c.site_id, sites.c.seq, sites.c.date, zones.c.zone_id)
+        sa.select(sites.c.site_id, sites.c.seq, sites.c.date, zones.c.zone_id, entries.c.actor)
         .join(zones, sa.and_(zones.c.licence_no == sites.c.licence_no,
                              zones.c.zone_type == "licence"))
+        .join(entries, entries.c.seq == sites.c.seq)
         .where(sites.c.site_id.in_(site_ids))
     )
-    return [Edge(("zone", r.zone_id), ("site", r.site_id), r.seq, "site.registered", "", r.date,
-                 None) for r in rows]
+    return [Edge(("zone", r.zone_id), ("site", r.site_id), r.seq, "site.registered", r.actor,
+                 r.date, None) for r in rows]
 
 
 def trace(conn: sa.Connection, ident: str, direction: str = "backward") -> Trace:
