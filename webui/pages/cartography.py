@@ -12,6 +12,7 @@ Pure functions: features in, shapes out.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -280,7 +281,7 @@ def draw_map(features: Sequence[dict[str, Any]], link: Link,
     shapes += points
     counts = {layer: layer_of.count(layer) for layer in LAYERS}
     counts["flagged_site"] = sum(1 for s in shapes if s.layer == "site" and s.flagged)
-    land = basemap.countries(_around(proj), 0.6 / proj.scale_y) if countries else []
+    land = _land(proj) if countries else ()
     placer = Placer(proj.width, proj.height)
     if as_of:
         placer.block(_as_of_box(as_of))
@@ -294,9 +295,9 @@ def draw_map(features: Sequence[dict[str, Any]], link: Link,
         placer.mark((c.x, c.y, c.x + c.size, c.y + c.size))
     placed, unlabelled = _zone_labels(proj, placer, named)
     if labels:
-        placed += _country_labels(proj, placer, land)
+        placed += _country_labels(proj, placer, [cut for cut, _ in land])
     return MapDrawing(proj.width, proj.height, shapes, counts,
-                      [Country(c.iso_a2, c.name, _outline(proj, c.outline)) for c in land],
+                      [drawn for _, drawn in land],
                       placed, ticks, scale, as_of, cells, unlabelled)
 
 
@@ -305,6 +306,14 @@ def _around(proj: Projection) -> tuple[float, float, float, float]:
     west, south, east, north = proj.extent()
     pad = 0.02 * max(east - west, north - south)
     return west - pad, south - pad, east + pad, north + pad
+
+
+@functools.lru_cache(maxsize=64)
+def _land(proj: Projection) -> tuple[tuple[basemap.Country, Country], ...]:
+    """The countries in view, cut and drawn; the same view (most maps, drawn again and
+    again) is cut once."""
+    return tuple((c, Country(c.iso_a2, c.name, _outline(proj, c.outline)))
+                 for c in basemap.countries(_around(proj), 0.6 / proj.scale_y))
 
 
 def _outline(proj: Projection, outline: Any) -> str:
