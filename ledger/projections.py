@@ -115,6 +115,10 @@ parcels = sa.Table(
 # Rescreen reads the few purchases sold by registered actors from this index alone.
 sa.Index("ix_parcels_seller_id", parcels.c.seller_id, sqlite_where=parcels.c.seller_id.is_not(None),
          postgresql_where=parcels.c.seller_id.is_not(None))
+# SPEC 5 footprints and capacity, at write time: a licence zone's purchases of the last 365
+# days, a site's purchases of the last 12 months.
+sa.Index("ix_parcels_licence_date", parcels.c.licence_no, parcels.c.date)
+sa.Index("ix_parcels_site_date", parcels.c.site_id, parcels.c.date)
 
 # One row per custody step: purchase (site -> parcel), transfer (parcel -> itself),
 # split and merge (parent -> child), export (parcel -> certificate), and a site's

@@ -355,6 +355,11 @@ class _Replay:
             if not isinstance(p["site_id"], str):
                 raise TypeError("site_id is not a string")
             self._new(item, p["parcel_id"], actor, _points(p["carats"]), p["stones"], date)
+            sieve = p.get("sieve")
+            if sieve is not None and sum(_points(v) for v in sieve.values()) != _points(
+                    p["carats"]):
+                fail("custody", f"entry {seq}: the sieve classes of {p['parcel_id']} do not "
+                     "add up to its carats (SPEC 5, SPEC 4 MASS).")
         elif kind == "parcel.transferred":
             parcel = self._take(item, p["parcel_id"], actor, date)
             if parcel is not None:

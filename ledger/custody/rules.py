@@ -331,6 +331,9 @@ def mass(ctx: Ctx) -> None:
         have_pts = sum(r["points"] for r in rows)
         have_stones = sum(r["stones"] for r in rows)
         what = f"merged parcel '{p['child']['parcel_id']}'"
+    elif ctx.kind == "parcel.purchased" and "sieve" in p:
+        sieve_adds_up(p["sieve"], p["carats"])
+        return
     else:
         return
     if got_pts > have_pts:
@@ -339,6 +342,15 @@ def mass(ctx: Ctx) -> None:
     if got_stones > have_stones:
         raise refuse("MASS", "payload", f"{what} count {got_stones} stones, more than the "
                      f"{have_stones} they come from.")
+
+
+def sieve_adds_up(sieve: dict[str, float], carats: float) -> None:
+    """SPEC 5: the carats of a purchase's sieve classes add up to its carats exactly (MASS),
+    in integer points, never binary floats."""
+    got = sum(points(v) for v in sieve.values())
+    if got != points(carats):
+        raise refuse("MASS", "payload.sieve", f"the sieve classes add up to {got / 100:.2f} "
+                     f"ct, not the {points(carats) / 100:.2f} ct of the purchase.")
 
 
 def hold(ctx: Ctx) -> None:

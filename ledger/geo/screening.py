@@ -47,6 +47,8 @@ class Subject:
     geometry: BaseGeometry | None = None
     xy: tuple[float, float] | None = None  # a point, screened without a shapely object
     where: str = ""
+    # What rules keep for the rest of their write session (ledger.geo.patterns).
+    memory: dict[str, Any] = field(default_factory=dict)
 
     @property
     def day(self) -> str:
@@ -83,8 +85,10 @@ class Subject:
 
 
 def subject_for(kind: str, payload: dict[str, Any], seq: int, state: State,
-                zones: Callable[[], ZoneSet]) -> Subject | None:
-    """The screening subject of an entry, or None for kinds that are not screened."""
+                zones: Callable[[], ZoneSet],
+                memory: dict[str, Any] | None = None) -> Subject | None:
+    """The screening subject of an entry, or None for kinds that are not screened;
+    ``memory``: the write session's, for rules that keep something between writes."""
     if kind == "site.registered":
         return Subject(kind, payload, seq, state, zones,
                        geometry=shapely.geometry.shape(payload["location"]),
@@ -94,7 +98,8 @@ def subject_for(kind: str, payload: dict[str, Any], seq: int, state: State,
     site = state.get("sites", payload["site_id"])
     if site is not None and site["suspended_on"] and site["suspended_on"] <= payload["date"]:
         site = None
-    subject = Subject(kind, payload, seq, state, zones, site=site)
+    subject = Subject(kind, payload, seq, state, zones, site=site,
+                      memory={} if memory is None else memory)
     if payload.get("dig_location"):
         subject.xy = point_of(payload["dig_location"])
         subject.where = "dig point {:.4f}, {:.4f}".format(*subject.xy)

@@ -25,6 +25,7 @@ from ledger.custody.schema import KINDS, load_schema, validate_payload
 from ledger.custody.state import State
 from ledger.db import driver_rows, entries, forget_damaged_tables, is_sqlite, make_engine
 from ledger.errors import Conflict, InputError, LedgerError
+from ledger.geo.patterns import FOOTPRINT, PATTERN_RULES, note_flag
 from ledger.geo.screening import (
     DEFAULT_RULES,
     Flag,
@@ -37,6 +38,7 @@ from ledger.geo.zones import ZoneSet
 from ledger.log.canonical import canonical_text
 from ledger.log.keys import SigningKey, load_or_create
 from ledger.log.store import ADMIN, Appender, Entry, Log, admin_payload
+from ledger.recorder.certificates import certificate_flags
 
 # Entries that change the map: screening must see them at once.
 MAP_KINDS = frozenset({"zone.registered", "zone.amended", "zone.retired", "licence.revoked",
@@ -76,6 +78,8 @@ class Session:
     archive: bool = False
     # (year, month, day) of the clock's last reading, and that day in ISO: see today().
     _day: tuple[tuple[int, int, int], str] = ((0, 0, 0), "")
+    # What screening rules keep between the writes of this session (footprint references).
+    memory: dict[str, Any] = field(default_factory=dict)
 
     def write(self, event: Event) -> WriteResult:
         if event.event_id is not None:
@@ -89,9 +93,11 @@ class Session:
             raise checked
         rules.check(self.state, event.actor, event.kind, event.payload, self.today())
         entry = self._append(event.kind, event.actor, event.payload, event.event_id, checked)
-        subject = subject_for(event.kind, event.payload, entry.seq, self.state, self.zones)
+        subject = subject_for(event.kind, event.payload, entry.seq, self.state, self.zones,
+                              self.memory)
         flags = [] if subject is None else [
             flag for rule in self.ledger.screening for flag in rule.check(subject)]
+        flags += certificate_flags(event.kind, event.payload, entry.seq, self.state)
         if not self.archive:
             late = late_entry(event.kind, event.payload, entry.seq, entry.ts[:10],
                               self.ledger.late_days)
@@ -129,6 +135,8 @@ class Session:
                                      payload_text=payload_text)
         self._fresh_ids.discard(event_id or "")
         self.state.apply(entry.seq, kind, actor, payload)
+        if kind == "flag.raised" and actor != rules.SYSTEM and payload["code"] == FOOTPRINT:
+            note_flag(self.memory, payload["subject"]["id"])  # SPEC 5: out of the reference
         if kind in MAP_KINDS:
             self._zones, self._map_changed = None, True
         return entry
@@ -228,7 +236,7 @@ class Ledger:
     """The log, its projections and the write path, over one database."""
 
     def __init__(self, engine: sa.Engine, key: SigningKey,
-                 screening: Sequence[Rule] = DEFAULT_RULES,
+                 screening: Sequence[Rule] = DEFAULT_RULES + PATTERN_RULES,
                  late_days: int = DEFAULT_LATE_DAYS) -> None:
         self.engine = engine
         self.log = Log(engine, key)

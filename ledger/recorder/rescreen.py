@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from ledger.custody import licences
 from ledger.db import driver_rows, entries
+from ledger.geo.patterns import History, capacity_history, footprint_history
 from ledger.geo.screening import DEFAULT_RULES, Flag, subject_for
 from ledger.geo.zones import ZoneSet, days
 from ledger.projections import edges, flags, sites
@@ -46,6 +47,7 @@ def rescreen(ledger: Ledger, progress: Callable[[str], None] | None = None) -> R
         site_table = _SiteTable.read(conn)
         new = _sites(session, zones, site_table, known, report)
         new += _purchases(conn, zones, site_table, report)
+        new += _patterns(conn, site_table)
         if progress:
             progress(f"screened {report.purchases} purchases and {report.sites} sites")
         _raise(session, new, known)
@@ -295,6 +297,16 @@ def _parcel_ids(conn: sa.Connection, seqs: list[int]) -> dict[int, str]:
                             .where(entries.c.seq.in_(seqs[k:k + 500])))
         found.update((s, json.loads(payload)["parcel_id"]) for s, payload in rows)
     return found
+
+
+def _patterns(conn: sa.Connection, site_table: _SiteTable) -> list[tuple[Flag, str]]:
+    """FOOTPRINT_ANOMALY and CAPACITY_ANOMALY found anew on the whole history (SPEC 5)."""
+    history = History.read(conn)
+    capacity = {r.site_id: r.capacity_points for r in site_table.rows}
+    found = sorted(footprint_history(conn, history) + capacity_history(conn, history, capacity),
+                   key=lambda f: f[0])
+    parcel_of = _parcel_ids(conn, sorted({seq for seq, _, _ in found}))
+    return [(replace(flag, subject_id=parcel_of[seq]), day) for seq, day, flag in found]
 
 
 # -- taint ------------------------------------------------------------------------------------
