@@ -119,6 +119,8 @@ sa.Index("ix_parcels_seller_id", parcels.c.seller_id, sqlite_where=parcels.c.sel
 # days, a site's purchases of the last 12 months.
 sa.Index("ix_parcels_licence_date", parcels.c.licence_no, parcels.c.date)
 sa.Index("ix_parcels_site_date", parcels.c.site_id, parcels.c.date)
+# Issue 19: the keyset of the parcels list's default order, newest first (ledger.lists).
+sa.Index("ix_parcels_seq", parcels.c.seq, parcels.c.parcel_id)
 
 # One row per custody step: purchase (site -> parcel), transfer (parcel -> itself),
 # split and merge (parent -> child), export (parcel -> certificate), and a site's
@@ -139,6 +141,10 @@ edges = sa.Table(
 # A backward trace reads every edge into a node from this index alone (no table lookups).
 sa.Index("ix_custody_edges_into", edges.c.to_id, edges.c.to_type, edges.c.from_type,
          edges.c.from_id, edges.c.seq, edges.c.kind, edges.c.actor, edges.c.date, edges.c.points)
+# Issue 19: what an actor held (Scope.seen_parcels, Scope.sees_parcel): every buyer's and
+# exporter's list pages read them.
+sa.Index("ix_custody_edges_actor", edges.c.actor)
+sa.Index("ix_custody_edges_from_actor", edges.c.from_id, edges.c.actor)
 
 exports = sa.Table(
     "exports", projection_metadata,

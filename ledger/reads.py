@@ -109,17 +109,42 @@ class Scope:
             query = query.where(f.c.status == status)
         if subject is not None:
             query = query.where(f.c.subject_type == subject[0], f.c.subject_id == subject[1])
-        elif self.is_officer:
-            query = query.where(f.c.subject_type.in_(REGISTRATIONS))
-        elif not self.sees_all:
-            mine = pj.exports.c.exporter == self.actor
-            query = query.where(sa.or_(
-                sa.and_(f.c.subject_type == "parcel", f.c.subject_id.in_(self._held_parcels())),
-                sa.and_(f.c.subject_type == "export", f.c.subject_id.in_(
-                    sa.select(pj.exports.c.certificate_no).where(mine)))))
+        else:
+            query = query.where(*self.flags_seen())
         return [{"flag_id": r.flag_id, "seq": r.seq, "code": r.code,
                  "subject": {"type": r.subject_type, "id": r.subject_id}, "detail": r.detail,
                  "status": r.status} for r in self.conn.execute(query)]
+
+    def flags_seen(self, per_row: bool = False) -> list[sa.ColumnElement[bool]]:
+        """The clauses that keep the flags the caller may read in `flags` (none: all);
+        ``per_row``: parcels tested row by row (:meth:`sees_parcel`)."""
+        f = pj.flags
+        if self.is_officer:
+            return [f.c.subject_type.in_(REGISTRATIONS)]
+        if self.sees_all:
+            return []
+        mine = pj.exports.c.exporter == self.actor
+        parcels = (self.sees_parcel(f.c.subject_id) if per_row
+                   else f.c.subject_id.in_(self._held_parcels()))
+        return [sa.or_(
+            sa.and_(f.c.subject_type == "parcel", parcels),
+            sa.and_(f.c.subject_type == "export", f.c.subject_id.in_(
+                sa.select(pj.exports.c.certificate_no).where(mine))))]
+
+    def sees_parcel(self, parcel_id: sa.ColumnElement[str],
+                    holder: sa.ColumnElement[str] | None = None) -> sa.ColumnElement[bool]:
+        """The parcels of :meth:`seen_parcels` (held now, or on a custody step of the
+        caller's) as a test of each row, so that a page read in an index's order stops after
+        its rows instead of first gathering all the caller ever held (issue 19); ``holder``:
+        the row's holder, when the row is a parcel's."""
+        me, p, e = self.actor, pj.parcels, pj.edges
+        held = (holder == me if holder is not None else
+                sa.exists().where(p.c.parcel_id == parcel_id, p.c.holder == me))
+        return sa.or_(
+            held,
+            sa.exists().where(e.c.from_id == parcel_id, e.c.actor == me,
+                              e.c.from_type == "parcel"),
+            sa.exists().where(e.c.to_id == parcel_id, e.c.to_type == "parcel", e.c.actor == me))
 
     def _held_parcels(self) -> sa.CompoundSelect[Any]:
         me, p, e = self.actor, pj.parcels, pj.edges
@@ -234,12 +259,13 @@ def exports_of(scope: Scope, limit: int = RECENT) -> list[dict[str, Any]]:
     return rows
 
 
-def suggestions(scope: Scope) -> dict[str, list[str]]:
-    """Ids a form offers while typing: sites, the caller's parcels, registered actors."""
+def suggestions(scope: Scope, parcels: bool = True) -> dict[str, list[str]]:
+    """Ids a form offers while typing: sites, the caller's parcels (unless ``parcels`` is
+    false: the forms with a parcel picker), registered actors."""
     return {
         "sites": list(scope.conn.execute(sa.select(pj.sites.c.site_id).where(
             pj.sites.c.suspended_on.is_(None)).order_by(pj.sites.c.site_id)).scalars()),
-        "parcels": parcel_ids(scope),
+        "parcels": parcel_ids(scope) if parcels else [],
         "actors": list(scope.conn.execute(sa.select(pj.actors.c.actor_id).where(
             pj.actors.c.role.in_(("buyer", "exporter"))).order_by(pj.actors.c.actor_id))
             .scalars()),

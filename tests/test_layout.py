@@ -22,13 +22,13 @@ WEB = ("flask", "flask_wtf", "werkzeug", "waitress", "jinja2", "webui")
 # Lower layers may not import higher ones; each subpackage's __init__ says the same.
 LAYERS = {
     "ledger": 0, "ledger.errors": 0, "ledger.config": 0, "ledger.passwords": 0,
-    "ledger.db": 1, "ledger.projections": 1,
+    "ledger.db": 1, "ledger.projections": 1, "ledger.paging": 1,
     "ledger.log": 2,
     "ledger.custody": 3,
     "ledger.geo": 4,
     "ledger.recorder": 5, "ledger.bundle": 5,
     "ledger.accounts": 6, "ledger.stats": 6, "ledger.signin": 6, "ledger.backup": 6,
-    "ledger.reads": 7, "ledger.demo": 7, "ledger.paper": 7,
+    "ledger.reads": 7, "ledger.demo": 7, "ledger.lists": 7, "ledger.paper": 7,
     "ledger.cli": 8,
     "webui": 9,
 }

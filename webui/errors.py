@@ -33,6 +33,7 @@ STATUS: tuple[tuple[str | type[Exception], int], ...] = (
     ("MALFORMED_JSON", 400),
     ("NOT_UTF8", 400),
     ("BAD_QUERY", 400),  # stats: a period, key or kind it does not answer (SPEC 6)
+    ("BAD_CURSOR", 400),  # a list's page link it did not hand out (issue 19)
     ("UNAUTHENTICATED", 401),
     ("ROLE", 403),
     ("NOT_FOUND", 404),

@@ -26,6 +26,7 @@ from webui.pages import (
     audit,
     home,
     links,
+    lists,
     map,
     officer,
     records,
@@ -48,12 +49,15 @@ NAV = (  # endpoint, label: each role sees the ones it may open
     ("pages.trade.purchase", "Log purchase"), ("pages.trade.transfer", "Transfer"),
     ("pages.trade.split", "Split"), ("pages.trade.merge", "Merge"),
     ("pages.trade.declare_export", "Declare export"), ("pages.audit.overview", "Audit"),
-    ("pages.audit.flags", "Flags"), ("pages.stats.charts", "Statistics"),
+    ("pages.audit.flags", "Flags"), ("pages.lists.parcels", "Parcels"),
+    ("pages.lists.sites", "Sites"), ("pages.lists.zones", "Zones"),
+    ("pages.lists.actors", "Actors"), ("pages.lists.entries", "Entries"),
+    ("pages.stats.charts", "Statistics"),
     ("pages.admin.users", "Users"),
 )
 
 for child in (signin.bp, home.bp, map.bp, officer.bp, trade.bp, records.bp, audit.bp, stats.bp,
-              admin.bp):
+              admin.bp, lists.bp):
     bp.register_blueprint(child)
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 from flask import Blueprint, redirect, render_template, request
 from werkzeug.wrappers import Response
 
-from ledger import reads
+from ledger import lists, reads
 from ledger.log.verify import verify_log
 from webui.http import choice_arg
 from webui.pages import access, links
 from webui.pages.forms import RESOLVE
+from webui.pages.paging import listed
 from webui.pages.submit import Round, announce, handle
 from webui.services import ledger, reading
 
@@ -56,10 +57,12 @@ def search() -> Response | str:
 @bp.get("/flags")
 @access.reads("flags")
 def flags() -> str:
-    status = choice_arg("status", ("open", "resolved"))
+    """The flags the caller may read, a page at a time; ``group=parcel``: by parcel."""
+    by_parcel = choice_arg("group", ("parcel",)) is not None
     with reading(access.principal()) as scope:
-        listed = scope.flags(status)
-    return render_template("flags.html", flags=listed, status=status)
+        shown = listed(lists.FLAG_LIST, lists.flag_page, scope,
+                       {"group": "parcel"} if by_parcel else {}, by_parcel=by_parcel)
+    return render_template("flags.html", shown=shown, by_parcel=by_parcel)
 
 
 @bp.route("/flags/<path:flag_id>/resolve", methods=["GET", "POST"])

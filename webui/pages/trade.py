@@ -3,16 +3,36 @@ purchase, move parcels (transfer, split, merge) and declare an export."""
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, redirect, render_template, request
 from werkzeug.wrappers import Response
 
-from ledger import reads
+from ledger import lists, reads
+from ledger.reads import Scope
 from webui.pages import access, links
 from webui.pages.forms import EXPORT, MERGE, PURCHASE, SPLIT, TRANSFER, Form
-from webui.pages.submit import announce, handle, preview_map
+from webui.pages.paging import Shown, listed
+from webui.pages.submit import Round, announce, handle, preview_map
 from webui.services import reading
 
 bp = Blueprint("trade", __name__)
+# The forms with a parcel picker: the input it fills, and whether it takes several parcels.
+PICKS = {"parcel.transferred": ("parcel_id", False), "parcel.split": ("parent_id", False),
+         "parcel.merged": ("parent_ids", True), "export.declared": ("parcel_ids", True)}
+PICKER_ROWS = 10
+PICKED = 200  # at most this many chosen parcels are read
+
+
+@dataclass(frozen=True)
+class Picker:
+    shown: Shown
+    chosen: list[dict[str, Any]]
+    many: bool
+    carats: float  # of the chosen parcels
+
+
 # After saving, the page that shows what was written: the form -> (record kind, payload path).
 SHOWN = {"parcel.purchased": ("parcel", "parcel_id"), "parcel.transferred": ("parcel", "parcel_id"),
          "parcel.split": ("parcel", "parent_id"), "parcel.merged": ("parcel", "child.parcel_id"),
@@ -35,10 +55,28 @@ def _round(form: Form) -> Response | tuple[str, int]:
         announce(step.result, f"{NOUNS[form.kind]} of {ident}")
         return redirect(links.record(kind, str(ident)))
     with reading(access.principal()) as scope:
+        picker = pick(scope, form, step)
         return render_template("form.html", form=form, step=step, title=TITLES[form.kind],
                                intro=form.kind, previews=form.kind == "parcel.purchased",
-                               holdings=reads.holdings(scope), around=preview_map(step),
-                               suggest=reads.suggestions(scope)), step.status
+                               picker=picker, around=preview_map(step),
+                               suggest=reads.suggestions(scope, parcels=False)), step.status
+
+
+def pick(scope: Scope, form: Form, step: Round) -> Picker | None:
+    """The parcel picker of a form that moves parcels (issue 19): a page of the parcels
+    you hold, searched and filtered by a GET form, and the ones chosen (``pick``), which
+    fill the form's parcel input when it is first shown."""
+    if form.kind not in PICKS:
+        return None
+    name, many = PICKS[form.kind]
+    chosen = lists.held_now(scope, request.args.getlist("pick")[:PICKED])
+    if not many:
+        chosen = chosen[:1]
+    if chosen and request.method != "POST":
+        step.values[name] = ", ".join(p["parcel_id"] for p in chosen)
+    shown = listed(lists.HOLDING_LIST, lists.holding_page, scope,
+                   {"pick": [p["parcel_id"] for p in chosen]}, rows=PICKER_ROWS)
+    return Picker(shown, chosen, many, sum(p["points"] for p in chosen) / 100)
 
 
 @bp.route("/purchases/new", methods=["GET", "POST"])
@@ -76,5 +114,8 @@ def declare_export() -> Response | tuple[str, int]:
 def holdings() -> str:
     """The parcels you hold; those on hold with the open flags that hold them."""
     with reading(access.principal()) as scope:
-        return render_template("holdings.html", held=reads.holdings(scope),
-                               flags=scope.flags("open"), exports=reads.exports_of(scope))
+        shown = listed(lists.HOLDING_LIST, lists.holding_page, scope)
+        return render_template(
+            "holdings.html", shown=shown, totals=lists.holding_totals(scope),
+            holds=lists.holds(scope, [p["parcel_id"] for p in shown.page.rows]),
+            exports=reads.exports_of(scope))

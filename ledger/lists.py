@@ -1,0 +1,263 @@
+"""The lists users page through (issue 19): flags, holdings, parcels, sites, zones, actors
+and entries, each a :class:`ledger.paging.Listing` (its sorts and filters) and a function
+that pages it as the caller's :class:`ledger.reads.Scope` may see it.
+
+The scoping is the Scope's, unchanged (``Scope.flags_seen``, ``Scope.seen_parcels``,
+the holder's own parcels, an auditor's or one's own entries), so a page of a list never
+shows a row the unpaged read would not.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from ledger import projections as pj
+from ledger.db import entries
+from ledger.paging import MAX_SIZE, SIZE, Filter, Listing, Order, Page, Position, contains
+from ledger.reads import Scope, summary
+
+Where = Callable[[str], sa.ColumnElement[bool]]
+Paged = tuple[Page, dict[str, str]]  # the page, and the filters it applied (for its links)
+
+
+def _dates(column: sa.ColumnElement[str]) -> tuple[Filter, Filter]:
+    """From and to a day, both included; ``column`` a day or an entry's ts (RFC 3339)."""
+    return (Filter("from", "From", lambda day: column >= day, day=True),
+            Filter("to", "To", lambda day: column <= day + "T99", day=True))
+
+
+def _yes_no(clause: sa.ColumnElement[bool]) -> Where:
+    return lambda answer: clause if answer == "yes" else sa.not_(clause)
+
+
+_f, _p, _s, _z, _a, _e = pj.flags, pj.parcels, pj.sites, pj.zones, pj.actors, entries
+_SUBJECTS = ("parcel", "site", "actor", "zone", "export")
+
+
+def _of_zone(licence_no: sa.ColumnElement[str]) -> Where:
+    """Rows whose mining licence is the licence zone's (SPEC 5)."""
+    return lambda zone_id: licence_no.in_(sa.select(_z.c.licence_no).where(
+        _z.c.zone_id == zone_id, _z.c.licence_no.is_not(None)))
+
+
+def _text(*columns: sa.ColumnElement[str]) -> Where:
+    return lambda text: sa.or_(*(contains(c)(text) for c in columns))
+
+
+FLAG_LIST = Listing("flags", {
+    "raised": Order("first raised first", (_f.c.seq, _f.c.flag_id)),
+    "newest": Order("newest first", (_f.c.seq, _f.c.flag_id), descending=True),
+    "code": Order("code", (_f.c.code, _f.c.seq, _f.c.flag_id)),
+    "subject": Order("subject", (_f.c.subject_type, _f.c.subject_id, _f.c.seq, _f.c.flag_id)),
+}, (
+    Filter("status", "Status", lambda v: _f.c.status == v, choices=("open", "resolved")),
+    Filter("code", "Code", lambda v: _f.c.code == v.upper()),
+    Filter("type", "Subject type", lambda v: _f.c.subject_type == v, choices=_SUBJECTS),
+    Filter("subject", "Subject id contains", contains(_f.c.subject_id)),
+    Filter("site", "Site (and its purchases)", lambda v: sa.or_(
+        sa.and_(_f.c.subject_type == "site", _f.c.subject_id == v),
+        sa.and_(_f.c.subject_type == "parcel", _f.c.subject_id.in_(
+            sa.select(_p.c.parcel_id).where(_p.c.site_id == v))))),
+    *_dates(_e.c.ts),
+))
+
+_HELD = (_p.c.parcel_id, _p.c.holder, _p.c.points, _p.c.stones, _p.c.status, _p.c.open_flags,
+         _p.c.site_id, _p.c.date, _p.c.seq)
+_PARCEL_ORDERS = {
+    "newest": Order("newest first", (_p.c.seq, _p.c.parcel_id), descending=True),
+    "date": Order("date", (_p.c.date, _p.c.parcel_id)),
+    "carats": Order("most carats first", (_p.c.points, _p.c.parcel_id), descending=True),
+    "parcel": Order("parcel id", (_p.c.parcel_id,)),
+}
+_PARCEL_FILTERS = (
+    Filter("q", "Parcel id contains", contains(_p.c.parcel_id)),
+    Filter("site", "Site", lambda v: _p.c.site_id == v),
+    Filter("zone", "Licence zone", _of_zone(_p.c.licence_no)),
+    *_dates(_p.c.date),
+    Filter("flagged", "On hold", _yes_no(_p.c.open_flags > 0), choices=("yes", "no")),
+)
+HOLDING_LIST = Listing("holdings", {
+    "held": Order("on hold first, then newest", (_p.c.open_flags, _p.c.seq, _p.c.parcel_id),
+                  descending=True),
+    **_PARCEL_ORDERS}, _PARCEL_FILTERS)
+PARCEL_LIST = Listing("parcels", _PARCEL_ORDERS, (
+    *_PARCEL_FILTERS,
+    Filter("status", "Status", lambda v: _p.c.status == v, choices=("active", "spent")),
+    Filter("holder", "Holder", lambda v: _p.c.holder == v)))
+
+SITE_LIST = Listing("sites", {
+    "site": Order("site id", (_s.c.site_id,)),
+    "name": Order("name", (_s.c.name, _s.c.site_id)),
+    "newest": Order("newest first", (_s.c.date, _s.c.site_id), descending=True),
+}, (
+    Filter("q", "Id or name contains", _text(_s.c.site_id, _s.c.name)),
+    Filter("country", "Country", lambda v: _s.c.country == v.upper()),
+    Filter("zone", "Licence zone", _of_zone(_s.c.licence_no)),
+    Filter("licence", "Mining licence", lambda v: _s.c.licence_no == v),
+    Filter("status", "Status", lambda v: _s.c.suspended_on.is_(None) if v == "active"
+           else _s.c.suspended_on.is_not(None), choices=("active", "suspended")),
+    *_dates(_s.c.date),
+))
+
+ZONE_LIST = Listing("zones", {
+    "zone": Order("zone id", (_z.c.zone_id,)),
+    "name": Order("name", (sa.func.coalesce(_z.c.name, ""), _z.c.zone_id)),
+    "valid_from": Order("valid from", (_z.c.valid_from, _z.c.zone_id)),
+}, (
+    Filter("q", "Id or name contains", _text(_z.c.zone_id, _z.c.name)),
+    Filter("type", "Type", lambda v: _z.c.zone_type == v, choices=("licence", "risk")),
+    Filter("country", "Country", lambda v: _z.c.country == v.upper()),
+    Filter("category", "Category", lambda v: _z.c.category == v),
+))
+
+ACTOR_LIST = Listing("actors", {
+    "actor": Order("actor id", (_a.c.actor_id,)),
+    "name": Order("name", (_a.c.name, _a.c.actor_id)),
+    "role": Order("role", (_a.c.role, _a.c.actor_id)),
+}, (
+    Filter("q", "Id or name contains", _text(_a.c.actor_id, _a.c.name)),
+    Filter("role", "Role", lambda v: _a.c.role == v,
+           choices=("officer", "buyer", "exporter", "auditor", "authority", "admin")),
+    Filter("country", "Country", lambda v: _a.c.country == v.upper()),
+))
+
+ENTRY_LIST = Listing("entries", {
+    "newest": Order("newest first", (_e.c.seq,), descending=True),
+    "oldest": Order("oldest first", (_e.c.seq,)),
+}, (
+    Filter("kind", "Kind", lambda v: _e.c.kind == v),
+    Filter("actor", "Actor", lambda v: _e.c.actor == v),
+    *_dates(_e.c.ts),
+))
+
+
+def _paged(scope: Scope, listing: Listing, query: sa.Select[Any], args: Mapping[str, str],
+           order: str | None, position: Position | None, size: int) -> Paged:
+    clauses, used = listing.where(args)
+    return listing.page(scope.conn, query.where(*clauses), listing.order_of(order), position,
+                        size), used
+
+
+BUSY = 2000  # custody steps past which an actor's lists test each row (Scope.sees_parcel)
+
+
+def _busy(scope: Scope) -> bool:
+    """Whether the caller's parcels are better found row by row, in a list's order, than
+    gathered first: when it has taken many custody steps (so its rows are dense)."""
+    e = pj.edges
+    steps = sa.select(e.c.id).where(e.c.actor == scope.actor).limit(BUSY).subquery()
+    return scope.conn.execute(sa.select(sa.func.count()).select_from(steps)).scalar_one() >= BUSY
+
+
+def flag_page(scope: Scope, args: Mapping[str, str], order: str | None = None,
+              position: Position | None = None, size: int = SIZE,
+              by_parcel: bool = False) -> Paged:
+    """A page of the flags the caller may read (as :meth:`Scope.flags`), each with the
+    ts of the entry that raised it; ``by_parcel``: the flags on parcels, by parcel."""
+    query = (sa.select(_f.c.flag_id, _f.c.seq, _f.c.code, _f.c.subject_type, _f.c.subject_id,
+                       _f.c.detail, _f.c.status, _e.c.ts.label("raised"))
+             .join(_e, _e.c.seq == _f.c.seq)
+             .where(*scope.flags_seen(per_row=not scope.sees_all and _busy(scope))))
+    if by_parcel:
+        query, order = query.where(_f.c.subject_type == "parcel"), "subject"
+    return _paged(scope, FLAG_LIST, query, args, order, position, size)
+
+
+def _carats(rows: list[dict[str, Any]]) -> None:
+    for r in rows:
+        r["carats"] = r["points"] / 100
+
+
+def holding_page(scope: Scope, args: Mapping[str, str], order: str | None = None,
+                 position: Position | None = None, size: int = SIZE) -> Paged:
+    """A page of the parcels the caller holds now (active), as ``reads.holdings``."""
+    query = sa.select(*_HELD).where(_p.c.holder == scope.actor, _p.c.status == "active")
+    page, used = _paged(scope, HOLDING_LIST, query, args, order, position, size)
+    _carats(page.rows)
+    return page, used
+
+
+def held_now(scope: Scope, parcel_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """Those of ``parcel_ids`` the caller holds now (active), in the order given: what a
+    parcel picker shows as chosen."""
+    wanted = [i for i in dict.fromkeys(parcel_ids) if i and "\x00" not in i][:MAX_SIZE]
+    rows = {r.parcel_id: dict(r._mapping) for r in scope.conn.execute(sa.select(*_HELD).where(
+        _p.c.parcel_id.in_(wanted), _p.c.holder == scope.actor, _p.c.status == "active"))}
+    found = [rows[i] for i in wanted if i in rows]
+    _carats(found)
+    return found
+
+
+def parcel_page(scope: Scope, args: Mapping[str, str], order: str | None = None,
+                position: Position | None = None, size: int = SIZE) -> Paged:
+    """A page of the parcels the caller may see (an auditor: all; others: held or once
+    held, :meth:`Scope.seen_parcels`)."""
+    query = sa.select(*_HELD)
+    if not scope.sees_all and _busy(scope):
+        query = query.where(scope.sees_parcel(_p.c.parcel_id, _p.c.holder))
+    elif (seen := scope.seen_parcels()) is not None:
+        query = query.where(_p.c.parcel_id.in_(seen))
+    page, used = _paged(scope, PARCEL_LIST, query, args, order, position, size)
+    _carats(page.rows)
+    return page, used
+
+
+def site_page(scope: Scope, args: Mapping[str, str], order: str | None = None,
+              position: Position | None = None, size: int = SIZE) -> Paged:
+    """A page of the registered sites (public to every account, as ``reads.sites``)."""
+    query = sa.select(_s.c.site_id, _s.c.name, _s.c.licence_no, _s.c.operator, _s.c.country,
+                      _s.c.date, _s.c.suspended_on)
+    return _paged(scope, SITE_LIST, query, args, order, position, size)
+
+
+def zone_page(scope: Scope, args: Mapping[str, str], order: str | None = None,
+              position: Position | None = None, size: int = SIZE) -> Paged:
+    """A page of the zones and risk areas (public, as ``reads.zones``), without geometry."""
+    query = sa.select(_z.c.zone_id, _z.c.zone_type, _z.c.name, _z.c.licence_no, _z.c.country,
+                      _z.c.category, _z.c.valid_from, _z.c.valid_to, _z.c.retired_to)
+    return _paged(scope, ZONE_LIST, query, args, order, position, size)
+
+
+def actor_page(scope: Scope, args: Mapping[str, str], order: str | None = None,
+               position: Position | None = None, size: int = SIZE) -> Paged:
+    """A page of the registry of actors (public, as ``reads.actors``)."""
+    query = sa.select(_a.c.actor_id, _a.c.name, _a.c.role, _a.c.country, _a.c.licence_no,
+                      _a.c.licence_valid_from, _a.c.licence_valid_to, _a.c.revoked_on)
+    return _paged(scope, ACTOR_LIST, query, args, order, position, size)
+
+
+def entry_page(scope: Scope, args: Mapping[str, str], order: str | None = None,
+               position: Position | None = None, size: int = SIZE) -> Paged:
+    """A page of the log's entries with what each is about: an auditor's of everyone,
+    others' their own (as ``reads.recent_entries``)."""
+    query = sa.select(_e.c.seq, _e.c.ts, _e.c.kind, _e.c.actor, _e.c.payload)
+    if not scope.sees_all:
+        query = query.where(_e.c.actor == scope.actor)
+    page, used = _paged(scope, ENTRY_LIST, query, args, order, position, size)
+    for r in page.rows:
+        r["about"] = summary(r["kind"], json.loads(r.pop("payload")))
+    return page, used
+
+
+def holding_totals(scope: Scope) -> dict[str, Any]:
+    """How many parcels the caller holds now, their carats, and how many are on hold."""
+    row = scope.conn.execute(sa.select(
+        sa.func.count(), sa.func.coalesce(sa.func.sum(_p.c.points), 0),
+        sa.func.count().filter(_p.c.open_flags > 0)).where(
+        _p.c.holder == scope.actor, _p.c.status == "active")).one()
+    return {"parcels": row[0], "carats": row[1] / 100, "on_hold": row[2]}
+
+
+def holds(scope: Scope, parcel_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """The open flags on those of ``parcel_ids`` the caller holds now (a holdings page's
+    holds: SPEC 4 HOLD, what keeps them from moving)."""
+    wanted = list(dict.fromkeys(parcel_ids))[:MAX_SIZE]
+    query = (sa.select(_f).join(_p, _p.c.parcel_id == _f.c.subject_id)
+             .where(_f.c.subject_type == "parcel", _f.c.subject_id.in_(wanted),
+                    _f.c.status == "open", _p.c.holder == scope.actor)
+             .order_by(_f.c.subject_id, _f.c.seq, _f.c.flag_id))
+    return [dict(r._mapping) for r in scope.conn.execute(query)]
