@@ -159,7 +159,23 @@ exports = sa.Table(
     sa.Column("expires", Day, nullable=False),
     sa.Column("open_flags", sa.Integer, nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("parcel_count", sa.Integer),  # how many parcel_ids it names
+    # SPEC 4 certificate.validated: the entry, the authority (actor), its official, its
+    # date and valuation; null until validated.
+    sa.Column("validated_seq", sa.BigInteger),
+    sa.Column("validated_by", Id),
+    sa.Column("validating_officer", sa.String(200)),
+    sa.Column("validated_on", Day),
+    sa.Column("valuation_cents", sa.BigInteger),
+    # SPEC 4 import.confirmed: what arrived, and whether it differs from the certificate
+    # (SPEC 5 CONFIRMATION_MISMATCH); null until confirmed, and for confirmations written
+    # before they carried carats, parcels and importer.
     sa.Column("confirmed_seq", sa.BigInteger),
+    sa.Column("confirmed_on", Day),
+    sa.Column("received_points", sa.BigInteger),
+    sa.Column("received_parcels", sa.Integer),
+    sa.Column("received_importer", sa.String(200)),
+    sa.Column("mismatched", sa.Boolean),
 )
 
 flags = sa.Table(

@@ -284,6 +284,14 @@ ACTORS: tuple[Actor, ...] = (
     Actor("officer-ci", "Côte d'Ivoire Direction des mines, cadastre minier", "officer", "CI",
           "admin"),
     Actor("auditor-kp", "Kimberley Process review mission (auditor)", "auditor", "ZZ", "admin"),
+    # The national KP authorities (SPEC 1): each validates its country's export certificates
+    # and confirms the imports into its country.
+    Actor("authority-gh", "Precious Minerals Marketing Company (PMMC), Ghana's KP authority",
+          "authority", "GH", "admin"),
+    Actor("authority-sl", "Government Gold and Diamond Office (GGDO), Sierra Leone's KP "
+          "authority", "authority", "SL", "admin"),
+    Actor("authority-be", "FPS Economy, Diamond Office Antwerp, Belgium's KP import authority",
+          "authority", "BE", "admin"),
     Actor("exporter-gh-accra", "Osu Rough Exports Ltd, Accra", "exporter", "GH", "officer-gh",
           "GH-EXL-2003-002", _FROM, _TO),
     Actor("exporter-sl-freetown", "Lumley Rough Exports Ltd, Freetown", "exporter", "SL",
@@ -305,6 +313,9 @@ ACTORS: tuple[Actor, ...] = (
 )
 ACTOR_BY_ID = {a.actor_id: a for a in ACTORS}
 EXPORTER_OF = {"GH": "exporter-gh-accra", "SL": "exporter-sl-freetown"}
+AUTHORITY_OF = {"GH": "authority-gh", "SL": "authority-sl", "BE": "authority-be"}
+# The officials who sign validations off (invented names).
+VALUERS = {"GH": ("Kwesi Amponsah", "Efua Ansah"), "SL": ("Mohamed Kamara", "Isatu Bangura")}
 FOOTPRINT_OF = {"GH": GHANA, "SL": SIERRA_LEONE, "CI": IVORY_COAST}
 
 # Export destinations: (country, importer), the rough trading centres.

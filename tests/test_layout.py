@@ -28,6 +28,7 @@ LAYERS = {
     "ledger.geo": 4,
     "ledger.recorder": 5, "ledger.bundle": 5,
     "ledger.accounts": 6, "ledger.stats": 6, "ledger.signin": 6, "ledger.backup": 6,
+    "ledger.certificates": 6,
     "ledger.reads": 7, "ledger.demo": 7, "ledger.lists": 7, "ledger.paper": 7,
     "ledger.cli": 8,
     "webui": 9,

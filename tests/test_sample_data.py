@@ -86,6 +86,7 @@ ROLES = {
     "parcel.transferred": {"buyer", "exporter"}, "parcel.split": {"buyer", "exporter"},
     "parcel.merged": {"buyer", "exporter"}, "export.declared": {"exporter"},
     "licence.renewed": {"officer", "admin"},
+    "certificate.validated": {"authority"}, "import.confirmed": {"authority", "auditor"},
 }
 HS_CODES = {"7102.10", "7102.21", "7102.31"}
 
@@ -120,6 +121,7 @@ class Replay:
         self.sites: dict[str, dict[str, Any]] = {}
         self.parcels: dict[str, dict[str, Any]] = {}
         self.certificates: set[str] = set()
+        self.exports: dict[str, dict[str, Any]] = {}  # certificate_no -> what happened to it
         self.flagged: list[str] = []
         self.footprint_flagged: list[str] = []
         # SPEC 5 footprint references: licence_no -> [(day, ln US$/ct, ln ct/stone)] of the
@@ -186,6 +188,9 @@ class Replay:
                           "country", actor["country"])}[kind]()
             if target != actor["country"]:
                 raise Refused("JURISDICTION", f"{actor_id} ({actor['country']}) in {target}")
+        if kind in ("certificate.validated", "import.confirmed"):
+            self.certificate(kind, actor_id, actor, p)
+            return
         if actor["role"] in ("buyer", "exporter") and not self.licensed(actor, day):
             raise Refused("LICENCE", f"{actor_id} on {day}")
         if kind == "licence.renewed" and p["actor_id"] not in self.actors:
@@ -230,6 +235,7 @@ class Replay:
             assert p["hs_code"] in HS_CODES, "CERTIFICATE"
             assert points(p["carats"]) == sum(r["points"] for r in rows), "CERTIFICATE"
             assert p["expires"] > day, "CERTIFICATE"
+            assert p["destination"] != actor["country"], "CERTIFICATE"
         # what the sample data promises beyond the rules: trade in date order
         if kind.startswith(("parcel.", "export.")):
             assert day >= self.last_trade_day, f"trade out of order at {day}"
@@ -278,6 +284,27 @@ class Replay:
             parcel(p["child"]["parcel_id"], p["child"]["carats"], p["child"]["stones"])
         elif kind == "export.declared":
             self.certificates.add(p["certificate_no"])
+            self.exports[p["certificate_no"]] = {"p": p}
+
+    def certificate(self, kind: str, actor_id: str, actor: dict[str, Any], p: dict[str, Any]
+                    ) -> None:
+        """SPEC 1, 4: the exporter's country validates, the destination's confirms; once
+        each; a validation between issue and expiry, a confirmation between the validation
+        (or the issue) and the expiry."""
+        export = self.exports.get(p["certificate_no"])
+        if export is None:
+            raise Refused("UNKNOWN_REFERENCE", p["certificate_no"])
+        e, validating = export["p"], kind == "certificate.validated"
+        country = self.actors[e["exporter"]]["country"] if validating else e["destination"]
+        if actor["role"] == "authority" and actor["country"] != country:
+            raise Refused("JURISDICTION", f"{actor_id} ({actor['country']}) in {country}")
+        done = "validated" if validating else "confirmed"
+        if done in export:
+            raise Refused("DUPLICATE", f"{p['certificate_no']} {done} twice")
+        start = e["date"] if validating else export.get("validated", e["date"])
+        if not start <= p["date"] <= e["expires"]:
+            raise Refused("DATE_ORDER", f"{p['certificate_no']} {done} on {p['date']}")
+        export[done] = p["date"]
 
 
 def _replay(lines: list[str]) -> Replay:

@@ -125,7 +125,19 @@ VALID = {
         "date": "2024-05-06",
         "expires": "2024-07-05",
     },
-    "import.confirmed": {"certificate_no": "GH-2024-00123", "date": "2024-05-09"},
+    "certificate.validated": {
+        "certificate_no": "GH-2024-00123",
+        "date": "2024-05-07",
+        "valuation_usd": 18950.0,
+        "officer": "Ama Owusu",
+    },
+    "import.confirmed": {
+        "certificate_no": "GH-2024-00123",
+        "date": "2024-05-09",
+        "carats_received": 12.35,
+        "parcels_received": 1,
+        "importer": "Antwerp Rough NV",
+    },
     "flag.raised": {
         "flag_id": "F-1",
         "subject": {"type": "parcel", "id": "P-1"},
@@ -163,7 +175,7 @@ DROP = object()
 
 
 def test_every_kind_has_a_schema_and_an_example() -> None:
-    assert len(KINDS) == len(set(KINDS)) == 17
+    assert len(KINDS) == len(set(KINDS)) == 18
     assert set(VALID) == set(KINDS)
     names = {p.stem for p in SCHEMAS.glob("*.json")}
     assert names == set(KINDS) | {"defs", "event", "entry", "bundle"}
@@ -392,6 +404,41 @@ REFUSALS = [
         "payload.certificate_no",
         "payload.certificate_no: must be a KP certificate number: the two-letter "
         "country code, then the number, such as GH-2024-00123",
+    ),
+    (
+        "validation-without-officer",
+        "certificate.validated",
+        changed("certificate.validated", officer=DROP),
+        "payload.officer",
+        "payload.officer: required field is missing",
+    ),
+    (
+        "negative-valuation",
+        "certificate.validated",
+        changed("certificate.validated", valuation_usd=-1),
+        "payload.valuation_usd",
+        "payload.valuation_usd: must be at least 0",
+    ),
+    (
+        "received-carats-three-decimals",
+        "import.confirmed",
+        changed("import.confirmed", carats_received=12.345),
+        "payload.carats_received",
+        "payload.carats_received: must have at most two decimals",
+    ),
+    (
+        "parcels-received-not-whole",
+        "import.confirmed",
+        changed("import.confirmed", parcels_received=1.5),
+        "payload.parcels_received",
+        "payload.parcels_received: must be a whole number of parcels",
+    ),
+    (
+        "confirmation-without-importer",
+        "import.confirmed",
+        changed("import.confirmed", importer=DROP),
+        "payload.importer",
+        "payload.importer: required field is missing",
     ),
     (
         "no-parcels-exported",

@@ -356,16 +356,15 @@ def test_an_authority_confirms_only_imports_into_its_country(world: Ledger,
     buy(write, "P1", date="2016-03-01")
     move(write, "P1", "exp-gh", date="2016-03-02")
     export(write, ["P1"], 10.0, cert="GH-2016-0002", date="2016-03-03", expires="2016-06-01")
-    wrong = refused(world, "import.confirmed", "kp-gh",
-                    {"certificate_no": "GH-2016-0002", "date": "2016-03-10"})
+    arrived = {"certificate_no": "GH-2016-0002", "carats_received": 10.0,
+               "parcels_received": 1, "importer": "Antwerp Diamond Bank"}
+    wrong = refused(world, "import.confirmed", "kp-gh", {**arrived, "date": "2016-03-10"})
     assert wrong.rule == "JURISDICTION" and "BE" in str(wrong)
-    early = refused(world, "import.confirmed", "kp-be",
-                    {"certificate_no": "GH-2016-0002", "date": "2016-03-01"})
+    early = refused(world, "import.confirmed", "kp-be", {**arrived, "date": "2016-03-01"})
     assert early.rule == "DATE_ORDER" and "issued" in str(early)
-    late = refused(world, "import.confirmed", "kp-be",
-                   {"certificate_no": "GH-2016-0002", "date": "2016-07-01"})
+    late = refused(world, "import.confirmed", "kp-be", {**arrived, "date": "2016-07-01"})
     assert late.rule == "DATE_ORDER" and "expired" in str(late)
-    done = write("import.confirmed", "kp-be", certificate_no="GH-2016-0002", date="2016-03-10")
+    done = write("import.confirmed", "kp-be", date="2016-03-10", **arrived)
     assert done.entry.kind == "import.confirmed"
 
 

@@ -118,6 +118,10 @@ DEMO_USERS = (
     ("buyer", "buyer", "buyer-gh-akwatia"),
     ("exporter", "exporter", "exporter-gh-accra"),
     ("auditor", "auditor", "auditor-kp"),
+    # SPEC 1: the KP authorities of Ghana, Sierra Leone and Belgium
+    ("authority", "authority", "authority-gh"),
+    ("authority_sl", "authority", "authority-sl"),
+    ("authority_be", "authority", "authority-be"),
     ("admin", "admin", "admin"),
 )
 TOKENS_FILE = "demo-tokens.env"

@@ -6,7 +6,8 @@ the export entry and every entry on every custody path back to the sites (purcha
 transfers, splits, merges: :func:`ledger.custody.trace`), the registrations of those
 sites, the licence zones they rely on and every risk zone, with each zone's later
 amendments (versions), retirements, revocations and renewals, every flag raised or
-resolved on a parcel, site, zone, holder or the export on the path, the registration of
+resolved on a parcel, site, zone, holder or the export on the path, the export's
+``certificate.validated`` and ``import.confirmed`` entries when they exist, the registration of
 every actor who wrote or received any of these (and of whoever registered them, up to
 entry 1), and the revocations and renewals of the holders' licences, which the replay
 needs to judge LICENCE on every step (SPEC 4). ``archive.imported`` entries are not
@@ -106,13 +107,16 @@ def _chunks(values: Iterable[Any]) -> Iterator[list[Any]]:
 def _select(conn: sa.Connection, certificate_no: str, size: int,
             rows: dict[int, Entry]) -> set[int]:
     """The seqs of every entry SPEC 7 puts in the bundle (module docstring)."""
-    export = conn.execute(sa.select(exports.c.seq, exports.c.exporter)
+    export = conn.execute(sa.select(exports.c.seq, exports.c.exporter, exports.c.validated_seq,
+                                    exports.c.confirmed_seq)
                           .where(exports.c.certificate_no == certificate_no)).first()
     if export is None or export.seq > size:
         raise NotFound(f"certificate_no: there is no export under KP certificate "
                        f"'{certificate_no}'.")
     graph = trace(conn, certificate_no, "backward")
     seqs = {e.seq for e in graph.edges if e.seq <= size} | {export.seq}
+    # SPEC 7: the certificate.validated entry when it exists (and the import.confirmed one)
+    seqs |= {q for q in (export.validated_seq, export.confirmed_seq) if q is not None and q <= size}
     parcel_ids = {i for t, i in graph.nodes if t == "parcel"}
     site_ids = set(graph.sites())
     licence_zones = {i for t, i in graph.nodes if t == "zone"}

@@ -10,9 +10,13 @@ into the verifier's report:
   authority acts within the country of its registration), LICENCE (a writing buyer's or
   exporter's licence windows, renewals and revocations), HOLDER, SPENT, DATE_ORDER
   (dates never going back along a parcel's path, no event dated after the day its entry
-  was written), MASS, HOLD, CERTIFICATE (SPEC 4). A dropped entry shows as a graph that
-  no longer balances. What a rule needs and the bundle does not hold (the registration
-  of a zone or actor off the path) is not judged.
+  was written), MASS, HOLD, CERTIFICATE (SPEC 4; a destination other than the exporter's
+  country), and the certificate's ``certificate.validated`` (by an authority of the
+  exporter's country, once, between issue and expiry) and ``import.confirmed`` (by one of
+  the destination, once, between validation or issue and expiry; a confirmation that
+  differs from the certificate must carry its CONFIRMATION_MISMATCH flag). A dropped entry
+  shows as a graph that no longer balances. What a rule needs and the bundle does not hold
+  (the registration of a zone or actor off the path) is not judged.
 * ``screening`` of every purchase the export descends from (on its dig point, else its
   site's location, on its date, against the bundle's zones as they now stand, each in the
   version in force on that date and within its licence windows (:mod:`ledger.bundle.windows`):
@@ -22,6 +26,9 @@ into the verifier's report:
   only when the bundle carries a flag of that code on that purchase that an auditor
   resolved. Geometry needs shapely, imported lazily: where it is not installed the
   geometric tests are skipped and the report says so plainly.
+* ``validation`` and ``import`` facts: who validated the certificate (authority, officer,
+  date, valuation), or that nobody did, which is reported and is not a failure (SPEC 7);
+  and what the importing authority confirmed.
 * ``flags``: any open flag in the bundle fails it (SPEC 1: no export holding tainted
   diamonds is certified).
 
@@ -68,6 +75,7 @@ ROLES: dict[str, frozenset[str]] = {
     "parcel.split": frozenset({"buyer", "exporter"}),
     "parcel.merged": frozenset({"buyer", "exporter"}),
     "export.declared": frozenset({"exporter"}),
+    "certificate.validated": frozenset({"authority"}),
     "import.confirmed": frozenset({"authority", "auditor"}),
     "archive.imported": frozenset({"admin"}),
     "flag.raised": frozenset({"auditor"}),
@@ -170,7 +178,7 @@ class _Replay:
             self._today(item, kind, p)
             if kind == "actor.registered":
                 self.actors.setdefault(p["actor_id"], {
-                    "role": p["role"], "country": p["country"], "licence_no":
+                    "role": p["role"], "country": p["country"], "name": p["name"], "licence_no":
                     p.get("licence_no"), "from": p.get("licence_valid_from"), "to":
                     p.get("licence_valid_to"), "renewals": [], "revocations": []})
             elif kind in LICENCE_KINDS and p.get("actor_id"):
@@ -183,8 +191,10 @@ class _Replay:
             elif kind == "site.suspended" and p["site_id"] in self.sites:
                 # the latest suspension counts, as in the ledger's projection
                 self.sites[p["site_id"]]["suspended_on"] = p["date"]
+            elif kind == "certificate.validated":
+                self._validated(item, actor, p)
             elif kind == "import.confirmed":
-                self._confirmed(item, p)
+                self._confirmed(item, actor, p)
             elif kind == "flag.raised":
                 self._flag_id(item, actor, p["flag_id"])
                 self.flags[p["flag_id"]] = {"p": p, "seq": seq, "resolved": None}
@@ -252,6 +262,10 @@ class _Replay:
         if kind == "import.confirmed":
             export = self.exports.get(p["certificate_no"])
             return export is not None, None if export is None else export["destination"]
+        if kind == "certificate.validated":  # SPEC 1: the exporter's country validates
+            export = self.exports.get(p["certificate_no"])
+            exporter = None if export is None else self.actors.get(export["exporter"])
+            return exporter is not None, None if exporter is None else exporter["country"]
         return False, None
 
     def _licence(self, item: Logged, kind: str, actor: str, p: dict[str, Any]) -> None:
@@ -281,13 +295,54 @@ class _Replay:
         else:
             actor["renewals"].append((p["valid_from"], p.get("valid_to")))
 
-    def _confirmed(self, item: Logged, p: dict[str, Any]) -> None:
-        """SPEC 4 DATE_ORDER: a confirmation lies between its certificate's issue and expiry."""
-        export = self.exports.get(p["certificate_no"])
-        if export is not None and not export["date"] <= p["date"] <= export["expires"]:
-            self.r.fail("custody", f"entry {item.seq} confirms {p['certificate_no']} on "
-                        f"{p['date']}, outside its issue and expiry ({export['date']} to "
-                        f"{export['expires']}; SPEC 4 DATE_ORDER).")
+    def _validated(self, item: Logged, actor: str, p: dict[str, Any]) -> None:
+        """SPEC 4: validated once, between the certificate's issue and expiry, and not after
+        a confirmation already written (DUPLICATE, DATE_ORDER)."""
+        cert, fail = p["certificate_no"], self.r.fail
+        export = self.exports.get(cert)
+        if export is None:
+            fail("custody", f"entry {item.seq} validates {cert}, whose export.declared entry "
+                 "is not before it in the bundle (SPEC 4 UNKNOWN_REFERENCE).")
+            return
+        if "validated" in export:
+            fail("custody", f"entry {item.seq} validates {cert} again (entry "
+                 f"{export['validated'][0].seq} validated it; SPEC 4 DUPLICATE).")
+            return
+        if not export["date"] <= p["date"] <= export["expires"]:
+            fail("custody", f"entry {item.seq} validates {cert} on {p['date']}, outside its "
+                 f"issue and expiry ({export['date']} to {export['expires']}; SPEC 4 "
+                 "DATE_ORDER).")
+        confirmed = export.get("confirmed")
+        if confirmed is not None and p["date"] > confirmed[1]["date"]:
+            fail("custody", f"entry {item.seq} validates {cert} on {p['date']}, after its "
+                 f"import was confirmed ({confirmed[1]['date']}; SPEC 4 DATE_ORDER).")
+        _points(p["valuation_usd"])  # a number with two decimals, or the entry is unreadable
+        export["validated"] = (item, p, actor)
+
+    def _confirmed(self, item: Logged, actor: str, p: dict[str, Any]) -> None:
+        """SPEC 4: confirmed once, between the certificate's validation (or, unvalidated,
+        its issue) and its expiry (DUPLICATE, DATE_ORDER)."""
+        cert, fail = p["certificate_no"], self.r.fail
+        export = self.exports.get(cert)
+        if export is None:
+            fail("custody", f"entry {item.seq} confirms {cert}, whose export.declared entry "
+                 "is not before it in the bundle (SPEC 4 UNKNOWN_REFERENCE).")
+            return
+        if "confirmed" in export:
+            fail("custody", f"entry {item.seq} confirms {cert} again (entry "
+                 f"{export['confirmed'][0].seq} confirmed it; SPEC 4 DUPLICATE).")
+            return
+        validated = export.get("validated")
+        start = validated[1]["date"] if validated is not None else export["date"]
+        if not start <= p["date"] <= export["expires"]:
+            what = "validation" if validated is not None else "issue"
+            fail("custody", f"entry {item.seq} confirms {cert} on {p['date']}, outside its "
+                 f"{what} and expiry ({start} to {export['expires']}; SPEC 4 DATE_ORDER).")
+        if "carats_received" in p:  # older confirmations carried only the date
+            _points(p["carats_received"])
+            if type(p["parcels_received"]) is not int or not isinstance(p["importer"], str):
+                raise ValueError("parcels_received or importer is not what SPEC 4 says")
+        export["confirmed"] = (item, p, actor)
 
     def _flag_id(self, item: Logged, actor: str, flag_id: str) -> None:
         """SPEC 4 DUPLICATE, as the ledger judges a flag id: new, and, for a writer's flag,
@@ -394,7 +449,7 @@ class _Replay:
 
     def _export(self, item: Logged, actor: str, p: dict[str, Any]) -> None:
         fail, seq = self.r.fail, item.seq
-        self.exports.setdefault(p["certificate_no"], p)
+        self.exports.setdefault(p["certificate_no"], dict(p))
         if p["certificate_no"] != self.cert:
             return
         if self.export is not None:
@@ -412,6 +467,10 @@ class _Replay:
         if p["exporter"] != actor or not p["expires"] > p["date"]:
             fail("custody", f"entry {seq}: the exporter is not the writer, or the certificate "
                  "expires before it is issued (SPEC 4 CERTIFICATE).")
+        country = self.actors.get(actor, {}).get("country")
+        if p["destination"] == country:
+            fail("custody", f"entry {seq}: {self.cert} goes to {country}, the exporter's own "
+                 "country (SPEC 4 CERTIFICATE).")
         self.r.export_points = declared
 
     def _resolve(self, item: Logged, p: dict[str, Any]) -> None:
@@ -437,6 +496,7 @@ class _Replay:
             r.facts.append(f"custody: {moved} parcels from {len(origins)} purchases; holders, "
                            "mass, dates and holds verified; no parcel spent twice.")
         _Screen(self, origins).run(screen)
+        self._certificate()
         for flag_id, flag in sorted(self.flags.items(), key=lambda kv: kv[1]["seq"]):
             if flag["resolved"] is None:
                 p = flag["p"]
@@ -446,6 +506,50 @@ class _Replay:
         if not any(x.startswith("flags:") for x in r.problems):
             r.facts.append(f"flags: {len(self.flags)} on the custody path, {resolved} resolved "
                            "by an auditor, none open.")
+
+    def _certificate(self) -> None:
+        """SPEC 7: whether the exporting country's authority validated the certificate, and
+        by whom; and what the importing one confirmed (SPEC 5 CONFIRMATION_MISMATCH: a
+        confirmation that differs carries its flag)."""
+        r, export = self.r, self.exports[self.cert]
+        exporter = self.actors.get(export["exporter"], {})
+        validated = export.get("validated")
+        if validated is None:
+            r.facts.append(f"validation: NOT validated: the bundle holds no "
+                           f"certificate.validated entry for {self.cert}; the KP authority of "
+                           f"{exporter.get('country', 'the exporting country')} has not "
+                           "signed it off (a fact reported, not a proof failure).")
+        else:
+            item, p, actor = validated
+            who = self.actors.get(actor, {})
+            r.facts.append(f"validation: validated on {p['date']} by '{actor}' "
+                           f"({who.get('name', '?')}, KP authority of {who.get('country', '?')})"
+                           f", officer {p['officer']}, valuation USD "
+                           f"{_points(p['valuation_usd']) / 100:,.2f} (entry {item.seq}).")
+        confirmed = export.get("confirmed")
+        if confirmed is None:
+            r.facts.append(f"import: not confirmed by the authority of {export['destination']}.")
+            return
+        item, p, actor = confirmed
+        if "carats_received" not in p:
+            r.facts.append(f"import: confirmed on {p['date']} by '{actor}' (entry {item.seq}).")
+            return
+        differs = [what for what, same in (
+            ("carats", _points(p["carats_received"]) == _points(export["carats"])),
+            ("parcels", p["parcels_received"] == len(export["parcel_ids"])),
+            ("importer", _name_key(p["importer"]) == _name_key(export["importer"]))) if not same]
+        r.facts.append(f"import: confirmed on {p['date']} by '{actor}': "
+                       f"{_points(p['carats_received']) / 100:.2f} ct, {p['parcels_received']} "
+                       f"parcel(s), importer {p['importer']} (entry {item.seq})" +
+                       (f"; it differs from the certificate in {', '.join(differs)}."
+                        if differs else ", as certified."))
+        flagged = any(f["p"]["code"] == "CONFIRMATION_MISMATCH" and f["seq"] > item.seq and
+                      f["p"]["subject"] == {"type": "export", "id": self.cert}
+                      for f in self.flags.values())
+        if differs and not flagged:
+            r.fail("flags", f"entry {item.seq}'s confirmation differs from the certificate "
+                   f"({', '.join(differs)}) but the bundle holds no CONFIRMATION_MISMATCH flag "
+                   "on it (SPEC 5).")
 
     def _origins(self) -> dict[str, tuple[Logged, Fraction]]:
         """Purchases the export descends from, with the points of the export each gave."""
@@ -474,6 +578,11 @@ class _Replay:
             if parcel is not None and parcel.made.entry["kind"] == "parcel.purchased":
                 origins[pid] = (parcel.made, w)
         return origins
+
+
+def _name_key(name: Any) -> str:
+    """A name as the ledger compares it: case and runs of spaces make no other importer."""
+    return " ".join(str(name).split()).casefold()
 
 
 class _Screen:

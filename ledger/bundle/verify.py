@@ -51,6 +51,8 @@ every ``entries[i] (seq N)`` hash, proof and chain link, the manifest's list aga
 the entries; then :mod:`ledger.bundle.replay` replays the ``custody`` graph (SPEC 4),
 re-screens every origin purchase against the bundle's zones (``screening``, SPEC 5) and
 fails on any open ``flags`` (SPEC 1: no export holding tainted diamonds is certified).
+It says whether the exporting country's authority validated the certificate and by whom
+(a certificate not validated is reported, not failed: validation is a fact, not a proof).
 The report ends with the shares of origin sites and licence zones in the export.
 
 Decisions. A bundle that is not JSON, or holds anything this module cannot read, is a

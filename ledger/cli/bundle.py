@@ -71,3 +71,29 @@ def verify_bundle(file: Path, vkey: str | None, trust_bundle_key: bool,
         click.echo(terminal_safe(line))
     if not report.ok:
         sys.exit(1)
+
+
+@cli.command()
+@click.option("--unconfirmed", is_flag=True,
+              help="Only certificates whose import nobody has confirmed (expired ones included).")
+@click.option("--older-than", "older_than", type=click.IntRange(min=0), metavar="DAYS",
+              help="Only certificates issued more than DAYS days before today (UTC).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list (SPEC 6).")
+@pass_ctx
+def certificates(ctx: Context, unconfirmed: bool, older_than: int | None, as_json: bool) -> None:
+    """KP certificates, each with its state (declared, validated, confirmed, mismatched)
+    and whether an open flag taints it."""
+    from ledger.certificates import certificate_list
+    from ledger.cli.app import print_json
+
+    with ctx.engine.connect() as conn:
+        listed = certificate_list(conn, unconfirmed=unconfirmed, older_than=older_than)
+    if as_json:
+        print_json(listed)
+        return
+    for c in listed:  # tab-separated; a tainted certificate says so in its own column
+        click.echo("\t".join(terminal_safe(str(v)) for v in (
+            c["certificate_no"], c["exporter"], c["destination"], c["date"], c["expires"],
+            f"{c['carats']:.2f} ct", f"{c['value_usd']:.2f} USD", c["state"],
+            "TAINTED" if c["tainted"] else "")).rstrip("\t"))
+    click.echo(f"{len(listed)} certificates", err=True)

@@ -42,6 +42,7 @@ ROLES: dict[str, frozenset[str]] = {
     "parcel.split": frozenset({"buyer", "exporter"}),
     "parcel.merged": frozenset({"buyer", "exporter"}),
     "export.declared": frozenset({"exporter"}),
+    "certificate.validated": frozenset({"authority"}),
     "import.confirmed": frozenset({"authority", "auditor"}),
     "archive.imported": frozenset({"admin"}),
     "flag.raised": frozenset({"auditor"}),
@@ -128,8 +129,14 @@ def _country_of(ctx: Ctx) -> tuple[str, str | None] | None:
     elif ctx.kind == "site.suspended":
         field, row = "payload.site_id", get("sites", p["site_id"])
     elif ctx.kind == "import.confirmed":
+        # SPEC 1: an authority confirms the imports into its own country
         export = get("exports", p["certificate_no"])
         return None if export is None else ("payload.certificate_no", export["destination"])
+    elif ctx.kind == "certificate.validated":
+        # SPEC 1: an authority validates the exports of its own country (the exporter's)
+        export = get("exports", p["certificate_no"])
+        exporter = None if export is None else get("actors", export["exporter"])
+        return None if exporter is None else ("payload.certificate_no", exporter["country"])
     if row is None or row.get("zone_type") == "risk":
         return None
     return field, row["country"]
@@ -148,8 +155,9 @@ def jurisdiction(ctx: Ctx) -> None:
         raise refuse("JURISDICTION", field, "the licence zone's country is not known: give "
                      "`country`, or a licence_no that begins with the country code and '-'.")
     if country != actor["country"]:
-        what = ("confirm imports into" if ctx.kind == "import.confirmed"
-                else "act on what belongs to")
+        what = {"import.confirmed": "confirm imports into",
+                "certificate.validated": "validate the exports of"}.get(
+                    ctx.kind, "act on what belongs to")
         raise refuse("JURISDICTION", field, f"'{ctx.actor_id}' is an {actor['role']} of "
                      f"{actor['country']}; it may not {what} {country}.")
 
@@ -197,7 +205,7 @@ def _references(ctx: Ctx) -> Iterator[tuple[str, str, str]]:
         yield "actors", p["exporter"], "payload.exporter"
         for i, pid in enumerate(p["parcel_ids"]):
             yield "parcels", pid, f"payload.parcel_ids[{i}]"
-    elif kind == "import.confirmed":
+    elif kind in ("certificate.validated", "import.confirmed"):
         yield "exports", p["certificate_no"], "payload.certificate_no"
     elif kind == "flag.raised":
         table = {"parcel": "parcels", "site": "sites", "export": "exports", "actor": "actors",
@@ -245,6 +253,10 @@ def system_flag_id(seq: int, code: str, taken: Callable[[str], bool]) -> str:
     return candidate
 
 
+ONCE = {"certificate.validated": ("validated_seq", "validated"),
+        "import.confirmed": ("confirmed_seq", "confirmed")}
+
+
 def duplicate(ctx: Ctx) -> None:
     if ctx.kind == "flag.raised" and SYSTEM_FLAG_ID.match(ctx.p["flag_id"]):
         raise refuse("DUPLICATE", "payload.flag_id", f"the flag id '{ctx.p['flag_id']}' is in "
@@ -255,6 +267,14 @@ def duplicate(ctx: Ctx) -> None:
         if (table, key) in seen or ctx.state.get(table, key) is not None:
             raise refuse("DUPLICATE", field, f"the {NOUNS[table]} id '{key}' is already taken.")
         seen.add((table, key))
+    if ctx.kind in ONCE:
+        # SPEC 4 CERTIFICATE: a certificate is validated once and confirmed once
+        column, done = ONCE[ctx.kind]
+        export = ctx.state.get("exports", ctx.p["certificate_no"])
+        if export is not None and export[column] is not None:
+            raise refuse("DUPLICATE", "payload.certificate_no", f"certificate "
+                         f"{ctx.p['certificate_no']} was already {done} by entry "
+                         f"{export[column]}.")
     if ctx.kind == "flag.resolved":
         flag = ctx.state.get("flags", ctx.p["flag_id"])
         if flag is not None and flag["status"] == "resolved":
@@ -296,7 +316,7 @@ def spent(ctx: Ctx) -> None:
 
 def date_order(ctx: Ctx) -> None:
     """SPEC 4 DATE_ORDER: time runs forward along custody, and nothing is dated after today."""
-    p, day = ctx.p, ctx.p["date"]
+    day = ctx.p["date"]
     if day > ctx.today:
         raise refuse("DATE_ORDER", "payload.date", f"{day} is after today ({ctx.today}, UTC); "
                      "the ledger records what has happened.")
@@ -305,15 +325,31 @@ def date_order(ctx: Ctx) -> None:
             raise refuse("DATE_ORDER", "payload.date", f"{day} is before {row['last_date']}, "
                          f"the date of the last custody event of parcel '{row['parcel_id']}'.",
                          parcel_id=row["parcel_id"])
-    if ctx.kind == "import.confirmed":
-        export = ctx.state.get("exports", p["certificate_no"])
-        assert export is not None  # UNKNOWN_REFERENCE ran first
-        if day < export["date"]:
-            raise refuse("DATE_ORDER", "payload.date", f"{day} is before the certificate "
-                         f"{p['certificate_no']} was issued ({export['date']}).")
-        if day > export["expires"]:
-            raise refuse("DATE_ORDER", "payload.date", f"{day} is after the certificate "
-                         f"{p['certificate_no']} expired ({export['expires']}).")
+    if ctx.kind in ONCE:
+        _certificate_dates(ctx, day)
+
+
+def _certificate_dates(ctx: Ctx, day: str) -> None:
+    """SPEC 4 DATE_ORDER: a validation lies between its certificate's issue and expiry; a
+    confirmation between its validation (or, unvalidated, its issue) and its expiry. A
+    validation written after the confirmation is no later than it, so the order holds."""
+    cert = ctx.p["certificate_no"]
+    export = ctx.state.get("exports", cert)
+    assert export is not None  # UNKNOWN_REFERENCE ran first
+    validated = export["validated_on"] if ctx.kind == "import.confirmed" else None
+    if validated is not None and day < validated:
+        raise refuse("DATE_ORDER", "payload.date", f"{day} is before the certificate {cert} "
+                     f"was validated ({validated}).")
+    if day < export["date"]:
+        raise refuse("DATE_ORDER", "payload.date", f"{day} is before the certificate {cert} "
+                     f"was issued ({export['date']}).")
+    if day > export["expires"]:
+        raise refuse("DATE_ORDER", "payload.date", f"{day} is after the certificate {cert} "
+                     f"expired ({export['expires']}).")
+    confirmed = export["confirmed_on"] if ctx.kind == "certificate.validated" else None
+    if confirmed is not None and day > confirmed:
+        raise refuse("DATE_ORDER", "payload.date", f"{day} is after the import under "
+                     f"certificate {cert} was confirmed ({confirmed}).")
 
 
 def mass(ctx: Ctx) -> None:
@@ -372,6 +408,9 @@ def certificate(ctx: Ctx) -> None:
     if not p["certificate_no"].startswith(actor["country"]):
         raise refuse("CERTIFICATE", "payload.certificate_no", f"'{p['certificate_no']}' must "
                      f"start with the exporter's country code {actor['country']}.")
+    if p["destination"] == actor["country"]:
+        raise refuse("CERTIFICATE", "payload.destination", f"{p['destination']} is the "
+                     f"exporter's own country; a KP certificate goes with diamonds that leave it.")
     if p["hs_code"] not in HS_CODES:
         raise refuse("CERTIFICATE", "payload.hs_code", f"'{p['hs_code']}' is not a rough "
                      f"diamond HS code; use {', '.join(HS_CODES)}.")

@@ -37,7 +37,7 @@ KINDS: tuple[str, ...] = (
     "actor.registered", "licence.revoked", "licence.renewed", "zone.registered",
     "zone.amended", "zone.retired", "site.registered", "site.suspended", "parcel.purchased",
     "parcel.transferred", "parcel.split", "parcel.merged", "export.declared",
-    "import.confirmed", "archive.imported", "flag.raised", "flag.resolved",
+    "certificate.validated", "import.confirmed", "archive.imported", "flag.raised", "flag.resolved",
 )
 _NAME = re.compile(r"[a-z]+(?:\.[a-z]+)?")
 _TYPES = {"number": "a number", "integer": "a whole number", "string": "text",

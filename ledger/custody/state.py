@@ -272,7 +272,11 @@ def _export_declared(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
         "certificate_no": p["certificate_no"], "exporter": p["exporter"],
         "importer": p["importer"], "destination": p["destination"], "hs_code": p["hs_code"],
         "points": points(p["carats"]), "value_cents": cents(p["value_usd"]), "date": p["date"],
-        "expires": p["expires"], "open_flags": 0, "seq": seq, "confirmed_seq": None,
+        "expires": p["expires"], "open_flags": 0, "seq": seq,
+        "parcel_count": len(p["parcel_ids"]), "validated_seq": None, "validated_by": None,
+        "validating_officer": None, "validated_on": None, "valuation_cents": None,
+        "confirmed_seq": None, "confirmed_on": None, "received_points": None,
+        "received_parcels": None, "received_importer": None, "mismatched": None,
     })
     for pid in p["parcel_ids"]:
         row = s.update("parcels", pid, status="spent", spent_seq=seq)
@@ -280,8 +284,43 @@ def _export_declared(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
               ("export", p["certificate_no"]), row["points"])
 
 
+def _certificate_validated(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
+    s.update("exports", p["certificate_no"], validated_seq=seq, validated_by=actor,
+             validating_officer=p["officer"], validated_on=p["date"],
+             valuation_cents=cents(p["valuation_usd"]))
+
+
 def _import_confirmed(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
-    s.update("exports", p["certificate_no"], confirmed_seq=seq)
+    """What arrived; a confirmation written before the payload carried carats, parcels and
+    importer (issue 18) keeps them null and is not judged a mismatch."""
+    if "carats_received" not in p:
+        s.update("exports", p["certificate_no"], confirmed_seq=seq, confirmed_on=p["date"])
+        return
+    row = s.update("exports", p["certificate_no"], confirmed_seq=seq, confirmed_on=p["date"],
+                   received_points=points(p["carats_received"]),
+                   received_parcels=p["parcels_received"], received_importer=p["importer"])
+    row["mismatched"] = bool(confirmation_differences(row))
+
+
+def confirmation_differences(export: Row) -> list[str]:
+    """SPEC 5 CONFIRMATION_MISMATCH: how what arrived differs from the certificate, each
+    difference a phrase stating both figures (none: it matches)."""
+    found = []
+    if export["received_points"] != export["points"]:
+        found.append(f"{export['received_points'] / 100:.2f} ct received for the "
+                     f"{export['points'] / 100:.2f} ct certified")
+    if export["parcel_count"] is not None and export["received_parcels"] != export["parcel_count"]:
+        found.append(f"{export['received_parcels']} parcel(s) received for the "
+                     f"{export['parcel_count']} certified")
+    if _name_key(export["received_importer"]) != _name_key(export["importer"]):
+        found.append(f"received by '{export['received_importer']}', not the certified importer "
+                     f"'{export['importer']}'")
+    return found
+
+
+def _name_key(name: str | None) -> str:
+    """A name as compared: case and runs of spaces do not make another importer."""
+    return " ".join((name or "").split()).casefold()
 
 
 SUBJECT_TABLES = {"parcel": "parcels", "export": "exports"}
@@ -333,6 +372,7 @@ FOLDS: dict[str, Callable[[State, int, str, dict[str, Any]], None]] = {
     "parcel.split": _parcel_split,
     "parcel.merged": _parcel_merged,
     "export.declared": _export_declared,
+    "certificate.validated": _certificate_validated,
     "import.confirmed": _import_confirmed,
     "flag.raised": _flag_raised,
     "flag.resolved": _flag_resolved,
