@@ -14,7 +14,8 @@ faces, on the generous side, since the server cannot measure the browser's font.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in the drawing's units
@@ -77,26 +78,54 @@ class Placed:
 MARK_COST = 1.5  # covering one mark costs as much as one and a half steps away
 
 
+class Boxes:
+    """Boxes filed by the squares of a grid they touch, so that what a box meets is looked
+    for among its neighbours only (a map may hold hundreds of marks)."""
+
+    SQUARE = 32.0
+
+    def __init__(self) -> None:
+        self._grid: dict[tuple[int, int], list[Box]] = defaultdict(list)
+
+    def _squares(self, box: Box) -> Iterator[tuple[int, int]]:
+        s = self.SQUARE
+        for i in range(int(box[0] // s), int(box[2] // s) + 1):
+            for j in range(int(box[1] // s), int(box[3] // s) + 1):
+                yield i, j
+
+    def add(self, box: Box) -> None:
+        for square in self._squares(box):
+            self._grid[square].append(box)
+
+    def meets(self, box: Box) -> bool:
+        return any(overlap(box, b) for square in self._squares(box)
+                   for b in self._grid.get(square, ()))
+
+    def meeting(self, box: Box) -> set[Box]:
+        return {b for square in self._squares(box) for b in self._grid.get(square, ())
+                if overlap(box, b)}
+
+
 class Placer:
     """Boxes taken so far in a drawing of ``width`` x ``height``."""
 
     def __init__(self, width: float, height: float) -> None:
         self.width, self.height = width, height
-        self.taken: list[Box] = []
-        self.marks: list[Box] = []
+        self.taken = Boxes()
+        self.marks = Boxes()
 
     def block(self, box: Box) -> None:
         """Nothing may be placed over ``box`` (another label, the scale bar, a tick)."""
-        self.taken.append(box)
+        self.taken.add(box)
 
     def mark(self, box: Box) -> None:
         """Placing over ``box`` costs (a site, a point, a small zone)."""
-        self.marks.append(box)
+        self.marks.add(box)
 
     def free(self, box: Box) -> bool:
         inside = (box[0] >= 0 and box[1] >= 0 and box[2] <= self.width
                   and box[3] <= self.height)
-        return inside and not any(overlap(box, t) for t in self.taken)
+        return inside and not self.taken.meets(box)
 
     def place(self, text: str, size: float, candidates: Iterable[Candidate],
               fits: Callable[[Box], bool] | None = None) -> Placed | None:
@@ -109,7 +138,7 @@ class Placer:
             box = text_box(text, c.x, c.y, c.anchor, size)
             if not self.free(box) or (fits is not None and not fits(box)):
                 continue
-            cost = c.cost + MARK_COST * sum(1 for m in self.marks if overlap(box, m))
+            cost = c.cost + MARK_COST * len(self.marks.meeting(box))
             if best is None or cost < best[0]:
                 best = (cost, c, box)
         if best is None:
