@@ -295,18 +295,25 @@ class _Replay:
         else:
             actor["renewals"].append((p["valid_from"], p.get("valid_to")))
 
+    def _once(self, item: Logged, cert: str, done: str, verb: str) -> dict[str, Any] | None:
+        """The export a validation or confirmation names, when it is in the bundle before it
+        and was not ``done`` already (SPEC 4 UNKNOWN_REFERENCE, DUPLICATE); else None."""
+        export = self.exports.get(cert)
+        if export is None:
+            self.r.fail("custody", f"entry {item.seq} {verb} {cert}, whose export.declared "
+                        "entry is not before it in the bundle (SPEC 4 UNKNOWN_REFERENCE).")
+        elif done in export:
+            self.r.fail("custody", f"entry {item.seq} {verb} {cert} again (entry "
+                        f"{export[done][0].seq} {done} it; SPEC 4 DUPLICATE).")
+            export = None
+        return export
+
     def _validated(self, item: Logged, actor: str, p: dict[str, Any]) -> None:
         """SPEC 4: validated once, between the certificate's issue and expiry, and not after
         a confirmation already written (DUPLICATE, DATE_ORDER)."""
         cert, fail = p["certificate_no"], self.r.fail
-        export = self.exports.get(cert)
+        export = self._once(item, cert, "validated", "validates")
         if export is None:
-            fail("custody", f"entry {item.seq} validates {cert}, whose export.declared entry "
-                 "is not before it in the bundle (SPEC 4 UNKNOWN_REFERENCE).")
-            return
-        if "validated" in export:
-            fail("custody", f"entry {item.seq} validates {cert} again (entry "
-                 f"{export['validated'][0].seq} validated it; SPEC 4 DUPLICATE).")
             return
         if not export["date"] <= p["date"] <= export["expires"]:
             fail("custody", f"entry {item.seq} validates {cert} on {p['date']}, outside its "
@@ -323,14 +330,8 @@ class _Replay:
         """SPEC 4: confirmed once, between the certificate's validation (or, unvalidated,
         its issue) and its expiry (DUPLICATE, DATE_ORDER)."""
         cert, fail = p["certificate_no"], self.r.fail
-        export = self.exports.get(cert)
+        export = self._once(item, cert, "confirmed", "confirms")
         if export is None:
-            fail("custody", f"entry {item.seq} confirms {cert}, whose export.declared entry "
-                 "is not before it in the bundle (SPEC 4 UNKNOWN_REFERENCE).")
-            return
-        if "confirmed" in export:
-            fail("custody", f"entry {item.seq} confirms {cert} again (entry "
-                 f"{export['confirmed'][0].seq} confirmed it; SPEC 4 DUPLICATE).")
             return
         validated = export.get("validated")
         start = validated[1]["date"] if validated is not None else export["date"]
