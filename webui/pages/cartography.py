@@ -35,7 +35,8 @@ PAD = 0.06  # of the span, on every side
 LAYERS = ("licence_zone", "risk_area", "site", "dig_point", "flagged_purchase")
 KM_PER_DEGREE = 6371.0088 * math.pi / 180  # of latitude, or of longitude at the equator
 CLUSTER_ABOVE = 200  # flagged purchases: more than this many are counted in cells
-CELL = 28.0  # the side of a counting cell
+CELLS = (28.0, 42.0, 56.0, 84.0, 112.0)  # sides of a counting cell, the smallest that
+MOST_CELLS = 150  # leaves no more than this many cells
 # Font sizes, as in app.css: labels of zones and of countries, degrees, scale, as of.
 SIZE = {"zone": 12.0, "risk": 12.0, "country": 13.0, "tick": 10.0, "scale": 10.0,
         "as-of": 12.0}
@@ -240,9 +241,10 @@ def _title(layer: str, p: dict[str, Any]) -> str:
 def draw_map(features: Sequence[dict[str, Any]], link: Link,
              fit: Sequence[str] = LAYERS, labels: bool = True, width: float = MAP_WIDTH,
              flagged_sites: set[str] | None = None, as_of: str | None = None,
-             countries: bool = True) -> MapDrawing:
+             countries: bool = True, cluster_above: int = CLUSTER_ABOVE) -> MapDrawing:
     """Zones, risk areas, sites and purchase points over the countries; the view fits the
-    ``fit`` layers. ``as_of``: the day the features were drawn as of, written on the map.
+    ``fit`` layers. ``as_of``: the day the features were drawn as of, written on the map;
+    more than ``cluster_above`` flagged purchases are counted in cells.
 
     A site is marked flagged when it has open flags of its own or a flagged purchase
     declares it (among ``features``, or named in ``flagged_sites``).
@@ -277,7 +279,7 @@ def draw_map(features: Sequence[dict[str, Any]], link: Link,
             shapes.append(zone)
             if labels and label:
                 named.append((zone, geometry))
-    points, cells = _counted(purchases)
+    points, cells = _counted(purchases, cluster_above)
     shapes += points
     counts = {layer: layer_of.count(layer) for layer in LAYERS}
     counts["flagged_site"] = sum(1 for s in shapes if s.layer == "site" and s.flagged)
@@ -335,16 +337,19 @@ def _outline(proj: Projection, outline: Any) -> str:
     return " ".join(parts)
 
 
-def _counted(purchases: list[tuple[Shape, str]], above: int = CLUSTER_ABOVE
+def _counted(purchases: list[tuple[Shape, str]], above: int
              ) -> tuple[list[Shape], list[Cell]]:
     """The flagged purchases as marks, or, when more than ``above``, counted in the cells
     of a grid (a cell with one purchase keeps its mark): hundreds of crosses drawn one on
     another read as a solid blot, a count reads."""
     if len(purchases) <= above:
         return [s for s, _ in purchases], []
-    grid: dict[tuple[int, int], list[tuple[Shape, str]]] = defaultdict(list)
-    for s, parcel_id in purchases:
-        grid[(int(s.cx // CELL), int(s.cy // CELL))].append((s, parcel_id))
+    for side in CELLS:
+        grid: dict[tuple[int, int], list[tuple[Shape, str]]] = defaultdict(list)
+        for s, parcel_id in purchases:
+            grid[(int(s.cx // side), int(s.cy // side))].append((s, parcel_id))
+        if len(grid) <= MOST_CELLS:
+            break
     points, cells = [], []
     for (i, j), members in sorted(grid.items()):
         if len(members) == 1:
@@ -352,7 +357,7 @@ def _counted(purchases: list[tuple[Shape, str]], above: int = CLUSTER_ABOVE
             continue
         ids = ", ".join(parcel_id for _, parcel_id in members[:5])
         more = f" and {len(members) - 5} more" if len(members) > 5 else ""
-        cells.append(Cell(i * CELL, j * CELL, CELL, len(members),
+        cells.append(Cell(i * side, j * side, side, len(members),
                           f"{len(members)} flagged purchases dug here: {ids}{more}"))
     return points, cells
 
