@@ -65,7 +65,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int, 
 
 def test_walkthrough_has_a_step_for_each_role() -> None:
     text = README.read_text(encoding="utf-8")
-    for role in ("Officer", "Buyer", "Exporter", "Auditor"):
+    for role in ("Officer", "Buyer", "Exporter", "Authority", "Auditor"):
         assert f"### {role}" in text
     assert len(walkthrough()) >= 15
 
