@@ -8,6 +8,7 @@ Start-up is timed in benchmarks/cli.py, not here; this checks what is imported.
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -95,15 +96,21 @@ def taken_port() -> Iterator[int]:
 def test_a_taken_port_is_refused_at_once_naming_port_and_nothing_is_written(
     tmp_path: Path, taken_port: int, command: list[str]
 ) -> None:
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     done = alluvial(*command, "--port", str(taken_port), cwd=tmp_path, timeout=60)
     seconds = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seconds = after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime
     assert done.returncode == 2, done.stderr
     assert f"port {taken_port} on 127.0.0.1 is in use" in done.stderr
     assert "choose a free one with --port" in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""  # no tokens printed
     assert list(tmp_path.iterdir()) == []  # no database, no key, no tokens file
-    assert seconds < 2, f"{seconds:.1f} s"  # issue 19: within 2 s, before loading anything
+    # Issue 19: within 2 s, before loading anything. Judged on the process's CPU time, which
+    # a loaded test machine does not inflate (the demo loaded its scenario first: 3 s and
+    # more); the wall clock only has to show that it did not hang.
+    assert cpu_seconds < 2 and seconds < 20, f"{cpu_seconds:.1f} s CPU, {seconds:.1f} s"
 
 
 def test_a_taken_port_leaves_an_existing_ledger_alone_even_with_reset(
