@@ -10,8 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
+import re
 import shutil
+import statistics
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -364,6 +367,14 @@ def world(ledger: Ledger, auth: Auth) -> Ledger:
             ("P4", "S-NOWHERE", 1.25, 50, "USD", "2008-07-01")):
         write("parcel.purchased", "buyer-a", parcel_id=pid, site_id=site, seller="Kofi Boateng",
               date=day, carats=ct, stones=3, price={"amount": amount, "currency": currency})
+    for i in range(40):  # 2007: 30..69 USD/ct, then one at 400 USD/ct an auditor flags
+        write("parcel.purchased", "buyer-a", parcel_id=f"H{i}", site_id="S-AKW",
+              seller="Kofi Boateng", date=f"2007-{i % 10 + 1:02d}-{i // 10 + 1:02d}",
+              carats=2.0, stones=3, price={"amount": 2 * (30 + i), "currency": "USD"})
+    write("parcel.purchased", "buyer-a", parcel_id="ODD", site_id="S-AKW", seller="Kofi Boateng",
+          date="2007-12-10", carats=5.0, stones=1, price={"amount": 2000, "currency": "USD"})
+    write("flag.raised", "aud-1", flag_id="F-ODD", subject={"type": "parcel", "id": "ODD"},
+          code="FOOTPRINT_ANOMALY", detail="400 USD/ct at an Akwatia pit", date="2007-12-11")
     write("parcel.transferred", "buyer-a", parcel_id="P1", to_actor="exp-gh", date="2008-04-01",
           price={"amount": 500, "currency": "USD"})
     write("export.declared", "exp-gh", certificate_no="GH-2008-0001", exporter="exp-gh",
@@ -410,3 +421,50 @@ def test_currencies_flags_exports_and_imports_on_both_databases(
         assert refused.status_code == 403 and refused.get_json()["type"] == "ROLE"
     anonymous = get("period=2008", None)  # country level
     assert [(r["country"], r["carats"]) for r in anonymous] == [(None, 1.25), ("GH", 19.51)]
+
+
+def test_the_statistics_page_draws_the_footprint_band_and_marks_anomalous_months(
+        world: Ledger, app: Any, auth: Auth) -> None:
+    from ledger.signin import open_session
+    from webui import login
+
+    def signed_in(role: str, actor: str | None = None) -> Any:
+        auth.token(role, actor)
+        client = app.test_client()
+        with client.session_transaction() as session:
+            session[login.SESSION_ID] = open_session(world.engine,
+                                                     f"{role}.{actor or Auth.ACTORS[role]}")
+        return client
+
+    auditor = signed_in("auditor")
+    page = auditor.get("/stats?period=2007..2008&by=zone&zone=Z-AKW&country=GH").text
+    assert page.count('<svg class="chart"') == 2 and page.count('class="band"') == 1
+    marked = re.findall(r'<circle class="month anomalous"[^>]*><title>([^<]*)</title>', page)
+    assert marked == ["2007-12: 400.00 USD/ct over 1 purchases, 1 flagged FOOTPRINT_ANOMALY"]
+    assert '<td>2007</td><td>GH</td><td>Z-AKW</td><td class="num">41</td>' in page
+    months = list(csv.DictReader(io.StringIO(auditor.get("/stats/zone.csv?zone=Z-AKW").text)))
+    december = next(m for m in months if m["month"] == "2007-12")
+    logs = [math.log(30 + i) for i in range(40)]
+    mid = statistics.median(logs)
+    scale = 1.4826 * statistics.median([abs(x - mid) for x in logs])
+    band = [Decimal(math.exp(mid + k * 3.5 * scale)).quantize(CENT, ROUND_HALF_UP)
+            for k in (-1, 0, 1)]
+    assert [Decimal(december[k]) for k in ("band_low", "band_median", "band_high")] == band
+    assert (december["reference"], december["footprint_anomalies"]) == ("40", "1")
+    few = [m for m in months if int(m["reference"]) < 30]  # SPEC 5: fewer than 30, no band
+    assert few and all(m["band_low"] == m["band_high"] == "" for m in few)
+    halves = list(csv.DictReader(io.StringIO(auditor.get("/stats/country.csv?country=GH").text)))
+    assert {h["period"]: (h["produced_carats"], h["exported_carats"]) for h in halves} == {
+        "2007-H1": ("48.00", "0.00"), "2007-H2": ("37.00", "0.00"),
+        "2008-H1": ("19.51", "10.01")}
+    table = list(csv.reader(io.StringIO(auditor.get(
+        "/stats.csv?period=2008-Q2..2008-Q3&by=partner&kind=trade").text)))
+    assert table[0] == TRADE and len(table) == 3
+    buyer = signed_in("buyer")
+    mine = buyer.get("/stats").text
+    assert "Zone-level figures are for officers" in mine and 'class="band"' not in mine
+    assert mine.count('<svg class="chart"') == 1  # production against exports: country level
+    assert buyer.get("/stats/zone.csv?zone=Z-AKW").status_code == 403
+    assert buyer.get("/stats?by=site").status_code == 403
+    refused = auditor.get("/stats?period=2008-Q5")
+    assert refused.status_code == 400 and "BAD_QUERY" in refused.text
