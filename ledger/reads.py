@@ -92,7 +92,16 @@ class Scope:
             "open_flags": row.open_flags, "site_id": row.site_id, "date": row.date,
             "seq": row.seq, "spent_seq": row.spent_seq,
             "flags": self.flags(subject=("parcel", parcel_id)),
+            # SPEC 4-5: a purchase's sieve classes and the hashes of its evidence
+            "sieve": json.loads(row.sieve) if row.sieve else None,
+            "evidence": self._evidence(row.seq) if row.site_id is not None else [],
         }
+
+    def _evidence(self, seq: int) -> list[dict[str, str]]:
+        """The evidence a purchase recorded ({sha256, media_type, name}), from its entry."""
+        text = self.conn.execute(sa.select(entries.c.payload).where(entries.c.seq == seq)).scalar()
+        evidence: list[dict[str, str]] = json.loads(text).get("evidence", []) if text else []
+        return evidence
 
     def custody(self, parcel_id: str, direction: str) -> Trace:
         self.parcel(parcel_id)  # visibility, then existence

@@ -26,8 +26,10 @@ from ledger.errors import LedgerError
 from ledger.geo.patterns import judge, measure
 from ledger.recorder.events import Event, Ledger
 from ledger.recorder.rescreen import rescreen
+from tests.conftest import Auth
 from tests.test_bundle import forge, story
 from tests.test_custody import licensed
+from tests.test_pages import seed, sign_in
 
 SQUARE = {"type": "Polygon", "coordinates": [[[-1.0, 5.9], [-0.6, 5.9], [-0.6, 6.3],
                                              [-1.0, 6.3], [-1.0, 5.9]]]}
@@ -317,3 +319,24 @@ def test_the_verifier_refuses_a_purchase_whose_sieve_does_not_add_up(tmp_path: P
     assert not report.ok
     assert any("the sieve classes of P1 do not add up to its carats" in problem
                for problem in report.problems), report.problems
+
+
+def test_the_parcel_page_and_api_show_the_sieve_and_the_evidence(ledger: Ledger) -> None:
+    """SPEC 4-5: a purchase's sieve classes, in sieve order, and its evidence hashes."""
+    from webui import create_app
+
+    seed(ledger)
+    ledger.write(Event("parcel.purchased", "buyer-a", {
+        **sale("P-SIEVE", "S-AKW", "2008-01-10", 3.0, 12, 40),
+        "sieve": {"specials": 1.5, "-3": 0.5, "+11": 1.0},
+        "evidence": [{"sha256": HASH, "media_type": "image/jpeg", "name": "scale.jpg"}]}))
+    client = create_app({"TESTING": True, "LEDGER": ledger}).test_client()
+    sign_in(client, "auditor")
+    page = client.get("/parcels/P-SIEVE").text
+    assert "-3: 0.50 ct · +11: 1.00 ct · specials: 1.50 ct" in page
+    assert f"sha256 {HASH}" in page and "scale.jpg" in page
+    token = Auth(ledger).token("auditor")
+    answer = client.get("/api/v1/parcels/P-SIEVE", headers={"Authorization": f"Bearer {token}"})
+    assert answer.json["sieve"] == {"specials": 1.5, "-3": 0.5, "+11": 1.0}
+    assert answer.json["evidence"] == [
+        {"sha256": HASH, "media_type": "image/jpeg", "name": "scale.jpg"}]

@@ -226,7 +226,10 @@ RESPONSES: dict[str, dict[str, Any]] = {
                        "on_hold": {"type": "boolean"}, "open_flags": _COUNT,
                        "site_id": {"type": ["string", "null"]}, "date": {"type": "string"},
                        "seq": {"type": "integer"}, "spent_seq": {"type": ["integer", "null"]},
-                       "flags": {"type": "array", "items": ref("Flag")}},
+                       "flags": {"type": "array", "items": ref("Flag")},
+                       "sieve": {"type": ["object", "null"],
+                                 "additionalProperties": _CARATS},
+                       "evidence": {"type": "array", "items": {"type": "object"}}},
     },
     "Trace": {
         "type": "object", "required": ["id", "direction", "nodes", "edges"],

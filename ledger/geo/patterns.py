@@ -30,6 +30,8 @@ Decisions where SPEC 5 is silent:
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -64,13 +66,24 @@ class Measure:
     count: int
 
 
+def median(values: np.ndarray) -> float:
+    """The median, as numpy's (the mean of the two middle values of an even count), by one
+    partial sort: the one computation both paths use, so that they agree to the last bit."""
+    n = len(values)
+    half = n // 2
+    if n % 2:
+        return float(np.partition(values, half)[half])
+    part = np.partition(values, (half - 1, half))
+    return float((part[half - 1] + part[half]) / 2.0)
+
+
 def measure(logs: np.ndarray) -> Measure | None:
     """The reference of one measure over ``logs`` (ln of its values), or None when it cannot
     judge: fewer than 30 values, or a MAD of 0."""
     if len(logs) < MIN_REFERENCE:
         return None
-    mid = float(np.median(logs))
-    mad = float(np.median(np.abs(logs - mid)))
+    mid = median(logs)
+    mad = median(np.abs(logs - mid))
     if mad == 0.0:
         return None
     return Measure(mid, MAD_SCALE * mad, len(logs))
@@ -127,10 +140,12 @@ def footprint_flag(parcel_id: str, seq: int, licence_no: str, day: str,
 def capacity_limit(monthly: Iterable[int]) -> float | None:
     """Ten times the median of the points of the months given (the site's last 12 that had
     purchases; at least 3), or None. Exact: points are integers, a median at worst a half."""
-    months = [m for m in monthly if m > 0]
-    if len(months) < CAPACITY_MIN_MONTHS:
+    months = sorted(m for m in monthly if m > 0)
+    n = len(months)
+    if n < CAPACITY_MIN_MONTHS:
         return None
-    return CAPACITY_TIMES * float(np.median(np.array(months, dtype=np.float64)))
+    middle = months[n // 2] if n % 2 else (months[n // 2 - 1] + months[n // 2]) / 2
+    return CAPACITY_TIMES * float(middle)
 
 
 def capacity_flag(parcel_id: str, seq: int, site_id: str, month: str, after: int,
@@ -158,16 +173,56 @@ def month_text(month: int) -> str:
 @dataclass
 class _Zone:
     """A licence zone's purchases dated on or after ``since`` (an ordinal day), as known to
-    this session: (day, parcel_id, ln price or NaN, ln size, flagged)."""
+    this session, as columns in date order: day, parcel_id, ln price (NaN: not judged on
+    price), ln size, and whether it is out of the reference (flagged)."""
 
     since: int
-    rows: list[tuple[int, str, float, float, bool]]
+    days: list[int] = field(default_factory=list)
+    pids: list[str] = field(default_factory=list)
+    price: list[float] = field(default_factory=list)
+    size: list[float] = field(default_factory=list)
+    out: list[bool] = field(default_factory=list)
     cached: tuple[int, tuple[Measure | None, ...]] | None = None
+
+    def insert(self, day: int, pid: str, price: float, size: float, out: bool) -> None:
+        k = bisect.bisect_right(self.days, day)
+        self.days.insert(k, day)
+        self.pids.insert(k, pid)
+        self.price.insert(k, price)
+        self.size.insert(k, size)
+        self.out.insert(k, out)
+        if self.cached is not None and day < self.cached[0]:
+            self.cached = None  # it joins the window of the reference cached
+
+    def reference(self, day: int) -> tuple[Measure | None, ...]:
+        """SPEC 5: the references of the window [day - 365, day - 1], less the flagged."""
+        if self.cached is not None and self.cached[0] == day:
+            return self.cached[1]
+        start = day - WINDOW_DAYS
+        lo = bisect.bisect_left(self.days, start)
+        if lo > 512:  # rows older than every window to come: forget them
+            del self.days[:lo], self.pids[:lo], self.price[:lo], self.size[:lo], self.out[:lo]
+            self.since, lo = max(self.since, start), 0
+        hi = bisect.bisect_left(self.days, day)
+        keep = ~np.array(self.out[lo:hi], dtype=bool)
+        price = np.array(self.price[lo:hi], dtype=np.float64)[keep]
+        refs = reference(price[~np.isnan(price)],
+                         np.array(self.size[lo:hi], dtype=np.float64)[keep])
+        self.cached = (day, refs)
+        return refs
 
 
 @dataclass
 class _Site:
     months: dict[int, int]  # month -> points bought, over the site's whole history
+    limit: tuple[int, float | None] | None = None  # (month, its limit) last worked out
+
+    def limit_of(self, month: int) -> float | None:
+        """Ten times the median of the site's last 12 months with purchases before ``month``."""
+        if self.limit is None or self.limit[0] != month:
+            earlier = sorted(m for m in self.months if m < month)[-CAPACITY_MONTHS:]
+            self.limit = (month, capacity_limit(self.months[m] for m in earlier))
+        return self.limit[1]
 
 
 @dataclass
@@ -179,7 +234,9 @@ class Memory:
 
 
 def _memory(s: Subject) -> Memory:
-    memory = s.memory.setdefault("patterns", Memory())
+    memory = s.memory.get("patterns")
+    if memory is None:
+        memory = s.memory["patterns"] = Memory()
     assert isinstance(memory, Memory)
     return memory
 
@@ -227,12 +284,13 @@ class Footprint:
             return []
         day = date.fromisoformat(p["date"]).toordinal()
         zone = self._zone(s, licence_no, day - WINDOW_DAYS, p["parcel_id"])
-        price, size = _logs([(row["points"], row["stones"], row["price_cents"],
-                              row["currency"])])
-        refs = self._reference(zone, day)
-        found = judge(refs, (float(price[0]), float(size[0])))
-        flagged = bool(found)
-        _insert(zone, (day, p["parcel_id"], float(price[0]), float(size[0]), flagged))
+        # One value each, through the same numpy logarithm as the columns of rescreen.
+        pts, cents = np.float64(row["points"]), row["price_cents"] or 0
+        price = (float(np.log(cents / pts)) if row["currency"] == "USD" and cents > 0
+                 else math.nan)
+        size = float(np.log(pts / (100.0 * row["stones"])))
+        found = judge(zone.reference(day), (price, size))
+        zone.insert(day, p["parcel_id"], price, size, bool(found))
         if not found:
             return []
         return [footprint_flag(p["parcel_id"], s.seq, licence_no, p["date"], found)]
@@ -253,33 +311,10 @@ class Footprint:
                  and date.fromisoformat(r["date"]).toordinal() >= since]
         flagged = _footprint_flagged(s.state, [r[1] for r in rows])
         price, size = _logs([(r[2], r[3], r[4], r[5]) for r in rows])
-        zone = _Zone(since, sorted(
-            (date.fromisoformat(r[0]).toordinal(), r[1], float(pl), float(sl), r[1] in flagged)
-            for r, pl, sl in zip(rows, price.tolist(), size.tolist(), strict=True)))
-        zones[licence_no] = zone
+        zone = zones[licence_no] = _Zone(since)
+        for r, pl, sl in zip(rows, price.tolist(), size.tolist(), strict=True):
+            zone.insert(date.fromisoformat(r[0]).toordinal(), r[1], pl, sl, r[1] in flagged)
         return zone
-
-    @staticmethod
-    def _reference(zone: _Zone, day: int) -> tuple[Measure | None, ...]:
-        if zone.cached is not None and zone.cached[0] == day:
-            return zone.cached[1]
-        # SPEC 5: the window [day - 365, day - 1]; older rows are no longer needed.
-        start = day - WINDOW_DAYS
-        keep = [r for r in zone.rows if r[0] >= start]
-        if len(keep) < len(zone.rows):
-            zone.rows, zone.since = keep, max(zone.since, start)
-        ref = [r for r in keep if r[0] < day and not r[4]]
-        price = np.array([r[2] for r in ref], dtype=np.float64)
-        refs = reference(price[~np.isnan(price)], np.array([r[3] for r in ref],
-                                                           dtype=np.float64))
-        zone.cached = (day, refs)
-        return refs
-
-
-def _insert(zone: _Zone, row: tuple[int, str, float, float, bool]) -> None:
-    zone.rows.append(row)
-    if zone.cached is not None and row[0] < zone.cached[0]:
-        zone.cached = None  # it joins the window of the reference cached
 
 
 def note_flag(memory: dict[str, Any], parcel_id: str) -> None:
@@ -288,10 +323,9 @@ def note_flag(memory: dict[str, Any], parcel_id: str) -> None:
     if patterns is None:
         return
     for zone in patterns.zones.values():
-        for k, r in enumerate(zone.rows):
-            if r[1] == parcel_id and not r[4]:
-                zone.rows[k] = (*r[:4], True)
-                zone.cached = None
+        if parcel_id in zone.pids:
+            zone.out[zone.pids.index(parcel_id)] = True
+            zone.cached = None
 
 
 class Capacity:
@@ -313,10 +347,10 @@ class Capacity:
         before = known.months.get(month, 0)
         after = before + row["points"]
         registered = site["capacity_points"]
-        limit = (float(registered) if registered is not None else capacity_limit(
-            [known.months[m] for m in sorted(m for m in known.months if m < month)
-             ][-CAPACITY_MONTHS:]))
+        limit = float(registered) if registered is not None else known.limit_of(month)
         known.months[month] = after
+        if known.limit is not None and month < known.limit[0]:
+            known.limit = None  # an earlier month changed
         if limit is None or not before <= limit < after:
             return []
         return [capacity_flag(p["parcel_id"], s.seq, p["site_id"], month_text(month), after,
