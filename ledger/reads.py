@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from ledger import projections as pj
 from ledger import stats
 from ledger.accounts import READ_ALL, Principal, Token, User
+from ledger.certificates import certificate_list
 from ledger.custody.trace import Node, Trace, trace
 from ledger.db import entries
 from ledger.errors import NotFound, PermissionDenied
@@ -393,6 +395,26 @@ def flag_feed(scope: Scope, destination: str, limit: int = FEED_SIZE) -> list[di
              .order_by(changed.desc(), path.c.certificate_no).limit(limit))
     return _rows(scope, query)
 
+
+
+OVERDUE_DAYS = 30  # issue 18: `certificates --unconfirmed --older-than 30`
+
+
+def authority_desk(scope: Scope, today: date | None = None) -> dict[str, Any]:
+    """An authority's certificates (SPEC 6 `certificates`): those leaving its country, which
+    it validates, and those reaching it, which it confirms; each ``overdue`` when it has no
+    confirmation and was issued more than OVERDUE_DAYS days ago; tainted, then overdue ones
+    first. And the flags touching those reaching it (:func:`flag_feed`)."""
+    country = scope.country() or ""
+    late = ((today or datetime.now(UTC).date()) - timedelta(days=OVERDUE_DAYS)).isoformat()
+    desk: dict[str, Any] = {"country": country, "overdue_days": OVERDUE_DAYS}
+    for name, rows in (("leaving", certificate_list(scope.conn, exporter_country=country)),
+                       ("arriving", certificate_list(scope.conn, destination=country))):
+        for row in rows:
+            row["overdue"] = row["state"] in ("declared", "validated") and row["date"] < late
+        desk[name] = sorted(reversed(rows), key=lambda r: (not r["tainted"], not r["overdue"]))
+    desk["feed"] = flag_feed(scope, country) if country else []
+    return desk
 
 
 def flag(scope: Scope, flag_id: str) -> dict[str, Any]:

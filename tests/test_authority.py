@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -196,3 +197,56 @@ def test_the_printable_certificate_names_the_bundle_it_goes_with(
     tainted = _session(app.test_client(), ledger, auth, "auditor", None).get(
         f"/exports/{TO_BE}/print").text
     assert "FAILED: provenance bundle" in tainted and "open flag" in tainted
+
+
+def _form(browser: Any, path: str, values: dict[str, str]) -> Any:
+    """Send a page's form as a browser would: with its CSRF token and event_id."""
+    shown = browser.get(path)
+    assert shown.status_code == 200, shown.text
+    hidden = dict(re.findall(r'name="(csrf_token|event_id)" value="([^"]*)"', shown.text))
+    return browser.post(path, data={**hidden, **values, "action": "save"})
+
+
+def test_authorities_validate_and_confirm_through_their_pages(
+        shipped: dict[str, Any], app: Any, ledger: Ledger, auth: Auth) -> None:
+    ghana = _session(app.test_client(), ledger, auth, "authority", "auth-gh")
+    desk = ghana.get("/certificates").text
+    leaving = desk[desk.index('id="leaving"'):desk.index('id="arriving"')]
+    assert f'<tr class="tainted overdue" data-certificate="{TO_BE}">' in leaving
+    assert f'<tr class=" overdue" data-certificate="{TO_AE}">' in leaving
+    assert leaving.index(TO_BE) < leaving.index(TO_AE)  # the tainted one first
+
+    # The Belgian authority may read the Ghanaian export, not validate it (SPEC 1).
+    size = ledger.log.size()
+    belgium = _session(app.test_client(), ledger, auth, "authority", "auth-be")
+    refused = _form(belgium, f"/exports/{TO_BE}/validate",
+                    {"valuation_usd": "480", "officer": "J. Peeters", "date": "2008-05-02"})
+    assert refused.status_code == 422 and "JURISDICTION" in refused.text
+    typo = _form(ghana, f"/exports/{TO_AE}/validate",
+                 {"valuation_usd": "480.005", "officer": "A. Mensah", "date": "2008-05-02"})
+    assert typo.status_code == 422 and "at most two decimals" in typo.text
+    assert 'value="480.005"' in typo.text  # the input is kept
+    assert ledger.log.size() == size
+
+    done = _form(ghana, f"/exports/{TO_AE}/validate",
+                 {"valuation_usd": "480", "officer": "A. Mensah", "date": "2008-05-02"})
+    assert done.status_code == 302 and done.location.endswith(f"/exports/{TO_AE}")
+    printed = ghana.get(f"/exports/{TO_AE}/print").text
+    assert "A. Mensah" in printed and "USD 480.00" in printed and "auth-gh" in printed
+
+    emirates = _session(app.test_client(), ledger, auth, "authority", "auth-ae")
+    wrong = {"carats_received": "9.5", "parcels_received": "1", "importer": "Importer AE",
+             "date": "2008-05-20"}
+    confirmed = _form(emirates, f"/exports/{TO_AE}/confirm", wrong)
+    assert confirmed.status_code == 302
+    shown = emirates.get(confirmed.location).text
+    assert "CONFIRMATION_MISMATCH" in shown
+    again = _form(emirates, f"/exports/{TO_AE}/confirm", wrong)
+    assert again.status_code == 422 and "DUPLICATE" in again.text  # a form: 422, as every refusal
+    arriving = emirates.get("/certificates").text
+    assert f'data-certificate="{TO_AE}"' in arriving and ">mismatched<" in arriving
+
+    # The dashboards: Belgium hears of its tainted import, the Emirates of their mismatch.
+    assert "IN_RISK_AREA" in belgium.get("/").text.split('id="flag-feed"')[1]
+    feed = emirates.get("/").text.split('id="flag-feed"')[1]
+    assert "CONFIRMATION_MISMATCH" in feed and "IN_RISK_AREA" not in feed

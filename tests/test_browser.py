@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,13 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
     for name in ROLES:  # what `alluvial demo` sets too: each demo user's password
         set_password(engine, name, f"demo-{name}")
     engine.dispose()
+    with serving(folder, env) as base:
+        yield base, folder
+
+
+@contextmanager
+def serving(folder: Path, env: dict[str, str]) -> Iterator[str]:
+    """`alluvial serve` on a free port in ``folder``: its base URL until the block ends."""
     log = folder / "serve.log"
     with log.open("w") as err:
         server = subprocess.Popen([sys.executable, "-m", "ledger.cli", "serve", "--port", "0"],
@@ -102,7 +110,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
             assert time.monotonic() < deadline, "alluvial serve did not start"
             found = re.search(r"http://127\.0\.0\.1:(\d+)/", log.read_text())
             time.sleep(0.05)
-        yield f"http://127.0.0.1:{found.group(1)}", folder
+        yield f"http://127.0.0.1:{found.group(1)}"
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -24,6 +24,7 @@ from webui.pages import (
     access,
     admin,
     audit,
+    authority,
     home,
     links,
     lists,
@@ -53,12 +54,13 @@ NAV = (  # endpoint, label: each role sees the ones it may open
     ("pages.lists.sites", "Sites"), ("pages.lists.zones", "Zones"),
     ("pages.lists.actors", "Actors"), ("pages.lists.entries", "Entries"),
     ("pages.stats.charts", "Statistics"),
-    ("pages.admin.users", "Users"),
+    ("pages.authority.certificates", "Certificates"), ("pages.admin.users", "Users"),
 )
 
 for child in (signin.bp, home.bp, map.bp, officer.bp, trade.bp, records.bp, audit.bp, stats.bp,
               admin.bp, lists.bp):
     bp.register_blueprint(child)
+bp.register_blueprint(authority.bp)  # issue 18: the authority's pages
 
 
 @bp.before_request

@@ -25,4 +25,5 @@ def dashboard() -> str:
             counts=counts(scope.conn),
             flags=scope.flags("open") if access.may_read("flags") else None,
             recent=reads.recent_entries(scope), holdings=reads.holdings(scope),
-            exports=reads.exports_of(scope), sees_all=scope.sees_all)
+            exports=reads.exports_of(scope), sees_all=scope.sees_all,
+            desk=reads.authority_desk(scope) if who.role == "authority" else None)

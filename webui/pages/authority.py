@@ -1,0 +1,66 @@
+"""The national KP authority's pages (issue 18, SPEC 1): the certificates leaving and
+reaching its country with their states (overdue and tainted ones stand out), the flags
+touching those coming in (the Atom feed's list), and the forms that validate an export
+and confirm an import. The rules (ROLE, JURISDICTION, DATE_ORDER, CERTIFICATE) are the
+ledger's: a form only carries what the authority typed."""
+
+from __future__ import annotations
+
+from flask import Blueprint, redirect, render_template
+from werkzeug.wrappers import Response
+
+from ledger import reads
+from webui.pages import access, links
+from webui.pages.forms import DATE, Field, Form
+from webui.pages.submit import announce, handle
+from webui.services import reading
+
+bp = Blueprint("authority", __name__)
+
+VALIDATE = Form("certificate.validated", (
+    Field("valuation_usd", "Your valuation (USD)", "number",
+          hint="the authority's own valuation of the parcels"),
+    Field("officer", "Validating official", hint="the name of the official who signs it off"),
+    Field("date", "Validated on", "date", today=True),
+))
+CONFIRM = Form("import.confirmed", (
+    Field("carats_received", "Carats received", "number", hint="as weighed on arrival"),
+    Field("parcels_received", "Parcels received", "number"),
+    Field("importer", "Importer", hint="who received the goods"),
+    DATE,
+))
+TITLES = {VALIDATE.kind: "Validate export", CONFIRM.kind: "Confirm the import of"}
+NOUNS = {VALIDATE.kind: "Validation", CONFIRM.kind: "Import confirmation"}
+
+
+@bp.get("/certificates")
+@access.writes("certificate.validated")
+def certificates() -> str:
+    """The authority's desk: its country's certificates out and in, and the flags feed."""
+    with reading(access.principal()) as scope:
+        desk = reads.authority_desk(scope)
+    return render_template("certificates.html", desk=desk)
+
+
+def _round(form: Form, certificate_no: str) -> Response | tuple[str, int]:
+    with reading(access.principal()) as scope:
+        scope.check_export(certificate_no)
+        export = reads.export(scope, certificate_no)
+    step = handle(form, certificate_no=certificate_no)
+    if step.result is not None:
+        announce(step.result, f"{NOUNS[form.kind]} of {certificate_no}")
+        return redirect(links.record("export", certificate_no))
+    return render_template("certificate_form.html", form=form, step=step, export=export,
+                           title=f"{TITLES[form.kind]} {certificate_no}"), step.status
+
+
+@bp.route("/exports/<path:certificate_no>/validate", methods=["GET", "POST"])
+@access.writes("certificate.validated")
+def validate(certificate_no: str) -> Response | tuple[str, int]:
+    return _round(VALIDATE, certificate_no)
+
+
+@bp.route("/exports/<path:certificate_no>/confirm", methods=["GET", "POST"])
+@access.writes("import.confirmed")
+def confirm(certificate_no: str) -> Response | tuple[str, int]:
+    return _round(CONFIRM, certificate_no)
