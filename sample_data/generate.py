@@ -35,7 +35,7 @@ from typing import Any, BinaryIO
 from sample_data import world as w
 
 SEED = 2007  # the Kimberley Process's 2007 programme of action on Côte d'Ivoire
-SCENARIO_TRADE = 3600  # trade events in the checked-in scenario
+SCENARIO_TRADE = 4000  # trade events in the checked-in scenario
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenario"
 SCENARIO_FILES = ("zones_licence.geojson", "zones_risk.geojson", "actors.csv", "events.jsonl",
                   "laundering_exports.jsonl")
@@ -153,10 +153,11 @@ class _Trade:
         else:
             dirty = rand() < self.risk_fraction
         fp = w.IVORY_COAST if dirty else w.FOOTPRINT_OF[buyer.country]
-        size = fp.size_lo + rand() * (fp.size_hi - fp.size_lo)
+        # log-uniform: no clean purchase strays far (in robust deviations) from its area's median
+        size = fp.size_lo * (fp.size_hi / fp.size_lo) ** rand()
         stones = fp.stones_lo + int(rand() * (fp.stones_hi - fp.stones_lo + 1))
         points = int(stones * size * 100 + 0.5) or 1
-        usd = (fp.usd_lo + rand() * (fp.usd_hi - fp.usd_lo)) * w.MARKET[int(day[:4])]
+        usd = fp.usd_lo * (fp.usd_hi / fp.usd_lo) ** rand() * w.MARKET[int(day[:4])]
         cents = int(points * usd + 0.5)
         if dirty:
             lon, lat = self._risk_point()  # drawn even when left out: the same draws follow

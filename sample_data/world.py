@@ -49,7 +49,8 @@ def polygon(ring: Ring) -> dict[str, object]:
 class Footprint:
     """What a parcel bought in an area looks like: stone size, stones per parcel, US$ per carat.
 
-    Bounded uniform ranges (no long tails), so that no clean parcel lies far outside its
+    Bounded log-uniform sizes and prices and stone counts in a narrow range (no long tails),
+    so that no clean parcel lies far outside its
     area's distribution and only the laundered ones trip FOOTPRINT_ANOMALY (SPEC 5).
     """
 
@@ -61,8 +62,8 @@ class Footprint:
     usd_hi: float
 
 
-GHANA = Footprint(0.08, 0.20, 15, 220, 24.0, 55.0)  # small, mostly industrial stones
-SIERRA_LEONE = Footprint(0.50, 2.00, 1, 24, 200.0, 560.0)  # larger gem-quality stones
+GHANA = Footprint(0.09, 0.18, 40, 200, 26.0, 52.0)  # small, mostly industrial stones
+SIERRA_LEONE = Footprint(0.60, 1.80, 4, 16, 200.0, 560.0)  # larger gem-quality stones
 IVORY_COAST = Footprint(0.60, 1.40, 2, 30, 190.0, 420.0)  # Séguéla/Tortiya: larger gem stones
 
 # A rough-market index by year (boom to 2008, crash in 2009, peak in 2011, slump 2015-16).
