@@ -43,7 +43,8 @@ def test_demo_prints_a_token_per_role_and_refuses_every_laundering_attempt(
     assert "(60 HOLD, 22 HOLDER)" in out  # dated 2006-2010: no LICENCE or DATE_ORDER first
     assert "dated more than 30 days back is flagged LATE_ENTRY" in out
     assert "open flags F-" in out and "IN_RISK_AREA" in out
-    for role in ("officer", "buyer", "exporter", "auditor", "admin"):
+    for role in ("officer", "buyer", "exporter", "auditor", "admin", "authority", "authority_sl",
+                 "authority_be"):
         assert f"export {role.upper()}_TOKEN=alv_" in (folder / "demo-tokens.env").read_text()
     assert (folder / "alluvial.db").exists()
 
@@ -82,7 +83,9 @@ def test_every_clean_export_traces_back_to_licensed_gh_or_sl_sites(
     with engine.connect() as conn:
         certs = [r[0] for r in conn.execute(sa.select(exports.c.certificate_no))]
         site_country = dict(conn.execute(sa.select(sites.c.site_id, sites.c.country)).all())
-        flagged = {r[0] for r in conn.execute(sa.select(flags.c.subject_id))}
+        # A confirmation that differs (issue 18) flags what arrived, not the custody path.
+        flagged = {r[0] for r in conn.execute(sa.select(flags.c.subject_id).where(
+            flags.c.code != "CONFIRMATION_MISMATCH"))}
         assert len(certs) == 256
         for cert in certs:
             graph = trace(conn, cert, "backward")
@@ -93,6 +96,34 @@ def test_every_clean_export_traces_back_to_licensed_gh_or_sl_sites(
             licensed = {e.target[1] for e in graph.edges if e.kind == "site.registered"}
             assert licensed == set(origins)  # each site relies on a licence zone
     engine.dispose()
+
+
+def test_certificates_lists_exactly_the_demo_s_unconfirmed_ones(
+    demo_dir: tuple[Path, str]
+) -> None:
+    """Issue 18 acceptance 2: `certificates --unconfirmed --older-than 30 --json` on the demo
+    lists exactly the exports of the archive that no import.confirmed line confirms (all
+    of them issued 2004-2016), and the one confirmation that differs shows as mismatched."""
+    folder, _ = demo_dir
+    lines = [json.loads(line) for line in
+             (SCENARIO / "events.jsonl").read_text("utf-8").splitlines()]
+    declared = {e["payload"]["certificate_no"] for e in lines if e["kind"] == "export.declared"}
+    confirmed = {e["payload"]["certificate_no"] for e in lines if e["kind"] == "import.confirmed"}
+    validated = {e["payload"]["certificate_no"] for e in lines
+                 if e["kind"] == "certificate.validated"}
+    env = {"ALLUVIAL_DATABASE_URL": f"sqlite:///{folder / 'alluvial.db'}",
+           "ALLUVIAL_LOG_KEY": str(folder / "alluvial-log.key")}
+    runner = CliRunner(env=env)
+    overdue = runner.invoke(cli, ["certificates", "--unconfirmed", "--older-than", "30", "--json"])
+    assert overdue.exit_code == 0, overdue.output
+    listed = json.loads(overdue.stdout)
+    assert {c["certificate_no"] for c in listed} == declared - confirmed
+    assert {c["state"] for c in listed} == {"declared", "validated"}
+    assert {c["certificate_no"] for c in listed if c["state"] == "validated"} == \
+        (declared - confirmed) & validated
+    every = json.loads(runner.invoke(cli, ["certificates", "--json"]).stdout)
+    assert len(every) == len(declared)
+    assert [c["state"] for c in every].count("mismatched") == 1
 
 
 def test_a_fresh_demo_loads_its_history_as_an_archive_without_late_entries(
@@ -112,7 +143,8 @@ def test_a_fresh_demo_loads_its_history_as_an_archive_without_late_entries(
     payload = json.loads(second.payload)
     assert second.kind == "archive.imported"
     assert (payload["file_sha256"], payload["lines"]) == (sha, data.count(b"\n"))
-    assert codes == {"OUTSIDE_LICENSED_ZONE", "IN_RISK_AREA"}  # the ring's, no LATE_ENTRY
+    # the ring's, and the 2015 shipment that arrived short (issue 18); no LATE_ENTRY
+    assert codes == {"OUTSIDE_LICENSED_ZONE", "IN_RISK_AREA", "CONFIRMATION_MISMATCH"}
     assert f"imported as an archive (entry 2, archive.imported, SHA-256 {sha[:16]}" in out
 
 
