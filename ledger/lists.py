@@ -256,8 +256,10 @@ def holds(scope: Scope, parcel_ids: Iterable[str]) -> list[dict[str, Any]]:
     """The open flags on those of ``parcel_ids`` the caller holds now (a holdings page's
     holds: SPEC 4 HOLD, what keeps them from moving)."""
     wanted = list(dict.fromkeys(parcel_ids))[:MAX_SIZE]
-    query = (sa.select(_f).join(_p, _p.c.parcel_id == _f.c.subject_id)
-             .where(_f.c.subject_type == "parcel", _f.c.subject_id.in_(wanted),
-                    _f.c.status == "open", _p.c.holder == scope.actor)
+    mine = sa.select(_p.c.parcel_id).where(_p.c.parcel_id.in_(wanted),
+                                           _p.c.holder == scope.actor)
+    held = list(scope.conn.execute(mine).scalars())
+    query = (sa.select(_f).where(_f.c.subject_type == "parcel", _f.c.subject_id.in_(held),
+                                 _f.c.status == "open")
              .order_by(_f.c.subject_id, _f.c.seq, _f.c.flag_id))
     return [dict(r._mapping) for r in scope.conn.execute(query)]

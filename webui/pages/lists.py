@@ -7,48 +7,28 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 
 from ledger import lists
+from ledger.paging import Listing
 from webui.pages import access
-from webui.pages.paging import listed
+from webui.pages.paging import Read, listed
 from webui.services import reading
 
 bp = Blueprint("lists", __name__)
 
 
-@bp.get("/parcels")
-@access.reads("parcels")
-def parcels() -> str:
-    with reading(access.principal()) as scope:
-        shown = listed(lists.PARCEL_LIST, lists.parcel_page, scope)
-    return render_template("list_parcels.html", shown=shown)
+def _list_page(name: str, area: str, listing: Listing, read: Read) -> None:
+    """GET /<name>: the page of ``listing`` asked for, open to the roles reading ``area``."""
+    def view() -> str:
+        with reading(access.principal()) as scope:
+            shown = listed(listing, read, scope)
+        return render_template(f"list_{name}.html", shown=shown)
+
+    view.__name__ = name  # the endpoint, pages.lists.<name>
+    bp.add_url_rule(f"/{name}", name, access.reads(area)(view), methods=["GET"])
 
 
-@bp.get("/sites")
-@access.reads("sites")
-def sites() -> str:
-    with reading(access.principal()) as scope:
-        shown = listed(lists.SITE_LIST, lists.site_page, scope)
-    return render_template("list_sites.html", shown=shown)
-
-
-@bp.get("/zones")
-@access.reads("zones")
-def zones() -> str:
-    with reading(access.principal()) as scope:
-        shown = listed(lists.ZONE_LIST, lists.zone_page, scope)
-    return render_template("list_zones.html", shown=shown)
-
-
-@bp.get("/actors")
-@access.reads("actors")
-def actors() -> str:
-    with reading(access.principal()) as scope:
-        shown = listed(lists.ACTOR_LIST, lists.actor_page, scope)
-    return render_template("list_actors.html", shown=shown)
-
-
-@bp.get("/entries")
-@access.reads("entries")
-def entries() -> str:
-    with reading(access.principal()) as scope:
-        shown = listed(lists.ENTRY_LIST, lists.entry_page, scope)
-    return render_template("list_entries.html", shown=shown)
+for _args in (("parcels", "parcels", lists.PARCEL_LIST, lists.parcel_page),
+              ("sites", "sites", lists.SITE_LIST, lists.site_page),
+              ("zones", "zones", lists.ZONE_LIST, lists.zone_page),
+              ("actors", "actors", lists.ACTOR_LIST, lists.actor_page),
+              ("entries", "entries", lists.ENTRY_LIST, lists.entry_page)):
+    _list_page(*_args)

@@ -93,7 +93,10 @@ class Shown:
         return self.url()
 
 
-def listed(listing: Listing, read: Callable[..., Paged], scope: Scope,
+Read = Callable[..., Paged]  # a paged read of ledger.lists
+
+
+def listed(listing: Listing, read: Read, scope: Scope,
            carried: dict[str, Any] | None = None, rows: int = SIZE, **options: Any) -> Shown:
     """The page of ``listing`` the request asks for, read by ``read`` (``ledger.lists``);
     ``rows``: the page size unless the request asks for another."""
