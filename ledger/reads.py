@@ -396,7 +396,6 @@ def flag_feed(scope: Scope, destination: str, limit: int = FEED_SIZE) -> list[di
     return _rows(scope, query)
 
 
-
 OVERDUE_DAYS = 30  # issue 18: `certificates --unconfirmed --older-than 30`
 
 

@@ -241,6 +241,8 @@ def test_authorities_validate_and_confirm_through_their_pages(
     assert confirmed.status_code == 302
     shown = emirates.get(confirmed.location).text
     assert "CONFIRMATION_MISMATCH" in shown
+    assert "9.50 ct in 1 parcel, received by Importer AE" in shown and ">mismatched<" in shown
+    assert "by <span class=\"mono\">auth-gh</span> (A. Mensah) on 2008-05-02" in shown
     again = _form(emirates, f"/exports/{TO_AE}/confirm", wrong)
     assert again.status_code == 422 and "DUPLICATE" in again.text  # a form: 422, as every refusal
     arriving = emirates.get("/certificates").text
@@ -250,3 +252,24 @@ def test_authorities_validate_and_confirm_through_their_pages(
     assert "IN_RISK_AREA" in belgium.get("/").text.split('id="flag-feed"')[1]
     feed = emirates.get("/").text.split('id="flag-feed"')[1]
     assert "CONFIRMATION_MISMATCH" in feed and "IN_RISK_AREA" not in feed
+
+
+def test_authority_tokens_write_through_the_api(shipped: dict[str, Any], client: Any,
+                                                auth: Auth, ledger: Ledger) -> None:
+    """POST /events takes the authority's kinds from its API tokens (SPEC 6), judged by the
+    same rules as the pages."""
+    def post(actor: str, kind: str, **payload: Any) -> Any:
+        return client.post("/api/v1/events", json={"kind": kind, "payload": payload},
+                           headers=auth.headers("authority", actor))
+
+    validation = {"certificate_no": TO_AE, "date": "2008-05-02", "valuation_usd": 480,
+                  "officer": "A. Mensah"}
+    size = ledger.log.size()
+    refused = post("auth-be", "certificate.validated", **validation)
+    assert refused.status_code == 422 and refused.get_json()["type"] == "JURISDICTION"
+    assert ledger.log.size() == size
+    written = post("auth-gh", "certificate.validated", **validation)
+    assert written.status_code == 201 and written.get_json()["flags"] == []
+    confirmed = post("auth-ae", "import.confirmed", certificate_no=TO_AE, date="2008-05-20",
+                     carats_received=10, parcels_received=1, importer="Importer AE")
+    assert confirmed.status_code == 201 and confirmed.get_json()["flags"] == []
