@@ -73,14 +73,19 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """`alluvial demo --no-serve` in a fresh folder, then `alluvial serve` on a free port."""
+def skip_without_browser() -> None:
+    """Skip (or fail, under ALLUVIAL_REQUIRE_BROWSER) without Playwright or Chromium."""
     missing = _missing()
     if missing:
         if os.environ.get("ALLUVIAL_REQUIRE_BROWSER"):
             pytest.fail(f"ALLUVIAL_REQUIRE_BROWSER is set but {missing}")
         pytest.skip(missing)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """`alluvial demo --no-serve` in a fresh folder, then `alluvial serve` on a free port."""
+    skip_without_browser()
     folder = tmp_path_factory.mktemp("browser")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALLUVIAL_")}
     # The code under test, whichever checkout the installed package points at.

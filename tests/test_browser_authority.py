@@ -25,7 +25,7 @@ from ledger import accounts
 from ledger.db import make_engine
 from ledger.log.keys import load_or_create
 from ledger.recorder.events import Event, Ledger
-from tests.test_browser import ARGS, CHROMIUM, ROOT, _missing, fill, serving
+from tests.test_browser import ARGS, CHROMIUM, ROOT, fill, serving, skip_without_browser
 
 pytestmark = pytest.mark.browser
 TODAY = datetime.now(UTC).date()
@@ -80,11 +80,7 @@ def _world(folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    missing = _missing()
-    if missing:
-        if os.environ.get("ALLUVIAL_REQUIRE_BROWSER"):
-            pytest.fail(f"ALLUVIAL_REQUIRE_BROWSER is set but {missing}")
-        pytest.skip(missing)
+    skip_without_browser()
     folder = tmp_path_factory.mktemp("authority")
     _world(folder)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALLUVIAL_")}
