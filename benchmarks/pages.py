@@ -65,7 +65,7 @@ def build(n: int, folder: Path) -> Ledger:
     if done.exists():
         progress(f"reusing {folder} ({done.read_text().strip()})")
         with book.engine.begin() as conn:  # indexes this version adds to existing tables
-            for table in pj.projection_metadata.tables.values():
+            for table in (*pj.projection_metadata.tables.values(), entries):
                 for index in table.indexes:
                     index.create(conn, checkfirst=True)
         return book

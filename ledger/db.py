@@ -37,6 +37,9 @@ entries = sa.Table(
     sa.Column("prev", sa.String(64), nullable=False),
     sa.Column("entry_hash", sa.LargeBinary(32), nullable=False),
 )
+# Issue 19: an actor's latest entries (every dashboard but the auditor's, /entries?actor=)
+# without reading the log back to its start.
+sa.Index("ix_entries_actor_seq", entries.c.actor, entries.c.seq)
 
 # Interior nodes of the Merkle tree at level >= NODE_MIN_LEVEL, so a proof needs
 # a handful of rows whatever the size. ``id`` orders nodes by the leaf that

@@ -122,6 +122,7 @@ sa.Index("ix_parcels_site_date", parcels.c.site_id, parcels.c.date)
 # Issue 19: the keyset of the parcels list's default order, newest first (ledger.lists).
 sa.Index("ix_parcels_seq", parcels.c.seq, parcels.c.parcel_id)
 sa.Index("ix_parcels_points", parcels.c.points, parcels.c.parcel_id)
+sa.Index("ix_parcels_date", parcels.c.date, parcels.c.parcel_id)
 # Issue 19: a holder's holdings page, in its default order (on hold first, then newest).
 sa.Index("ix_parcels_held", parcels.c.holder, parcels.c.status, parcels.c.open_flags,
          parcels.c.seq, parcels.c.parcel_id)
