@@ -353,10 +353,6 @@ def counts(conn: sa.Connection) -> dict[str, int]:
 
 # -- the Statistics page's series -----------------------------------------------------------
 
-FOOTPRINT = "FOOTPRINT_ANOMALY"
-WINDOW_DAYS, MIN_REFERENCE, LIMIT, MAD_SCALE = 365, 30, 3.5, 1.4826  # SPEC 5 footprints
-
-
 @dataclass(frozen=True)
 class ZoneMonth:
     """One month of a licence zone: its purchases' median USD per carat, and the footprint
@@ -377,17 +373,18 @@ class ZoneMonth:
 
 
 def _band(logs: list[float]) -> tuple[Decimal, Decimal, Decimal] | None:
-    """SPEC 5: median and 1.4826 x MAD of ln(price per carat) over at least 30 purchases
-    (a MAD of 0 has no scale: not judged). The same arithmetic as the screening's, kept
-    local until the write-time footprint module lands (issue 17, part A)."""
-    if len(logs) < MIN_REFERENCE:
+    """SPEC 5's footprint over ``logs`` (ln USD/ct of the reference), by the screening's own
+    arithmetic (``ledger.geo.patterns.measure``: at least 30, a MAD of 0 judges nothing):
+    exp of the median and of the median +-3.5 robust deviations."""
+    import numpy as np
+
+    from ledger.geo.patterns import LIMIT, measure  # numpy and the screening: here only
+
+    ref = measure(np.array(logs, dtype=np.float64))
+    if ref is None:
         return None
-    mid = median(logs)
-    scale = MAD_SCALE * median([abs(x - mid) for x in logs])
-    if scale == 0:
-        return None
-    low, high = mid - LIMIT * scale, mid + LIMIT * scale
-    return _usd(math.exp(low)), _usd(math.exp(mid)), _usd(math.exp(high))
+    low, high = ref.median - LIMIT * ref.scale, ref.median + LIMIT * ref.scale
+    return _usd(math.exp(low)), _usd(math.exp(ref.median)), _usd(math.exp(high))
 
 
 def _usd(x: float) -> Decimal:
@@ -398,6 +395,8 @@ def zone_months(conn: sa.Connection, zone_id: str) -> list[ZoneMonth]:
     """Month by month, from the zone's first purchase to its last, at sites of its licence
     (SPEC 5's reference: the purchases of the 365 days before, less those flagged
     FOOTPRINT_ANOMALY; here judged as of each month's first day)."""
+    from ledger.geo.patterns import FOOTPRINT, WINDOW_DAYS
+
     z, p, f = pj.zones, pj.parcels, pj.flags
     licence_no = conn.execute(sa.select(z.c.licence_no).where(
         z.c.zone_id == zone_id, z.c.zone_type == "licence")).scalar_one_or_none()
