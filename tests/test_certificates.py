@@ -123,6 +123,26 @@ def test_a_value_within_the_band_raises_nothing_through_splits_and_merges(
     assert codes(low) == ["VALUE_MISMATCH"] and "USD 600.00" in low.flags[0]["detail"]
 
 
+def test_value_is_judged_on_custody_written_in_the_same_transaction(world: Ledger) -> None:
+    """An ingest writes the split, the merge and the export in one transaction: the first-sale
+    value reads the custody edges not yet flushed as well as those written before."""
+    with world.session() as session:
+        def write(kind: str, actor: str, **payload: Any) -> Any:
+            return session.write(Event(kind, actor, payload))
+
+        at_exporter(write, "P1", 10.0, usd_per_ct=100.0)
+        at_exporter(write, "P2", 6.0, usd_per_ct=10.0)
+        write("parcel.split", "exp-gh", parent_id="P1", date="2016-03-02",
+              children=[{"parcel_id": "P1a", "carats": 4.0, "stones": 4},
+                        {"parcel_id": "P1b", "carats": 6.0, "stones": 6}])
+        write("parcel.merged", "exp-gh", parent_ids=["P1a", "P2"], date="2016-03-02",
+              child={"parcel_id": "PM", "carats": 10.0, "stones": 10})
+        low = declare(write, "GH-2016-0001", ["PM"], 10.0, 229.99)
+        high = declare(write, "GH-2016-0002", ["P1b"], 6.0, 1800.01)
+    assert codes(low) == codes(high) == ["VALUE_MISMATCH"]
+    assert "USD 460.00" in low.flags[0]["detail"] and "USD 600.00" in high.flags[0]["detail"]
+
+
 Setup = Callable[[Write], Any]
 
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from fractions import Fraction
 from typing import Any
-
-import sqlalchemy as sa
+from weakref import WeakKeyDictionary
 
 from ledger.custody.state import Row, State, confirmation_differences
+from ledger.db import driver_rows
 from ledger.geo.screening import Flag
 from ledger.projections import cents, edges
 
@@ -71,17 +71,11 @@ def value_mismatch(state: State, certificate_no: str, stated_cents: int, what: s
 def first_sale_value(state: State, certificate_no: str) -> tuple[Fraction, int] | None:
     """What the export's carats cost at first sale, in cents (exact), and the points of it
     bought in other currencies; None when nothing priced in USD can value it."""
-    export = state.get("exports", certificate_no)
-    assert export is not None
-    state.flush()  # the custody edges of this transaction, the export's among them
-    conn = state.conn
-    weight = {r.from_id: Fraction(r.points) for r in conn.execute(
-        sa.select(edges.c.from_id, edges.c.points).where(
-            edges.c.to_type == "export", edges.c.to_id == certificate_no,
-            edges.c.kind == "export.declared"))}
+    exported = _edges_into(state, "export", [certificate_no], ("export.declared",))
+    weight = {pid: Fraction(pts) for pid, pts in exported.get(certificate_no, [])}
     origins: dict[str, Fraction] = {}
     while weight:
-        into = _steps_into(conn, weight)
+        into = _edges_into(state, "parcel", weight, STEPS)
         following: dict[str, Fraction] = {}
         for pid, w in weight.items():
             parents = into.get(pid)
@@ -108,18 +102,44 @@ def first_sale_value(state: State, certificate_no: str) -> tuple[Fraction, int] 
     return usd_cost + other_points * usd_cost / usd_points, round(other_points)
 
 
-def _steps_into(conn: sa.Connection, parcel_ids: Iterable[str]
+def _edges_into(state: State, to_type: str, ids: Iterable[str], kinds: tuple[str, ...]
                 ) -> dict[str, list[tuple[str, int]]]:
-    """Split and merge edges into each parcel: its parents with their points (a merge
-    edge carries the parent's carats; a split edge the child's)."""
+    """Custody edges of ``kinds`` into each of ``ids``: where they come from, with their
+    points (a merge edge carries the parent's carats, a split edge the child's). Both the
+    edges written already and those this transaction still holds, so nothing is flushed."""
     found: dict[str, list[tuple[str, int]]] = {}
-    ids = sorted(parcel_ids)
-    for k in range(0, len(ids), 500):
-        for r in conn.execute(sa.select(edges.c.to_id, edges.c.from_id, edges.c.points).where(
-                edges.c.to_type == "parcel", edges.c.to_id.in_(ids[k:k + 500]),
-                edges.c.kind.in_(STEPS))):
-            found.setdefault(r.to_id, []).append((r.from_id, r.points or 0))
+    wanted = sorted(set(ids))
+    for k in range(0, len(wanted), 500):
+        part = wanted[k:k + 500]
+        # Straight through the driver: an export's ancestry is a few short reads, and
+        # SQLAlchemy's statement compilation cost more than them (an ingest reads many).
+        sql = (f"SELECT to_id, from_id, points FROM {edges.name} WHERE to_type = ? AND "
+               f"kind IN ({', '.join('?' * len(kinds))}) "
+               f"AND to_id IN ({', '.join('?' * len(part))})")
+        for to_id, from_id, pts in driver_rows(state.conn, sql, [to_type, *kinds, *part]):
+            found.setdefault(to_id, []).append((from_id, pts or 0))
+    pending = _pending(state)
+    for key in wanted:
+        for e in pending.get(key, ()):
+            if e["to_type"] == to_type and e["kind"] in kinds:
+                found.setdefault(key, []).append((e["from_id"], e["points"] or 0))
     return found
+
+
+# The edges a transaction holds, by to_id, indexed as they are appended: (the state's list
+# when indexed, how many of it are, the index). A flush gives the state a new list.
+_PENDING: WeakKeyDictionary[State, tuple[list[Row], int, dict[str, list[Row]]]] = \
+    WeakKeyDictionary()
+
+
+def _pending(state: State) -> dict[str, list[Row]]:
+    held, done, index = _PENDING.get(state, (None, 0, {}))
+    if held is not state.edges:
+        done, index = 0, {}
+    for e in state.edges[done:]:
+        index.setdefault(e["to_id"], []).append(e)
+    _PENDING[state] = (state.edges, len(state.edges), index)
+    return index
 
 
 def confirmation_mismatch(state: State, certificate_no: str, seq: int) -> list[Flag]:
