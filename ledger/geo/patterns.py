@@ -71,9 +71,11 @@ def median(values: np.ndarray) -> float:
     partial sort: the one computation both paths use, so that they agree to the last bit."""
     n = len(values)
     half = n // 2
+    part = values.copy()
     if n % 2:
-        return float(np.partition(values, half)[half])
-    part = np.partition(values, (half - 1, half))
+        part.partition(half)
+        return float(part[half])
+    part.partition((half - 1, half))
     return float((part[half - 1] + part[half]) / 2.0)
 
 
@@ -268,6 +270,15 @@ def _logs(rows: list[tuple[int, int, int | None, str | None]]) -> tuple[np.ndarr
     return price_log(cents, pts, usd), size_log(pts, stones)
 
 
+def _judged(s: Subject) -> dict[str, Any] | None:
+    """The parcel row of a purchase at a site registered when it was written (its licence_no
+    known): what both patterns judge; None for anything else."""
+    if s.kind != "parcel.purchased":
+        return None
+    row = s.state.get("parcels", s.payload["parcel_id"])
+    return None if row is None or row["licence_no"] is None else row
+
+
 class Footprint:
     """FOOTPRINT_ANOMALY at write time (SPEC 5): the purchase against its licence zone's
     purchases of the 365 days before its date."""
@@ -275,13 +286,10 @@ class Footprint:
     code = FOOTPRINT
 
     def check(self, s: Subject) -> list[Flag]:
-        if s.kind != "parcel.purchased":
+        row = _judged(s)
+        if row is None:
             return []
-        p = s.payload
-        row = s.state.get("parcels", p["parcel_id"])
-        licence_no = None if row is None else row["licence_no"]
-        if row is None or licence_no is None:
-            return []
+        p, licence_no = s.payload, row["licence_no"]
         day = date.fromisoformat(p["date"]).toordinal()
         zone = self._zone(s, licence_no, day - WINDOW_DAYS, p["parcel_id"])
         # One value each, through the same numpy logarithm as the columns of rescreen.
@@ -335,12 +343,10 @@ class Capacity:
     code = CAPACITY
 
     def check(self, s: Subject) -> list[Flag]:
-        if s.kind != "parcel.purchased":
-            return []
+        row = _judged(s)
         p = s.payload
-        row = s.state.get("parcels", p["parcel_id"])
-        site = s.state.get("sites", p["site_id"])
-        if row is None or row["licence_no"] is None or site is None:
+        site = None if row is None else s.state.get("sites", p["site_id"])
+        if row is None or site is None:
             return []
         month = month_of(p["date"])
         known = self._site(s, p["site_id"], p["parcel_id"])
