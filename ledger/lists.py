@@ -155,13 +155,17 @@ def _busy(scope: Scope) -> bool:
 
 def flag_page(scope: Scope, args: Mapping[str, str], order: str | None = None,
               position: Position | None = None, size: int = SIZE,
-              by_parcel: bool = False) -> Paged:
+              by_parcel: bool = False, per_row: bool | None = None) -> Paged:
     """A page of the flags the caller may read (as :meth:`Scope.flags`), each with the
-    ts of the entry that raised it; ``by_parcel``: the flags on parcels, by parcel."""
+    ts of the entry that raised it; ``by_parcel``: the flags on parcels, by parcel;
+    ``per_row``: test each flag's parcel (:meth:`Scope.sees_parcel`; None: for a busy
+    actor)."""
+    if per_row is None:
+        per_row = not scope.sees_all and _busy(scope)
     query = (sa.select(_f.c.flag_id, _f.c.seq, _f.c.code, _f.c.subject_type, _f.c.subject_id,
                        _f.c.detail, _f.c.status, _e.c.ts.label("raised"))
              .join(_e, _e.c.seq == _f.c.seq)
-             .where(*scope.flags_seen(per_row=not scope.sees_all and _busy(scope))))
+             .where(*scope.flags_seen(per_row=per_row)))
     if by_parcel:
         query, order = query.where(_f.c.subject_type == "parcel"), "subject"
     return _paged(scope, FLAG_LIST, query, args, order, position, size)
@@ -263,3 +267,14 @@ def holds(scope: Scope, parcel_ids: Iterable[str]) -> list[dict[str, Any]]:
                                  _f.c.status == "open")
              .order_by(_f.c.subject_id, _f.c.seq, _f.c.flag_id))
     return [dict(r._mapping) for r in scope.conn.execute(query)]
+
+
+def open_flags(scope: Scope, first: int = 10) -> tuple[list[dict[str, Any]], int]:
+    """The first ``first`` open flags the caller may read, in the order raised, and how
+    many there are (a dashboard's card), without reading them all. Open flags are few
+    beside all the parcels an actor ever held: each one's parcel is tested."""
+    page, _ = flag_page(scope, {"status": "open"}, "raised", None, first, per_row=True)
+    seen = scope.flags_seen(per_row=True)
+    count = scope.conn.execute(sa.select(sa.func.count()).select_from(_f).where(
+        _f.c.status == "open", *seen)).scalar_one()
+    return page.rows, count

@@ -383,3 +383,15 @@ def test_a_busy_actors_row_by_row_scope_is_the_same_set(book: Ledger, name: str,
             assert rows == whole.rows
         busy, _ = lists.parcel_page(scope, {}, "parcel", None, MAX_SIZE)
         assert {r["parcel_id"] for r in busy.rows} == gathered
+
+
+@pytest.mark.parametrize("name", ["aud", "buyer-a", "buyer-b", "off"])
+def test_a_dashboards_open_flags_are_the_first_of_those_it_may_read_and_their_count(
+        book: Ledger, name: str) -> None:
+    with book.engine.connect() as conn:
+        scope = scope_of(conn, name)
+        rows, count = lists.open_flags(scope, first=2)
+        every = scope.flags("open")
+        assert count == len(every)
+        assert [r["flag_id"] for r in rows] == [f["flag_id"] for f in every][:2]
+        assert name == "off" or count >= 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
-from ledger import reads
+from ledger import lists, reads
 from ledger.stats import counts
 from webui.api.log import _checkpoint_json
 from webui.pages import access
@@ -20,10 +20,10 @@ def dashboard() -> str:
     who = access.principal()
     note = ledger().log.latest_checkpoint()
     with reading(who) as scope:
+        flags, open_count = lists.open_flags(scope) if access.may_read("flags") else (None, 0)
         return render_template(
             "dashboard.html", checkpoint=_checkpoint_json(note) if note else None,
-            counts=counts(scope.conn),
-            flags=scope.flags("open") if access.may_read("flags") else None,
+            counts=counts(scope.conn), flags=flags, open_count=open_count,
             recent=reads.recent_entries(scope), holdings=reads.holdings(scope),
             exports=reads.exports_of(scope), sees_all=scope.sees_all,
             desk=reads.authority_desk(scope) if who.role == "authority" else None)
