@@ -67,11 +67,9 @@ def zone_csv() -> Response:
     zone = request.args.get("zone", "")
     with reading(access.principal()) as scope:
         months = reads.zone_prices(scope, zone)
-    rows: list[list[Any]] = [[m.month, m.purchases, m.usd_per_ct, m.reference, m.low, m.median,
-                              m.high, m.anomalies] for m in months]
-    return links.csv_download(ZONE_COLUMNS, [["" if v is None else str(v) for v in r]
-                                             for r in rows],
-                              f"alluvial-zone-{links.safe(zone)}.csv")
+    return _download(ZONE_COLUMNS, [[m.month, m.purchases, m.usd_per_ct, m.reference, m.low,
+                                      m.median, m.high, m.anomalies] for m in months],
+                     f"alluvial-zone-{links.safe(zone)}.csv")
 
 
 @bp.get("/stats/country.csv")
@@ -80,7 +78,12 @@ def country_csv() -> Response:
     country = request.args.get("country", "")
     with reading(access.principal()) as scope:
         halves = reads.country_halves(scope, country)
-    rows = [[h.period, h.produced, h.produced_usd, h.exported, h.exported_usd] for h in halves]
-    return links.csv_download(COUNTRY_COLUMNS, [["" if v is None else str(v) for v in r]
-                                                for r in rows],
-                              f"alluvial-country-{links.safe(country)}.csv")
+    return _download(COUNTRY_COLUMNS, [[h.period, h.produced, h.produced_usd, h.exported,
+                                         h.exported_usd] for h in halves],
+                     f"alluvial-country-{links.safe(country)}.csv")
+
+
+def _download(columns: list[str], rows: list[list[Any]], name: str) -> Response:
+    """A series as CSV: figures as written (exact decimals), an empty cell for none."""
+    return links.csv_download(columns, [["" if v is None else str(v) for v in r] for r in rows],
+                              name)
