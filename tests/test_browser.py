@@ -50,8 +50,8 @@ ROLES = ("officer", "buyer", "exporter", "auditor", "admin")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run",
         "--disable-default-apps", "--disable-extensions"]
-RING_PARCEL = "GH-P00000570"  # a laundering ring's parcel: dug in Côte d'Ivoire, held
-RING_PURCHASE_SEQ = 685  # its purchase: after init (1) and the demo's archive.imported (2)
+RING_PARCEL = "GH-P00000580"  # a laundering ring's parcel: dug in Côte d'Ivoire, held
+RING_PURCHASE_SEQ = 703  # its purchase: after init (1) and the demo's archive.imported (2)
 
 
 def day(offset: int = 0) -> str:
