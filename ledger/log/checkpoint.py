@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ledger.errors import InputError, VerificationError
-from ledger.log.keys import SigningKey, VerifierKey, decode_base64, open_note, sign_note
+from ledger.log.keys import (
+    SIG_PREFIX,
+    SigningKey,
+    VerifierKey,
+    check_name,
+    decode_base64,
+    open_note,
+    sign_note,
+)
 
 MAX_SIZE = 2**63 - 1  # an SQL BIGINT, and Go's tlog int64
 _SIZE = re.compile(r"0|[1-9][0-9]*")
@@ -131,3 +139,60 @@ class Checkpoint:
                 f"not for the log {key.name!r} whose key signed it."
             )
         return checkpoint
+
+
+_SHAPE = (  # what each line of a signed checkpoint holds, in plain words (SPEC 3)
+    "the name of the log (its origin, e.g. alluvial.local)",
+    "the number of entries, a whole number such as 3766",
+    "the root hash: 44 characters of base64 ending in '='",
+    "'time ' and the moment it was signed, e.g. time 2026-01-05T10:00:00Z",
+    "empty: a blank line comes before the signatures",
+)
+
+
+def pasted_problems(note: str) -> list[tuple[int, str]]:
+    """What is wrong with the form of a signed checkpoint someone pasted, line by line
+    (number, sentence), before any key is tried: an empty list when it is well formed.
+
+    The sentences name no command or flag: they are for whoever typed the text."""
+    lines = note.removesuffix("\n").split("\n")
+    found: list[tuple[int, str]] = []
+
+    def wrong(number: int, why: str) -> None:
+        found.append((number, f"line {number} should be {_SHAPE[number - 1]}; {why}"))
+
+    for number, line in enumerate(lines[:5], 1):
+        shown = f"it reads {line[:60]!r}." if line else "it is empty."
+        try:
+            if number == 1:
+                check_name(line)
+            elif number == 2 and not (_SIZE.fullmatch(line) and int(line) <= MAX_SIZE):
+                wrong(number, shown)
+            elif number == 3 and len(decode_base64(line, "the root hash")) != 32:
+                wrong(number, f"it holds {len(decode_base64(line, 'root'))} bytes, not 32.")
+            elif number == 4:
+                if not line.startswith(_TIME_PREFIX):
+                    raise InputError(shown)
+                _parse_time(line.removeprefix(_TIME_PREFIX))
+            elif number == 5 and line:
+                wrong(number, f"{shown[:-1]} (only the time line follows the root).")
+        except InputError:
+            wrong(number, shown)
+    if len(lines) < 5:
+        found.append((len(lines) + 1, f"the text ends after line {len(lines)}: line "
+                      f"{len(lines) + 1} should be {_SHAPE[len(lines)]}."))
+    elif len(lines) == 5:
+        found.append((6, "the text ends before its signature: line 6 should be an em dash "
+                      "(\u2014), a space, the key name, a space and the signature in base64."))
+    for number, line in enumerate(lines[5:], 6):
+        name, _, signature = line.removeprefix(SIG_PREFIX).partition(" ")
+        try:
+            if not line.startswith(SIG_PREFIX):
+                raise InputError("no em dash")
+            check_name(name)
+            decode_base64(signature, "signature")
+        except InputError:
+            found.append((number, f"line {number} should be a signature: an em dash (\u2014), "
+                          f"a space, the key name, a space and the signature in base64; it "
+                          f"reads {line[:60]!r}."))
+    return found

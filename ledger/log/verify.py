@@ -72,16 +72,19 @@ def verify_log(
     earlier_checkpoint: str | None = None,
     progress: Callable[[int], None] | None = None,
     signer: SigningKey | None = None,
+    earlier_name: str = "--checkpoint",
 ) -> Report:
     """``signer``: the log's signing key, when the caller holds it (only to check the
-    stored checkpoints faster; it must be the key of ``verifier``)."""
+    stored checkpoints faster; it must be the key of ``verifier``). ``earlier_name``: what
+    the problems call ``earlier_checkpoint`` (the CLI's flag; a page says what was pasted)."""
     if signer is not None and signer.verifier != verifier:
         signer = None
     report = Report()
     try:
         with engine.connect() as conn:
             report.problems.extend(store_problems(conn))
-            _verify_in(conn, verifier, earlier_checkpoint, progress, report, signer)
+            _verify_in(conn, verifier, earlier_checkpoint, progress, report, signer,
+                       earlier_name)
     except (sa.exc.DBAPIError, engine.dialect.loaded_dbapi.Error) as exc:
         # A damaged file answers with driver errors (malformed pages, undecodable text):
         # a sentence, never a traceback.
@@ -139,10 +142,11 @@ def _verify_in(
     progress: Callable[[int], None] | None,
     report: Report,
     signer: SigningKey | None = None,
+    earlier_name: str = "--checkpoint",
 ) -> None:
     head = conn.execute(sa.select(log_head)).first()
     latest = _open_checkpoint(_latest_note(conn), verifier, "latest checkpoint", report)
-    earlier = _open_checkpoint(earlier_note, verifier, "--checkpoint", report)
+    earlier = _open_checkpoint(earlier_note, verifier, earlier_name, report)
     wanted = {cp.size for cp in (latest, earlier) if cp is not None}
     roots: dict[int, bytes] = {0: merkle.EMPTY_ROOT} if 0 in wanted else {}
 
@@ -215,7 +219,7 @@ def _verify_in(
     if stored_problem:
         report.problems.append(stored_problem)
     if earlier is not None:
-        _check_earlier(conn, earlier, size, roots, report)
+        _check_earlier(conn, earlier, size, roots, report, earlier_name)
 
 
 class _StoredCheckpoints:
@@ -349,17 +353,18 @@ def _check_latest(
 
 
 def _check_earlier(
-    conn: sa.Connection, earlier: Checkpoint, size: int, roots: dict[int, bytes], report: Report
+    conn: sa.Connection, earlier: Checkpoint, size: int, roots: dict[int, bytes], report: Report,
+    name: str = "--checkpoint",
 ) -> None:
     if earlier.size > size:
         report.problems.append(
-            f"--checkpoint: it covers {earlier.size} entries but the log holds only {size}: "
+            f"{name}: it covers {earlier.size} entries but the log holds only {size}: "
             "the log was truncated."
         )
         return
     if roots.get(earlier.size) != earlier.root_hash:
         report.problems.append(
-            f"--checkpoint: the first {earlier.size} entries no longer have the root it "
+            f"{name}: the first {earlier.size} entries no longer have the root it "
             "signed: the log was rewritten below it."
         )
         return
@@ -368,5 +373,5 @@ def _check_earlier(
     proof = LedgerTree(conn, size).consistency_path(earlier.size, size)
     if not merkle.verify_consistency(earlier.size, size, earlier.root_hash, report.root, proof):
         report.problems.append(
-            f"--checkpoint: no valid consistency proof from size {earlier.size} to {size}."
+            f"{name}: no valid consistency proof from size {earlier.size} to {size}."
         )

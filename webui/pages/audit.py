@@ -3,13 +3,13 @@ the flags as CSV."""
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request
+from flask import Blueprint, redirect, render_template, request, stream_template
 from werkzeug.wrappers import Response
 
 from ledger import lists, reads
-from ledger.log.verify import verify_log
+from ledger.errors import InputError
 from webui.http import choice_arg
-from webui.pages import access, links
+from webui.pages import access, links, verification
 from webui.pages.forms import RESOLVE
 from webui.pages.paging import listed
 from webui.pages.submit import Round, announce, handle
@@ -25,20 +25,26 @@ KINDS = {"parcels": "parcel", "sites": "site", "actors": "actor", "exports": "ex
 def overview() -> str:
     with reading(access.principal()) as scope:
         flags = scope.flags("open")
-    return render_template("audit.html", flags=flags, report=None, note="")
+    return render_template("audit.html", flags=flags, note="")
 
 
 @bp.post("/audit/verify")
 @access.reads_all()
-def verify() -> str:
+def verify() -> Response | tuple[str, int]:
     """SPEC 6 `verify`: the chain, the Merkle root against the latest signed checkpoint,
-    the triggers; and consistency with a checkpoint the auditor saved earlier, if pasted."""
-    note = request.form.get("checkpoint", "").replace("\r\n", "\n").strip()
-    book = ledger()
-    report = verify_log(book.engine, book.log.verifier, (note + "\n") if note else None)
+    the triggers; and consistency with a checkpoint the auditor saved earlier, if pasted.
+    Issue 19: streamed with its progress; a malformed paste is refused line by line."""
+    note = request.form.get("checkpoint", "")
     with reading(access.principal()) as scope:
         flags = scope.flags("open")
-    return render_template("audit.html", flags=flags, report=report, note=note)
+    try:
+        checkpoint = verification.pasted(note)
+    except InputError as exc:
+        return render_template("audit.html", flags=flags, note=note,
+                               note_errors=exc.data["errors"]), 422
+    steps = verification.run(ledger(), checkpoint)
+    return Response(stream_template("audit.html", flags=flags, note=note, steps=steps),
+                    mimetype="text/html")
 
 
 @bp.get("/search")

@@ -195,6 +195,9 @@ def _empty_rows(payload: dict[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class Refusal:
+    """One message shown by an input; ``words`` is empty for a plain sentence about the
+    input itself (what is wrong with what was typed, without the rule's name)."""
+
     rule: str
     words: str
     message: str
@@ -202,31 +205,58 @@ class Refusal:
 
 def refusals(error: LedgerError, form: Form | None, known: tuple[str, ...] = ()
              ) -> dict[str, list[Refusal]]:
-    """Each message of the refusal under the input it is about ('' for the form as a whole)."""
+    """Each message of the refusal under the input it is about ('' for the form as a whole).
+
+    Issue 19: what the schema finds wrong with one input is said once, in one plain
+    sentence naming the input ("Carats must have at most two decimals."), not as the
+    SCHEMA rule and its words repeated under every empty input."""
     names = known or (tuple(f.name for f in form.fields) if form else ())
+    labels = {f.name: f.label for f in form.fields} if form else {}
     whole = form.whole if form else ""
     problems = error.data.get("errors") or [{"field": error.data.get("field") or "",
                                              "message": str(error)}]
     placed: dict[str, list[Refusal]] = {}
+    plain: dict[str, list[str]] = {}
     for problem in problems:
         where = _nearest(str(problem.get("field") or ""), names, whole)
         message = str(problem["message"])
         prefix = f"{problem.get('field')}: "
         if message.startswith(prefix) and where:
             message = message[len(prefix):]
+        about_input = str(problem.get("field") or "").removeprefix("payload.") not in (
+            "", "payload", "actor")
+        if error.rule == "SCHEMA" and where and about_input:
+            plain.setdefault(where, []).append(message)
+            continue
         placed.setdefault(where, []).append(
             Refusal(error.rule, RULE_WORDS.get(error.rule, "Refused"), message))
+    for where, messages in plain.items():
+        placed.setdefault(where, []).insert(
+            0, Refusal(error.rule, "", sentence(labels.get(where) or where.capitalize(), messages)))
     return placed
 
 
+def sentence(label: str, messages: list[str]) -> str:
+    """The schema's findings about one input as one sentence that starts with its label."""
+    said = [PLAIN.get(m, m).rstrip(".") for m in dict.fromkeys(messages)]
+    text = " and ".join(said)
+    return f"{label}{' ' if text.startswith(VERBS) else ': '}{text}."
+
+
+PLAIN = {"required field is missing": "is required"}
+VERBS = ("must ", "is ", "lists ")
+
+
 def _nearest(path: str, names: tuple[str, ...], whole: str) -> str:
-    """The input a payload path belongs to: the longest name it starts with."""
+    """The input a payload path belongs to: the longest name it starts with, else the first
+    input inside it (``price`` missing altogether: its amount)."""
     path = path.removeprefix("payload.").removeprefix("payload")
     best = ""
     for name in names:
         if (path == name or path.startswith((f"{name}.", f"{name}["))) and len(name) > len(best):
             best = name
-    return best or (whole if path in ("", "actor") else "")
+    inside = [n for n in names if path and n.startswith((f"{path}.", f"{path}["))]
+    return best or (inside[0] if inside else "") or (whole if path in ("", "actor") else "")
 
 
 # -- the forms ------------------------------------------------------------------------
