@@ -105,10 +105,9 @@ def test_a_dollar_for_5050_carats_is_recorded_and_flagged(world: Ledger, write: 
     assert codes(high) == ["VALUE_MISMATCH"] and "above three times" in high.flags[0]["detail"]
 
 
-def test_a_value_within_the_band_raises_nothing_through_splits_and_merges(
-        world: Ledger, write: Write) -> None:
-    """First-sale value through a split and a merge, in proportion to carats: P1 (10 ct at
-    USD 100/ct) split, 4 ct of it merged with P2 (6 ct at USD 10/ct): 10 ct worth USD 460."""
+def split_and_merge(write: Write) -> None:
+    """P1 (10 ct at USD 100/ct) split into P1a (4 ct) and P1b (6 ct, worth USD 600); P1a
+    merged with P2 (6 ct at USD 10/ct) into PM: 10 ct worth USD 460 at first sale."""
     at_exporter(write, "P1", 10.0, usd_per_ct=100.0)
     at_exporter(write, "P2", 6.0, usd_per_ct=10.0)
     write("parcel.split", "exp-gh", parent_id="P1", date="2016-03-02",
@@ -116,6 +115,12 @@ def test_a_value_within_the_band_raises_nothing_through_splits_and_merges(
                     {"parcel_id": "P1b", "carats": 6.0, "stones": 6}])
     write("parcel.merged", "exp-gh", parent_ids=["P1a", "P2"], date="2016-03-02",
           child={"parcel_id": "PM", "carats": 10.0, "stones": 10})
+
+
+def test_a_value_within_the_band_raises_nothing_through_splits_and_merges(
+        world: Ledger, write: Write) -> None:
+    """First-sale value through a split and a merge, in proportion to carats."""
+    split_and_merge(write)
     assert codes(declare(write, "GH-2016-0001", ["PM"], 10.0, 230.0)) == []  # exactly half
     assert codes(write("certificate.validated", "kp-gh",
                        **validate("GH-2016-0001", valuation=1380.0))) == []  # three times
@@ -130,13 +135,7 @@ def test_value_is_judged_on_custody_written_in_the_same_transaction(world: Ledge
         def write(kind: str, actor: str, **payload: Any) -> Any:
             return session.write(Event(kind, actor, payload))
 
-        at_exporter(write, "P1", 10.0, usd_per_ct=100.0)
-        at_exporter(write, "P2", 6.0, usd_per_ct=10.0)
-        write("parcel.split", "exp-gh", parent_id="P1", date="2016-03-02",
-              children=[{"parcel_id": "P1a", "carats": 4.0, "stones": 4},
-                        {"parcel_id": "P1b", "carats": 6.0, "stones": 6}])
-        write("parcel.merged", "exp-gh", parent_ids=["P1a", "P2"], date="2016-03-02",
-              child={"parcel_id": "PM", "carats": 10.0, "stones": 10})
+        split_and_merge(write)
         low = declare(write, "GH-2016-0001", ["PM"], 10.0, 229.99)
         high = declare(write, "GH-2016-0002", ["P1b"], 6.0, 1800.01)
     assert codes(low) == codes(high) == ["VALUE_MISMATCH"]
