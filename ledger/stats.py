@@ -26,6 +26,7 @@ import json
 import math
 import re
 from bisect import bisect_left
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -110,6 +111,12 @@ class Period:
         if self.first is None or self.last is None:
             return sa.true()
         return sa.and_(day >= self.first, day <= self.last)
+
+    def covers_months(self, month: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        """The same for ``YYYY-MM`` months: periods are whole months."""
+        if self.first is None or self.last is None:
+            return sa.true()
+        return sa.and_(month >= self.first[:7], month <= self.last[:7])
 
     def holds(self, day: str) -> bool:
         return self.first is None or self.last is None or self.first <= day <= self.last
@@ -227,40 +234,32 @@ def table(conn: sa.Connection, query: Query) -> Table:
 
 
 def _production(conn: sa.Connection, query: Query) -> list[dict[str, Any]]:
-    p, s = pj.parcels, pj.sites
-    label = query.period.label(p.c.date).label("period")
-    source = p.outerjoin(s, s.c.site_id == p.c.site_id)
-    key: sa.ColumnElement[Any] | None = None
-    if query.by == "zone":
-        key = p.c.licence_no
-    elif query.by == "site":
-        key = p.c.site_id
-    elif query.by == "buyer":  # the buyer is the purchase edge's actor (holders change)
-        e = pj.edges
-        source = source.join(e, sa.and_(e.c.to_id == p.c.parcel_id, e.c.to_type == "parcel",
-                                        e.c.kind == "parcel.purchased"))
-        key = e.c.actor
-    usd = p.c.currency == "USD"
-    groups = [label, s.c.country] + ([key.label("key")] if key is not None else [])
+    """Purchases (first sales) from their monthly sums (projections.purchase_months): a
+    period is whole months, so the sums give the exact figures of the purchases themselves."""
+    m = pj.purchase_months
+    label = query.period.label(m.c.month).label("period")
+    grain, key = {"zone": ("zone", m.c.licence_no), "site": ("site", m.c.site_id),
+                  "buyer": ("buyer", m.c.buyer)}.get(query.by, ("zone", None))
+    groups = [label, m.c.country] + ([key.label("key")] if key is not None else [])
     select = sa.select(
-        *groups, sa.func.count().label("n"), sa.func.sum(p.c.points).label("points"),
-        sa.func.sum(p.c.stones).label("stones"),
-        sa.func.sum(sa.case((usd, p.c.price_cents), else_=0)).label("cents"),
-        sa.func.sum(sa.case((usd, p.c.points), else_=0)).label("usd_points"),
-        sa.func.sum(sa.case((p.c.open_flags > 0, p.c.points), else_=0)).label("flagged"),
-    ).select_from(source).where(
-        p.c.site_id.is_not(None),  # SPEC 6: purchases (first sales) only
-        query.period.covers(p.c.date),
-    ).group_by(*groups)
+        *groups, sa.func.sum(m.c.purchases).label("n"), sa.func.sum(m.c.points).label("points"),
+        sa.func.sum(m.c.stones).label("stones"), sa.func.sum(m.c.cents).label("cents"),
+        sa.func.sum(sa.case((m.c.usd, m.c.points), else_=0)).label("usd_points"),
+    ).where(m.c.grain == grain, query.period.covers_months(m.c.month)).group_by(*groups)
     zone_of = _zones_by_licence(conn) if query.by == "zone" else {}
+
+    def bucket(period: str, country: str | None, k: Any) -> tuple[Any, ...]:
+        if key is None:
+            return (period, country)
+        return (period, country, zone_of.get(k) if query.by == "zone" else k)
+
     sums: dict[tuple[Any, ...], list[int]] = {}
     for r in conn.execute(select):
-        k: tuple[Any, ...] = (r.period, r.country)
-        if key is not None:
-            k += (zone_of.get(r.key) if query.by == "zone" else r.key,)
-        into = sums.setdefault(k, [0] * 6)  # licence numbers of no zone fall together
-        for i, v in enumerate((r.n, r.points, r.stones, r.cents, r.usd_points, r.flagged)):
-            into[i] += int(v)
+        into = sums.setdefault(bucket(r.period, r.country, getattr(r, "key", None)), [0] * 6)
+        for i, v in enumerate((r.n, r.points, r.stones, r.cents, r.usd_points)):
+            into[i] += int(v)  # licence numbers of no zone fall together
+    for period, country, k, pts in _flagged_purchases(conn, query):
+        sums.setdefault(bucket(period, country, k), [0] * 6)[5] += pts
     names = query.columns[:len(groups)]
     rows = []
     for k, (n, pts, stones, cents, usd_points, flagged) in sums.items():
@@ -270,6 +269,31 @@ def _production(conn: sa.Connection, query: Query) -> list[dict[str, Any]]:
                    usd_per_ct=per_carat(cents, usd_points), flagged_carats=carats(flagged))
         rows.append(row)
     return _sorted(rows, query)
+
+
+def _flagged_purchases(conn: sa.Connection,
+                       query: Query) -> Iterator[tuple[str, str | None, Any, int]]:
+    """(period, country, key, points) of each purchase in the period carrying an open flag
+    now (what holds it: SPEC 4 HOLD), read from the few parcels with open flags."""
+    p, s, e = pj.parcels, pj.sites, pj.edges
+    source = p.outerjoin(s, s.c.site_id == p.c.site_id)
+    key: sa.ColumnElement[Any] = sa.null()
+    if query.by == "zone":
+        key = p.c.licence_no
+    elif query.by == "site":
+        key = p.c.site_id
+    elif query.by == "buyer":  # the buyer is the purchase edge's actor (holders change)
+        source = source.join(e, sa.and_(e.c.to_id == p.c.parcel_id, e.c.to_type == "parcel",
+                                        e.c.kind == "parcel.purchased"))
+        key = e.c.actor
+    # the site's country when it was registered at the purchase, as in the monthly sums
+    country = sa.case((p.c.licence_no.is_(None), sa.null()), else_=s.c.country)
+    select = sa.select(p.c.date, country.label("country"), key.label("key"),
+                       p.c.points).select_from(
+        source).where(sa.text("parcels.open_flags > 0"), p.c.site_id.is_not(None),
+                      query.period.covers(p.c.date))
+    for r in conn.execute(select):
+        yield query.period.label_of(r.date), r.country, r.key, int(r.points)
 
 
 def _zones_by_licence(conn: sa.Connection) -> dict[str, str]:

@@ -160,12 +160,9 @@ class Replay:
     def capacity_anomaly(self, p: dict[str, Any]) -> list[str]:
         """SPEC 5 CAPACITY_ANOMALY, on its own: the purchase that takes its site's month past
         capacity_ct_month, or past ten times the median of its previous 12 months that had
-        purchases (at least 3 of them). Records the purchase's carats for the months after."""
+        purchases (the last 12 such months, at least 3). Records the purchase's carats."""
         months = self.monthly.setdefault(p["site_id"], Counter())
-        year, month = map(int, p["date"][:7].split("-"))
-        earlier = [f"{year - (month - k <= 0):04d}-{(month - k - 1) % 12 + 1:02d}"
-                   for k in range(1, 13)]
-        had = [months[m] for m in earlier if months[m] > 0]
+        had = [months[m] for m in sorted(months) if m < p["date"][:7] and months[m] > 0][-12:]
         site = self.sites.get(p["site_id"], {})
         line = (points(site["capacity_ct_month"]) if "capacity_ct_month" in site
                 else 10 * statistics.median(had) if len(had) >= 3 else None)

@@ -8,6 +8,7 @@ the cache is dropped, so memory does not grow with the size of a file.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable
 from datetime import date, timedelta
@@ -240,8 +241,29 @@ def _parcel_purchased(s: State, seq: int, actor: str, p: dict[str, Any]) -> None
     _new_parcel(s, seq, actor, p["parcel_id"], p["carats"], p["stones"], p["date"], p["site_id"],
                 p.get("dig_location"), seller if s.get("actors", seller) is not None else None,
                 sale)
+    _count_purchase(s, actor, p, site)
     _edge(s, seq, "parcel.purchased", actor, p["date"], ("site", p["site_id"]),
           ("parcel", p["parcel_id"]), points(p["carats"]))
+
+
+def _count_purchase(s: State, buyer: str, p: dict[str, Any], site: Row | None) -> None:
+    """SPEC 6: add a purchase to its month's sums, at each grain (projections.purchase_months)."""
+    month, usd = p["date"][:7], p["price"]["currency"] == "USD"
+    country, licence_no = (site["country"], site["licence_no"]) if site else (None, None)
+    pts, cts = points(p["carats"]), cents(p["price"]["amount"]) if usd else 0
+    for grain, keys in (("zone", {"licence_no": licence_no}), ("site", {"site_id": p["site_id"]}),
+                        ("buyer", {"buyer": buyer})):
+        bucket = json.dumps([grain, month, country, *keys.values(), usd])
+        row = s.get("purchase_months", bucket)
+        if row is None:
+            s.insert("purchase_months", {
+                "bucket": bucket, "grain": grain, "month": month, "country": country,
+                "licence_no": None, "site_id": None, "buyer": None, **keys, "usd": usd,
+                "purchases": 1, "points": pts, "stones": p["stones"], "cents": cts})
+        else:
+            s.update("purchase_months", bucket, purchases=row["purchases"] + 1,
+                     points=row["points"] + pts, stones=row["stones"] + p["stones"],
+                     cents=row["cents"] + cts)
 
 
 def _parcel_transferred(s: State, seq: int, actor: str, p: dict[str, Any]) -> None:
