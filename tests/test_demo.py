@@ -1,4 +1,5 @@
-"""The demo scenario (issue 6): the ring is caught, clean exports trace to licensed sites."""
+"""The demo scenario (issues 6, 17, 18): the ring is caught, by its dig points and by its
+footprint; clean exports trace to licensed sites."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -39,8 +41,12 @@ def test_demo_prints_a_token_per_role_and_refuses_every_laundering_attempt(
     demo_dir: tuple[Path, str]
 ) -> None:
     folder, out = demo_dir
-    assert "82 of 82 attempts to move its stones to an export refused" in out
-    assert "(60 HOLD, 22 HOLDER)" in out  # dated 2006-2010: no LICENCE or DATE_ORDER first
+    attempts = _scenario("laundering_exports.jsonl")
+    moves = sum(e["kind"] == "parcel.transferred" for e in attempts)
+    assert f"{len(attempts)} of {len(attempts)} attempts to move its stones to an export " \
+           "refused" in out
+    # dated 2006-2010: no LICENCE or DATE_ORDER first
+    assert f"({moves} HOLD, {len(attempts) - moves} HOLDER)" in out
     assert "dated more than 30 days back is flagged LATE_ENTRY" in out
     assert "open flags F-" in out and "IN_RISK_AREA" in out
     for role in ("officer", "buyer", "exporter", "auditor", "admin", "authority", "authority_sl",
@@ -61,18 +67,34 @@ def test_demo_refuses_to_overwrite_without_reset(demo_dir: tuple[Path, str]) -> 
     assert again.exit_code == 2 and "--reset" in again.stderr
 
 
+def _scenario(name: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (SCENARIO / name).read_text("utf-8").splitlines()]
+
+
 def test_ring_purchases_are_flagged_and_held(demo_dir: tuple[Path, str]) -> None:
+    """Issue 17: the ring's purchases dug in the north are caught by their dig point and by
+    their footprint; those that leave the dig point out, by their footprint alone."""
+    ring = {e["payload"]["parcel_id"]: e["payload"] for e in _scenario("events.jsonl")
+            if e["kind"] == "parcel.purchased" and e["actor"] == "buyer-gh-oda"
+            and (e["payload"].get("dig_location") or {"coordinates": [-9]})["coordinates"][0] < -3}
+    unplaced = {pid for pid, p in ring.items() if "dig_location" not in p}
+    assert len(ring) >= 60 and len(unplaced) >= 30
     folder, _ = demo_dir
     engine = make_engine(f"sqlite:///{folder / 'alluvial.db'}")
     with engine.connect() as conn:
-        held = conn.execute(sa.text(
-            "SELECT p.parcel_id, p.status, p.open_flags FROM parcels p "
-            "WHERE p.holder = 'buyer-gh-oda' AND p.dig_lon < -2.5")).all()
-        codes = {r.code for r in conn.execute(sa.select(flags.c.code))}
+        held = {r.parcel_id: r for r in conn.execute(sa.text(
+            "SELECT p.parcel_id, p.holder, p.status, p.open_flags FROM parcels p "
+            "WHERE p.open_flags > 0 AND p.site_id IS NOT NULL"))}
+        codes: dict[str, set[str]] = {}
+        for subject, code in conn.execute(sa.select(flags.c.subject_id, flags.c.code)):
+            codes.setdefault(subject, set()).add(code)
     engine.dispose()
-    assert len(held) == 60
-    assert all(r.status == "active" and r.open_flags >= 2 for r in held)
-    assert {"IN_RISK_AREA", "OUTSIDE_LICENSED_ZONE"} <= codes
+    assert set(held) == set(ring)  # no honest purchase is held
+    assert all(r.holder == "buyer-gh-oda" and r.status == "active" for r in held.values())
+    for pid in ring:
+        expected = {"FOOTPRINT_ANOMALY"} if pid in unplaced else {
+            "IN_RISK_AREA", "OUTSIDE_LICENSED_ZONE", "FOOTPRINT_ANOMALY"}
+        assert codes[pid] == expected, pid
 
 
 def test_every_clean_export_traces_back_to_licensed_gh_or_sl_sites(
@@ -86,7 +108,8 @@ def test_every_clean_export_traces_back_to_licensed_gh_or_sl_sites(
         # A confirmation that differs (issue 18) flags what arrived, not the custody path.
         flagged = {r[0] for r in conn.execute(sa.select(flags.c.subject_id).where(
             flags.c.code != "CONFIRMATION_MISMATCH"))}
-        assert len(certs) == 256
+        assert len(certs) == sum(e["kind"] == "export.declared"
+                                 for e in _scenario("events.jsonl"))
         for cert in certs:
             graph = trace(conn, cert, "backward")
             origins = graph.sites()
@@ -144,7 +167,8 @@ def test_a_fresh_demo_loads_its_history_as_an_archive_without_late_entries(
     assert second.kind == "archive.imported"
     assert (payload["file_sha256"], payload["lines"]) == (sha, data.count(b"\n"))
     # the ring's, and the 2015 shipment that arrived short (issue 18); no LATE_ENTRY
-    assert codes == {"OUTSIDE_LICENSED_ZONE", "IN_RISK_AREA", "CONFIRMATION_MISMATCH"}
+    assert codes == {"OUTSIDE_LICENSED_ZONE", "IN_RISK_AREA", "FOOTPRINT_ANOMALY",
+                     "CONFIRMATION_MISMATCH"}
     assert f"imported as an archive (entry 2, archive.imported, SHA-256 {sha[:16]}" in out
 
 
