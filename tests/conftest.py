@@ -4,6 +4,7 @@ fresh initialised ledger in tmp_path, then the CLI runner."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -168,3 +169,39 @@ def auth(app, ledger: Ledger) -> Auth:  # type: ignore[no-untyped-def]
 
     create_tables(ledger.engine)
     return Auth(ledger)
+
+
+# -- the demo, built once per test session --------------------------------------------------
+
+DEMO_ENV = {"ALLUVIAL_DATABASE_URL": "", "ALLUVIAL_LOG_KEY": ""}
+
+
+def run_in(folder: Path, args: list[str]) -> Any:
+    """Run ``alluvial ARGS`` in ``folder`` with the default settings (the demo's files there)."""
+    from ledger.cli import cli
+    old = Path.cwd()
+    os.chdir(folder)
+    try:
+        return CliRunner(env=DEMO_ENV).invoke(cli, args)
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture(scope="session")
+def built_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """`alluvial demo --no-serve` run once (its folder and what it printed); modules take a
+    copy of the folder (``copy_demo``) rather than build their own."""
+    folder = tmp_path_factory.mktemp("demo-built")
+    result = run_in(folder, ["demo", "--no-serve"])
+    assert result.exit_code == 0, result.output
+    return folder, result.stdout
+
+
+def copy_demo(built: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory,
+              name: str) -> Path:
+    """A folder of one's own holding the built demo's database, key and tokens."""
+    folder = tmp_path_factory.mktemp(name)
+    for item in built[0].iterdir():
+        if item.is_file():
+            shutil.copy2(item, folder / item.name)
+    return folder

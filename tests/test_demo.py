@@ -21,20 +21,13 @@ from ledger.db import make_engine
 from ledger.demo import SCENARIO
 from ledger.log.store import entries
 from ledger.projections import exports, flags, sites
+from tests.conftest import copy_demo
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    folder = tmp_path_factory.mktemp("demo")
-    old = Path.cwd()
-    os.chdir(folder)
-    try:
-        result = CliRunner(env={"ALLUVIAL_DATABASE_URL": "", "ALLUVIAL_LOG_KEY": ""}).invoke(
-            cli, ["demo", "--no-serve"])
-    finally:
-        os.chdir(old)
-    assert result.exit_code == 0, result.output
-    return folder, result.stdout
+def demo_dir(built_demo: tuple[Path, str],
+             tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    return copy_demo(built_demo, tmp_path_factory, "demo"), built_demo[1]
 
 
 def test_demo_prints_a_token_per_role_and_refuses_every_laundering_attempt(

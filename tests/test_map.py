@@ -11,18 +11,16 @@ the text's width, independently of the server's own (generous) estimate.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from flask.testing import FlaskClient
 
 from ledger import signin
-from ledger.cli import cli
+from tests.conftest import copy_demo
 from webui import create_app, login
 from webui.pages import cartography
 
@@ -34,16 +32,9 @@ COUNTRIES = {"GH": "Ghana", "CI": "Côte d'Ivoire", "SL": "Sierra Leone", "LR": 
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlaskClient]:
-    folder = tmp_path_factory.mktemp("demo-map")
-    old = Path.cwd()
-    os.chdir(folder)
-    try:
-        result = CliRunner(env={"ALLUVIAL_DATABASE_URL": "", "ALLUVIAL_LOG_KEY": ""}).invoke(
-            cli, ["demo", "--no-serve"])
-    finally:
-        os.chdir(old)
-    assert result.exit_code == 0, result.output
+def client(built_demo: tuple[Path, str],
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlaskClient]:
+    folder = copy_demo(built_demo, tmp_path_factory, "demo-map")
     app = create_app({"DATABASE_URL": f"sqlite:///{folder / 'alluvial.db'}",
                       "LOG_KEY": str(folder / "alluvial-log.key"), "SECRET_KEY": "test",
                       "TESTING": True})

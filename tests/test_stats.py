@@ -29,7 +29,7 @@ from ledger.custody.schema import load_schema
 from ledger.db import make_engine
 from ledger.recorder.events import Event, Ledger
 from ledger.stats import Query, QueryError
-from tests.conftest import Auth
+from tests.conftest import Auth, copy_demo
 
 API = "/api/v1/stats"
 CENT = Decimal("0.01")
@@ -43,15 +43,13 @@ DEMO_ENV = {"ALLUVIAL_DATABASE_URL": "", "ALLUVIAL_LOG_KEY": ""}
 # -- the demo, module-scoped -------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo(built_demo: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo ledger, plus an auditor's confirmation of the 2008-Q3 exports it left
     unconfirmed (so that imports are counted whatever the scenario confirms itself)."""
-    folder = tmp_path_factory.mktemp("stats-demo")
+    folder = copy_demo(built_demo, tmp_path_factory, "stats-demo")
     old = Path.cwd()
     os.chdir(folder)
     try:
-        made = CliRunner(env=DEMO_ENV).invoke(cli, ["demo", "--no-serve"])
-        assert made.exit_code == 0, made.output
         engine = make_engine(f"sqlite:///{folder / 'alluvial.db'}")
         with engine.connect() as conn:
             certs = conn.execute(sa.text(
