@@ -4,7 +4,7 @@
     python -m benchmarks.stats --size 100000     # a quick run
 
 The statistics read only the projections (production: the monthly sums of
-projections.purchase_months and the few parcels with open flags), so the ledger is built by
+projections.purchase_quarters and the few parcels with open flags), so the ledger is built by
 bulk-inserting projection rows directly (not by ingest: that is ingest's benchmark, and 1M purchases
 would take it an hour here): N purchases (parcels rows with price, currency, licence_no;
 their purchase edges, for --by buyer) dated 2004-2016 at 2,000 sites of 40 licence zones
@@ -87,6 +87,9 @@ def _days() -> list[str]:
 
 
 _GRAIN = {"zone": "licence_no", "site": "site_id", "buyer": "buyer"}
+# A purchase's quarter, named by its first month (as ledger.custody.state names it).
+_QUARTER_OF = ("(substr(p.date, 1, 5) || printf('%02d', "
+               "(CAST(substr(p.date, 6, 2) AS INTEGER) - 1) / 3 * 3 + 1))")
 
 
 def build(url: str, n: int, seed: int = 17) -> dict[str, Any]:
@@ -136,21 +139,21 @@ def build(url: str, n: int, seed: int = 17) -> dict[str, Any]:
             raw.executemany(
                 "INSERT INTO custody_edges (from_type, from_id, to_type, to_id, seq, kind, "
                 "actor, date, points) VALUES (?,?,?,?,?,?,?,?,?)", edges)
-        # The monthly sums the fold keeps beside the parcels (projections.purchase_months),
+        # The quarterly sums the fold keeps beside the parcels (projections.purchase_quarters),
         # made here in one statement from the same rows.
         for grain, key in (("zone", "p.licence_no"), ("site", "p.site_id"),
                            ("buyer", "e.actor")):
             raw.execute(
-                f"INSERT INTO purchase_months (bucket, grain, month, country, {_GRAIN[grain]}, "
+                f"INSERT INTO purchase_quarters (bucket, grain, month, country, {_GRAIN[grain]}, "
                 "usd, purchases, points, stones, cents) SELECT "
-                f"json_array('{grain}', substr(p.date, 1, 7), s.country, {key}, "
+                f"json_array('{grain}', {_QUARTER_OF}, s.country, {key}, "
                 "p.currency = 'USD'), "
-                f"'{grain}', substr(p.date, 1, 7), s.country, {key}, p.currency = 'USD', "
+                f"'{grain}', {_QUARTER_OF}, s.country, {key}, p.currency = 'USD', "
                 "count(*), sum(p.points), sum(p.stones), "
                 "sum(CASE WHEN p.currency = 'USD' THEN p.price_cents ELSE 0 END) "
                 "FROM parcels p JOIN sites s ON s.site_id = p.site_id "
                 "JOIN custody_edges e ON e.to_id = p.parcel_id AND e.kind = 'parcel.purchased' "
-                f"GROUP BY substr(p.date, 1, 7), s.country, {key}, p.currency = 'USD'")
+                f"GROUP BY {_QUARTER_OF}, s.country, {key}, p.currency = 'USD'")
         exports, confirmations = [], []
         for k in range(max(1, n // 100)):
             country = "GH" if k % 2 else "SL"

@@ -202,17 +202,18 @@ flags = sa.Table(
 sa.Index("ix_parcels_open", parcels.c.date, sqlite_where=sa.text("open_flags > 0"),
          postgresql_where=sa.text("open_flags > 0"))
 
-# SPEC 6 statistics: purchases (first sales) summed by calendar month, so that `stats` over a
-# million purchases reads thousands of rows, not a million. Each purchase adds to three rows,
-# one per grain: ``zone`` (country, licence_no: `--by country|zone`), ``site`` (site_id:
-# `--by site`) and ``buyer`` (buyer: `--by buyer`), each also split by whether it was priced
-# in USD. ``country`` and ``licence_no`` are the declared site's when it was registered at
-# the purchase (null: an unknown site). ``bucket`` names the row (JSON of its key columns).
-purchase_months = sa.Table(
-    "purchase_months", projection_metadata,
+# SPEC 6 statistics: purchases (first sales) summed by calendar quarter (the finest period
+# `stats` takes), so that `stats` over a million purchases reads thousands of rows, not a
+# million. Each purchase adds to three rows, one per grain: ``zone`` (country, licence_no:
+# `--by country|zone`), ``site`` (site_id: `--by site`) and ``buyer`` (buyer: `--by buyer`),
+# each also split by whether it was priced in USD. ``country`` and ``licence_no`` are the
+# declared site's when it was registered at the purchase (null: an unknown site). ``bucket``
+# names the row (JSON of its key columns).
+purchase_quarters = sa.Table(
+    "purchase_quarters", projection_metadata,
     sa.Column("bucket", sa.String(400), primary_key=True),
     sa.Column("grain", sa.String(5), nullable=False),
-    sa.Column("month", sa.String(7), nullable=False),  # YYYY-MM
+    sa.Column("month", sa.String(7), nullable=False),  # the quarter's first month, YYYY-MM
     sa.Column("country", sa.String(2)),
     sa.Column("licence_no", Id),  # zone grain
     sa.Column("site_id", Id),  # site grain
@@ -223,13 +224,13 @@ purchase_months = sa.Table(
     sa.Column("stones", sa.BigInteger, nullable=False),
     sa.Column("cents", sa.BigInteger, nullable=False),  # USD rows only; 0 otherwise
 )
-sa.Index("ix_purchase_months", purchase_months.c.grain, purchase_months.c.month)
+sa.Index("ix_purchase_quarters", purchase_quarters.c.grain, purchase_quarters.c.month)
 
 # Table -> primary key column name, in the order the digest reads them.
 KEYS = {
     "actors": "actor_id", "zones": "zone_id", "sites": "site_id", "parcels": "parcel_id",
     "custody_edges": "id", "zone_versions": "id", "exports": "certificate_no",
-    "flags": "flag_id", "purchase_months": "bucket",
+    "flags": "flag_id", "purchase_quarters": "bucket",
 }
 # Tables only ever appended to, whose surrogate ids differ between two folds of the log:
 # the digest reads them by the entry that made each row.

@@ -113,7 +113,7 @@ class Period:
         return sa.and_(day >= self.first, day <= self.last)
 
     def covers_months(self, month: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
-        """The same for ``YYYY-MM`` months: periods are whole months."""
+        """The same for ``YYYY-MM`` months (a quarter's first): periods are whole quarters."""
         if self.first is None or self.last is None:
             return sa.true()
         return sa.and_(month >= self.first[:7], month <= self.last[:7])
@@ -234,9 +234,9 @@ def table(conn: sa.Connection, query: Query) -> Table:
 
 
 def _production(conn: sa.Connection, query: Query) -> list[dict[str, Any]]:
-    """Purchases (first sales) from their monthly sums (projections.purchase_months): a
-    period is whole months, so the sums give the exact figures of the purchases themselves."""
-    m = pj.purchase_months
+    """Purchases (first sales) from their quarterly sums (projections.purchase_quarters): a
+    period is whole quarters, so the sums give the exact figures of the purchases themselves."""
+    m = pj.purchase_quarters
     label = query.period.label(m.c.month).label("period")
     grain, key = {"zone": ("zone", m.c.licence_no), "site": ("site", m.c.site_id),
                   "buyer": ("buyer", m.c.buyer)}.get(query.by, ("zone", None))
@@ -288,12 +288,12 @@ def _flagged_purchases(conn: sa.Connection,
         key = e.c.actor
     # the site's country when it was registered at the purchase, as in the monthly sums
     country = sa.case((p.c.licence_no.is_(None), sa.null()), else_=s.c.country)
-    select = sa.select(p.c.date, country.label("country"), key.label("key"),
-                       p.c.points).select_from(
-        source).where(sa.text("parcels.open_flags > 0"), p.c.site_id.is_not(None),
-                      query.period.covers(p.c.date))
-    for r in conn.execute(select):
-        yield query.period.label_of(r.date), r.country, r.key, int(r.points)
+    select = sa.select(p.c.date, country.label("country"), key.label("key"), p.c.points,
+                       p.c.site_id).select_from(
+        source).where(sa.text("parcels.open_flags > 0"), query.period.covers(p.c.date))
+    for r in conn.execute(select):  # purchases only: a condition on site_id in SQL would
+        if r.site_id is not None:   # have SQLite read every purchase by another index
+            yield query.period.label_of(r.date), r.country, r.key, int(r.points)
 
 
 def _zones_by_licence(conn: sa.Connection) -> dict[str, str]:

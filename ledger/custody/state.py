@@ -247,21 +247,23 @@ def _parcel_purchased(s: State, seq: int, actor: str, p: dict[str, Any]) -> None
 
 
 def _count_purchase(s: State, buyer: str, p: dict[str, Any], site: Row | None) -> None:
-    """SPEC 6: add a purchase to its month's sums, at each grain (projections.purchase_months)."""
-    month, usd = p["date"][:7], p["price"]["currency"] == "USD"
+    """SPEC 6: add a purchase to its quarter's sums, at each grain
+    (projections.purchase_quarters; a quarter is named by its first month)."""
+    usd = p["price"]["currency"] == "USD"
+    month = f"{p['date'][:5]}{(int(p['date'][5:7]) - 1) // 3 * 3 + 1:02d}"
     country, licence_no = (site["country"], site["licence_no"]) if site else (None, None)
     pts, cts = points(p["carats"]), cents(p["price"]["amount"]) if usd else 0
     for grain, keys in (("zone", {"licence_no": licence_no}), ("site", {"site_id": p["site_id"]}),
                         ("buyer", {"buyer": buyer})):
         bucket = json.dumps([grain, month, country, *keys.values(), usd])
-        row = s.get("purchase_months", bucket)
+        row = s.get("purchase_quarters", bucket)
         if row is None:
-            s.insert("purchase_months", {
+            s.insert("purchase_quarters", {
                 "bucket": bucket, "grain": grain, "month": month, "country": country,
                 "licence_no": None, "site_id": None, "buyer": None, **keys, "usd": usd,
                 "purchases": 1, "points": pts, "stones": p["stones"], "cents": cts})
         else:
-            s.update("purchase_months", bucket, purchases=row["purchases"] + 1,
+            s.update("purchase_quarters", bucket, purchases=row["purchases"] + 1,
                      points=row["points"] + pts, stones=row["stones"] + p["stones"],
                      cents=row["cents"] + cts)
 
