@@ -171,6 +171,23 @@ def auth(app, ledger: Ledger) -> Auth:  # type: ignore[no-untyped-def]
     return Auth(ledger)
 
 
+# -- the small world's licence zone and pit, as most test worlds register them -----------------
+
+SQUARE = {"type": "Polygon", "coordinates": [[[-0.9, 5.9], [-0.7, 5.9], [-0.7, 6.1],
+                                              [-0.9, 6.1], [-0.9, 5.9]]]}
+
+
+def register_akwatia(write: Callable[..., Any]) -> None:
+    """``off-gh`` registers licence zone Z-AKW (SQUARE, licence GH-ML-AKW-1) on 2004-01-06 and
+    the pit S-AKW inside it on 2004-01-07; ``write(kind, actor, **payload)``."""
+    write("zone.registered", "off-gh", zone_id="Z-AKW", zone_type="licence", geometry=SQUARE,
+          date="2004-01-06", valid_from="2000-01-01", valid_to=None, licence_no="GH-ML-AKW-1",
+          holder="Akwatia Diggers Cooperative")
+    write("site.registered", "off-gh", site_id="S-AKW", name="Akwatia pit 1",
+          location={"type": "Point", "coordinates": [-0.8, 6.04]}, licence_no="GH-ML-AKW-1",
+          operator="Akwatia Diggers Cooperative", country="GH", date="2004-01-07")
+
+
 # -- the demo, built once per test session --------------------------------------------------
 
 DEMO_ENV = {"ALLUVIAL_DATABASE_URL": "", "ALLUVIAL_LOG_KEY": ""}

@@ -17,14 +17,12 @@ from ledger import accounts
 from ledger.cli import cli
 from ledger.log import merkle
 from ledger.recorder.events import Event, Ledger
-from tests.conftest import Auth
+from tests.conftest import Auth, register_akwatia
 from webui import group_commit
 
 API = "/api/v1"
 PROBLEM = "application/problem+json"
 ROLES = [None, "officer", "buyer", "exporter", "auditor", "admin"]
-SQUARE = {"type": "Polygon", "coordinates": [[[-0.9, 5.9], [-0.7, 5.9], [-0.7, 6.1],
-                                              [-0.9, 6.1], [-0.9, 5.9]]]}
 
 
 def purchase(pid: str, site: str = "S-AKW", carats: float = 10.0) -> dict[str, Any]:
@@ -43,12 +41,7 @@ def world(ledger: Ledger, auth: Auth) -> Ledger:
     def write(kind: str, actor: str, **payload: Any) -> None:
         ledger.write(Event(kind, actor, payload))
 
-    write("zone.registered", "off-gh", zone_id="Z-AKW", zone_type="licence", geometry=SQUARE,
-          date="2004-01-06", valid_from="2000-01-01", valid_to=None, licence_no="GH-ML-AKW-1",
-          holder="Akwatia Diggers Cooperative")
-    write("site.registered", "off-gh", site_id="S-AKW", name="Akwatia pit 1",
-          location={"type": "Point", "coordinates": [-0.8, 6.04]}, licence_no="GH-ML-AKW-1",
-          operator="Akwatia Diggers Cooperative", country="GH", date="2004-01-07")
+    register_akwatia(write)
     for pid, site in (("P1", "S-AKW"), ("P2", "S-AKW"), ("P3", "S-NOWHERE")):
         write("parcel.purchased", "buyer-a", **purchase(pid, site))
     write("parcel.purchased", "buyer-b", **purchase("Q1"))

@@ -18,8 +18,9 @@ from ledger.bundle.verify import verify_bundle
 from ledger.cli import cli
 from ledger.errors import LedgerError
 from ledger.recorder.events import Event, Ledger
+from tests.conftest import register_akwatia
 from tests.test_bundle import Events, changed, forge, inserted, story
-from tests.test_custody import SQUARE, Write, licensed
+from tests.test_custody import Write, licensed
 
 TODAY = datetime.now(UTC).date()
 
@@ -39,12 +40,7 @@ def world(ledger: Ledger, write: Write) -> Ledger:
               role=role, country=country, date="2004-01-02")
     for actor_id, role in [("buyer-a", "buyer"), ("exp-gh", "exporter")]:
         write("actor.registered", "off-gh", **licensed(actor_id, role))
-    write("zone.registered", "off-gh", zone_id="Z-AKW", zone_type="licence", geometry=SQUARE,
-          date="2004-01-06", valid_from="2000-01-01", valid_to=None, licence_no="GH-ML-AKW-1",
-          holder="Akwatia Diggers Cooperative")
-    write("site.registered", "off-gh", site_id="S-AKW", name="Akwatia pit 1",
-          location={"type": "Point", "coordinates": [-0.8, 6.04]}, licence_no="GH-ML-AKW-1",
-          operator="Akwatia Diggers Cooperative", country="GH", date="2004-01-07")
+    register_akwatia(write)
     return ledger
 
 

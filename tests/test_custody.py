@@ -14,12 +14,11 @@ from ledger.config import Settings
 from ledger.custody.trace import trace
 from ledger.errors import LedgerError
 from ledger.recorder.events import Ledger, WriteResult
+from tests.conftest import SQUARE, register_akwatia
 from webui import create_app
 
 Write = Callable[..., WriteResult]
 
-SQUARE = {"type": "Polygon", "coordinates": [[[-0.9, 5.9], [-0.7, 5.9], [-0.7, 6.1],
-                                              [-0.9, 6.1], [-0.9, 5.9]]]}
 
 
 def licensed(actor_id: str, role: str, country: str = "GH", until: str | None = "2030-12-31",
@@ -40,12 +39,7 @@ def world(ledger: Ledger, write: Write) -> Ledger:
         write("actor.registered", "off-gh", **licensed(actor_id, role, **extra))
     write("actor.registered", "admin", actor_id="aud-1", name="KP Review Mission",
           role="auditor", country="BE", date="2004-01-05")
-    write("zone.registered", "off-gh", zone_id="Z-AKW", zone_type="licence", geometry=SQUARE,
-          date="2004-01-06", valid_from="2000-01-01", valid_to=None, licence_no="GH-ML-AKW-1",
-          holder="Akwatia Diggers Cooperative")
-    write("site.registered", "off-gh", site_id="S-AKW", name="Akwatia pit 1",
-          location={"type": "Point", "coordinates": [-0.8, 6.04]}, licence_no="GH-ML-AKW-1",
-          operator="Akwatia Diggers Cooperative", country="GH", date="2004-01-07")
+    register_akwatia(write)
     return ledger
 
 

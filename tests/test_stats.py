@@ -29,7 +29,7 @@ from ledger.custody.schema import load_schema
 from ledger.db import make_engine
 from ledger.recorder.events import Event, Ledger
 from ledger.stats import Query, QueryError
-from tests.conftest import Auth, copy_demo
+from tests.conftest import Auth, copy_demo, register_akwatia
 
 API = "/api/v1/stats"
 CENT = Decimal("0.01")
@@ -338,8 +338,6 @@ def test_the_api_answers_a_bad_query_400_naming_the_parameter(
 
 # -- a small world on both databases: currencies, imports, flags ------------------------
 
-SQUARE = {"type": "Polygon", "coordinates": [[[-0.9, 5.9], [-0.7, 5.9], [-0.7, 6.1],
-                                              [-0.9, 6.1], [-0.9, 5.9]]]}
 
 
 @pytest.fixture
@@ -352,12 +350,7 @@ def world(ledger: Ledger, auth: Auth) -> Ledger:
     def write(kind: str, actor: str, **payload: Any) -> None:
         ledger.write(Event(kind, actor, payload))
 
-    write("zone.registered", "off-gh", zone_id="Z-AKW", zone_type="licence", geometry=SQUARE,
-          date="2004-01-06", valid_from="2000-01-01", valid_to=None, licence_no="GH-ML-AKW-1",
-          holder="Akwatia Diggers Cooperative")
-    write("site.registered", "off-gh", site_id="S-AKW", name="Akwatia pit 1",
-          location={"type": "Point", "coordinates": [-0.8, 6.04]}, licence_no="GH-ML-AKW-1",
-          operator="Akwatia Diggers Cooperative", country="GH", date="2004-01-07")
+    register_akwatia(write)
     for pid, site, ct, amount, currency, day in (
             ("P1", "S-AKW", 10.01, 400.33, "USD", "2008-03-14"),
             ("P2", "S-AKW", 2.5, 100.01, "USD", "2008-06-30"),

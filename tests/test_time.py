@@ -21,6 +21,7 @@ from ledger.errors import LedgerError
 from ledger.log.keys import load_or_create
 from ledger.projections import flags as flag_table
 from ledger.recorder.events import Event, Ledger
+from tests.conftest import register_akwatia
 from tests.test_custody import SQUARE, Write, buy, export, licensed, merge, move, split
 
 SMALL = {"type": "Polygon", "coordinates": [[[-0.9, 5.9], [-0.8, 5.9], [-0.8, 6.0],
@@ -38,12 +39,7 @@ def world(ledger: Ledger, write: Write) -> Ledger:
           role="officer", country="SL", date="2004-01-02")
     for actor_id, role in [("buyer-a", "buyer"), ("exp-gh", "exporter")]:
         write("actor.registered", "off-gh", **licensed(actor_id, role))
-    write("zone.registered", "off-gh", zone_id="Z-AKW", zone_type="licence", geometry=SQUARE,
-          date="2004-01-06", valid_from="2000-01-01", valid_to=None, licence_no="GH-ML-AKW-1",
-          holder="Akwatia Diggers Cooperative")
-    write("site.registered", "off-gh", site_id="S-AKW", name="Akwatia pit 1",
-          location={"type": "Point", "coordinates": [-0.8, 6.04]}, licence_no="GH-ML-AKW-1",
-          operator="Akwatia Diggers Cooperative", country="GH", date="2004-01-07")
+    register_akwatia(write)
     return ledger
 
 
