@@ -61,7 +61,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     from ledger import accounts
     from ledger.recorder.events import Ledger
-    from webui import api, errors, pages, reqlog, sessions
+    from webui import api, errors, i18n, pages, reqlog, sessions
     from webui.auth import TokenCache
     from webui.http import MAX_BODY
     from webui.services import Services
@@ -98,6 +98,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     reqlog.init_app(app)
     api.init_app(app)
+    i18n.init_app(app)
     pages.init_app(app)
     app.after_request(_nosniff)
     return app
