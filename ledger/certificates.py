@@ -13,6 +13,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ledger.custody import rules
+from ledger.custody.state import State
+from ledger.errors import RuleViolation
 from ledger.projections import actors, exports, flags
 
 STATES = ("declared", "validated", "confirmed", "mismatched")
@@ -28,6 +31,52 @@ def state_of(validated_seq: int | None, confirmed_seq: int | None,
     return "validated" if validated_seq is not None else "declared"
 
 
+def state_rank() -> sa.ColumnElement[int]:
+    """:func:`state_of` in SQL, as the index of the state in STATES (so a list sorts by
+    how far a certificate has gone, and filters by state on the server)."""
+    x = exports
+    return sa.case((sa.and_(x.c.confirmed_seq.is_not(None), x.c.mismatched.is_(True)), 3),
+                   (x.c.confirmed_seq.is_not(None), 2),
+                   (x.c.validated_seq.is_not(None), 1), else_=0)
+
+
+def tainting() -> sa.ScalarSelect[int]:
+    """How many open flags taint the certificate of the row (those but NOT_TAINT)."""
+    x = exports
+    return (sa.select(sa.func.count()).select_from(flags)
+            .where(flags.c.subject_type == "export", flags.c.subject_id == x.c.certificate_no,
+                   flags.c.status == "open", flags.c.code.not_in(NOT_TAINT))
+            .scalar_subquery())
+
+
+# What an authority's page offers on a certificate, and the kind each writes.
+ACTIONS = {"validate": "certificate.validated", "confirm": "import.confirmed"}
+
+
+def actions(conn: sa.Connection, actor_id: str, certificate_nos: list[str]
+            ) -> dict[str, set[str]]:
+    """Of ``certificate_nos``, those ``actor_id`` may validate and confirm, by action: the
+    custody rules of SPEC 4 that do not read what a form carries (ROLE, JURISDICTION,
+    UNKNOWN_REFERENCE, DUPLICATE: validated once, confirmed once), run as the ledger runs
+    them on saving, so a page never offers a button the ledger would refuse for who
+    presses it (a foreign authority's Validate)."""
+    state = State(conn)
+    state.prefetch("exports", certificate_nos)
+    actor = state.get("actors", actor_id) if actor_id else None
+    allowed: dict[str, set[str]] = {name: set() for name in ACTIONS}
+    for name, kind in ACTIONS.items():
+        for no in certificate_nos:
+            ctx = rules.Ctx(state, actor_id, actor, kind, {"certificate_no": no})
+            try:
+                for rule in (rules.role, rules.jurisdiction, rules.unknown_reference,
+                             rules.duplicate):
+                    rule(ctx)
+            except RuleViolation:
+                continue
+            allowed[name].add(no)
+    return allowed
+
+
 def certificate_list(conn: sa.Connection, *, unconfirmed: bool = False,
                      older_than: int | None = None, today: date | None = None,
                      destination: str | None = None, exporter_country: str | None = None
@@ -39,13 +88,9 @@ def certificate_list(conn: sa.Connection, *, unconfirmed: bool = False,
     default); ``destination`` / ``exporter_country``: those going to, or leaving, one
     country (an authority's two lists)."""
     x = exports
-    tainting = (sa.select(sa.func.count()).select_from(flags)
-                .where(flags.c.subject_type == "export", flags.c.subject_id == x.c.certificate_no,
-                       flags.c.status == "open", flags.c.code.not_in(NOT_TAINT))
-                .scalar_subquery())
     query = sa.select(x.c.certificate_no, x.c.exporter, x.c.destination, x.c.date, x.c.expires,
                       x.c.points, x.c.value_cents, x.c.validated_seq, x.c.confirmed_seq,
-                      x.c.mismatched, tainting.label("tainting"))
+                      x.c.mismatched, tainting().label("tainting"))
     if unconfirmed:
         query = query.where(x.c.confirmed_seq.is_(None))
     if older_than is not None:

@@ -1,6 +1,6 @@
-"""The lists users page through (issue 19): flags, holdings, parcels, sites, zones, actors
-and entries, each a :class:`ledger.paging.Listing` (its sorts and filters) and a function
-that pages it as the caller's :class:`ledger.reads.Scope` may see it.
+"""The lists users page through (issue 19): flags, holdings, parcels, sites, zones, actors,
+entries and KP certificates, each a :class:`ledger.paging.Listing` (its sorts and filters)
+and a function that pages it as the caller's :class:`ledger.reads.Scope` may see it.
 
 The scoping is the Scope's, unchanged (``Scope.flags_seen``, ``Scope.seen_parcels``,
 the holder's own parcels, an auditor's or one's own entries), so a page of a list never
@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from ledger import projections as pj
+from ledger.certificates import STATES, state_rank, tainting
 from ledger.db import entries
+from ledger.i18n import N_
 from ledger.paging import MAX_SIZE, SIZE, Filter, Listing, Order, Page, Position, contains
-from ledger.reads import Scope, summary
+from ledger.reads import OVERDUE_DAYS, Scope, summary
 
 Where = Callable[[str], sa.ColumnElement[bool]]
 Paged = tuple[Page, dict[str, str]]  # the page, and the filters it applied (for its links)
@@ -133,6 +136,52 @@ ENTRY_LIST = Listing("entries", {
     Filter("actor", "Actor", lambda v: _e.c.actor == v),
     *_dates(_e.c.ts),
 ))
+
+
+_x, _rank, _taints = pj.exports, state_rank(), tainting()
+
+
+def _overdue() -> sa.ColumnElement[bool]:
+    """Not confirmed and issued more than OVERDUE_DAYS days before today (UTC), as the
+    authority's desk has it."""
+    late = (datetime.now(UTC).date() - timedelta(days=OVERDUE_DAYS)).isoformat()
+    return sa.and_(_x.c.confirmed_seq.is_(None), _x.c.date < late)
+
+
+CERTIFICATE_LIST = Listing("certificates", {
+    "newest": Order(N_("newest first"), (_x.c.date, _x.c.certificate_no), descending=True),
+    "date": Order(N_("oldest first"), (_x.c.date, _x.c.certificate_no)),
+    "certificate": Order(N_("certificate no"), (_x.c.certificate_no,)),
+    "carats": Order(N_("most carats first"), (_x.c.points, _x.c.certificate_no), descending=True),
+    "status": Order(N_("status (declared first)"), (_rank, _x.c.date, _x.c.certificate_no)),
+}, (
+    Filter("q", N_("Certificate no contains"), contains(_x.c.certificate_no)),
+    Filter("status", N_("Status"), lambda v: _rank == STATES.index(v), choices=STATES),
+    Filter("exporter", N_("Exporter"), lambda v: _x.c.exporter == v),
+    Filter("origin", N_("Leaving (country)"), lambda v: _x.c.exporter.in_(
+        sa.select(_a.c.actor_id).where(_a.c.country == v.upper()))),
+    Filter("destination", N_("Reaching (country)"), lambda v: _x.c.destination == v.upper()),
+    *_dates(_x.c.date),
+    Filter("tainted", N_("Tainted"), _yes_no(_taints > 0), choices=("yes", "no")),
+    Filter("overdue", N_("Overdue"), lambda v: _yes_no(_overdue())(v), choices=("yes", "no")),
+))
+
+
+def certificate_page(scope: Scope, args: Mapping[str, str], order: str | None = None,
+                     position: Position | None = None, size: int = SIZE) -> Paged:
+    """A page of the KP certificates the caller may read (:meth:`Scope.exports_seen`: an
+    exporter its own, an authority those from and to its country, an auditor all), each
+    with its state, whether an open flag taints it and whether it is overdue."""
+    late = (datetime.now(UTC).date() - timedelta(days=OVERDUE_DAYS)).isoformat()
+    query = sa.select(_x.c.certificate_no, _x.c.exporter, _x.c.destination, _x.c.date,
+                      _x.c.expires, _x.c.points, _x.c.value_cents, _rank.label("rank"),
+                      _taints.label("tainting")).where(*scope.exports_seen())
+    page, used = _paged(scope, CERTIFICATE_LIST, query, args, order, position, size)
+    for r in page.rows:
+        r["carats"], r["value_usd"] = r.pop("points") / 100, r.pop("value_cents") / 100
+        r["state"], r["tainted"] = STATES[r.pop("rank")], bool(r.pop("tainting"))
+        r["overdue"] = r["state"] in ("declared", "validated") and r["date"] < late
+    return page, used
 
 
 def _paged(scope: Scope, listing: Listing, query: sa.Select[Any], args: Mapping[str, str],

@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from ledger.i18n import N_
+
 
 @dataclass(frozen=True)
 class Window:
@@ -59,20 +61,62 @@ def valid_on(spans: Iterable[Window], day: str) -> bool:
     return any(w.valid_on(day) for w in spans)
 
 
-def why_not(spans: list[Window], day: str, licence_no: str | None) -> str | None:
+@dataclass(frozen=True)
+class Why:
+    """Why a licence is not valid on a day: ``str()`` gives the clause ("licence GH-1 expired
+    on 2008-01-31"); ``template`` and ``values`` let the LICENCE rule make whole sentences
+    of it in the pages' languages (ledger.custody.rules, issue 19)."""
+
+    template: str
+    values: dict[str, str]
+
+    def __str__(self) -> str:
+        return self.template % self.values
+
+
+# Each clause of why_not, as the whole sentence of a LICENCE refusal.
+NO_TRADE = {
+    "licence %(licence)s was revoked on %(on)s": N_(
+        "licence %(licence)s was revoked on %(on)s ('%(actor)s'), so it may not trade on "
+        "%(day)s."),
+    "licence %(licence)s is not valid until %(on)s": N_(
+        "licence %(licence)s is not valid until %(on)s ('%(actor)s'), so it may not trade on "
+        "%(day)s."),
+    "licence %(licence)s expired on %(on)s": N_(
+        "licence %(licence)s expired on %(on)s ('%(actor)s'), so it may not trade on %(day)s."),
+    "licence %(licence)s is not valid on %(on)s": N_(
+        "licence %(licence)s is not valid on %(on)s ('%(actor)s'), so it may not trade on "
+        "%(day)s."),
+    "the licence was revoked on %(on)s": N_(
+        "the licence was revoked on %(on)s ('%(actor)s'), so it may not trade on %(day)s."),
+    "the licence is not valid until %(on)s": N_(
+        "the licence is not valid until %(on)s ('%(actor)s'), so it may not trade on %(day)s."),
+    "the licence expired on %(on)s": N_(
+        "the licence expired on %(on)s ('%(actor)s'), so it may not trade on %(day)s."),
+    "the licence is not valid on %(on)s": N_(
+        "the licence is not valid on %(on)s ('%(actor)s'), so it may not trade on %(day)s."),
+}
+
+
+def why_not(spans: list[Window], day: str, licence_no: str | None) -> Why | None:
     """Why the licence is not valid on ``day`` ("was revoked on ...", "expired on ..."), or
     None when it is."""
     if valid_on(spans, day):
         return None
-    name = f"licence {licence_no}" if licence_no else "the licence"
+    name = "licence %(licence)s" if licence_no else "the licence"
     cut = [w for w in spans if w.holds(day)]
-    if cut:
-        return f"{name} was revoked on {min(w.revoked for w in cut if w.revoked)}"
     starts = [w.start for w in spans if w.start is not None]
-    if len(starts) == len(spans) and day < min(starts):
-        return f"{name} is not valid until {min(starts)}"
     ended = [w.end for w in spans if w.end is not None and w.end < day]
-    return f"{name} expired on {max(ended)}" if ended else f"{name} is not valid on {day}"
+    if cut:
+        what, on = "was revoked on", min(w.revoked for w in cut if w.revoked)
+    elif len(starts) == len(spans) and day < min(starts):
+        what, on = "is not valid until", min(starts)
+    elif ended:
+        what, on = "expired on", max(ended)
+    else:
+        what, on = "is not valid on", day
+    values = {"on": on, **({"licence": licence_no} if licence_no else {})}
+    return Why(f"{name} {what} %(on)s", values)
 
 
 def renewed(renewals: str | None, start: str, end: str | None) -> str:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from ledger.custody import licences
 from ledger.custody.state import Row, State, zone_country
 from ledger.errors import RuleViolation
+from ledger.i18n import N_
 from ledger.projections import flags, points
 
 SYSTEM = "system"
@@ -80,8 +81,12 @@ class Ctx:
             yield row
 
 
-def refuse(rule: str, field: str, message: str, **data: Any) -> RuleViolation:
-    return RuleViolation(f"{field}: {message}", rule=rule, field=field, **data)
+def refuse(rule: str, field: str, template: str, /, *, data: dict[str, Any] | None = None,
+           **values: Any) -> RuleViolation:
+    """The refusal ``<field>: template % values``; ``template`` is marked with ``N_`` so that
+    a page can say it in its language (issue 19). ``data`` goes with the error as is."""
+    return RuleViolation.said(template, values, lead=f"{field}: ", rule=rule, field=field,
+                              **(data or {}))
 
 
 # Payload fields that name an actor (SPEC 3: input naming `system` is refused).
@@ -90,18 +95,24 @@ ACTOR_FIELDS = ("actor_id", "to_actor", "seller", "exporter")
 
 def role(ctx: Ctx) -> None:
     if ctx.actor_id == SYSTEM:
-        raise refuse("ROLE", "actor", "'system' is reserved for what the ledger writes itself.")
+        raise refuse("ROLE", "actor", N_("'system' is reserved for what the ledger writes "
+                                         "itself."))
     for field in ACTOR_FIELDS:
         if ctx.p.get(field) == SYSTEM:
-            raise refuse("ROLE", f"payload.{field}", "'system' is reserved for what the "
-                         "ledger writes itself; no event may name it.")
+            raise refuse("ROLE", f"payload.{field}", N_("'system' is reserved for what the "
+                         "ledger writes itself; no event may name it."))
     if ctx.actor is None:
-        raise refuse("ROLE", "actor", f"'{ctx.actor_id}' is not a registered actor, so it may "
-                     f"not write {ctx.kind}.")
-    allowed = ROLES[ctx.kind]
+        raise refuse("ROLE", "actor", N_("'%(actor)s' is not a registered actor, so it may "
+                     "not write %(kind)s."), actor=ctx.actor_id, kind=ctx.kind)
+    allowed = sorted(ROLES[ctx.kind])
     if ctx.actor["role"] not in allowed:
-        raise refuse("ROLE", "actor", f"'{ctx.actor_id}' is a {ctx.actor['role']}; only "
-                     f"{' or '.join(sorted(allowed))} may write {ctx.kind}.")
+        one, *other = allowed  # every kind has one or two roles
+        raise refuse("ROLE", "actor",
+                     N_("'%(actor)s' is a %(role)s; only %(one)s or %(other)s may write "
+                        "%(kind)s.") if other else
+                     N_("'%(actor)s' is a %(role)s; only %(one)s may write %(kind)s."),
+                     actor=ctx.actor_id, role=ctx.actor["role"], one=one,
+                     other=" or ".join(other), kind=ctx.kind)
 
 
 # -- JURISDICTION (SPEC 1): an officer or authority acts only within its own country ----------
@@ -152,14 +163,18 @@ def jurisdiction(ctx: Ctx) -> None:
         return
     field, country = found
     if country is None:
-        raise refuse("JURISDICTION", field, "the licence zone's country is not known: give "
-                     "`country`, or a licence_no that begins with the country code and '-'.")
+        raise refuse("JURISDICTION", field, N_("the licence zone's country is not known: give "
+                     "`country`, or a licence_no that begins with the country code and '-'."))
     if country != actor["country"]:
-        what = {"import.confirmed": "confirm imports into",
-                "certificate.validated": "validate the exports of"}.get(
-                    ctx.kind, "act on what belongs to")
-        raise refuse("JURISDICTION", field, f"'{ctx.actor_id}' is an {actor['role']} of "
-                     f"{actor['country']}; it may not {what} {country}.")
+        template = {
+            "import.confirmed": N_("'%(actor)s' is an %(role)s of %(mine)s; it may not "
+                                   "confirm imports into %(country)s."),
+            "certificate.validated": N_("'%(actor)s' is an %(role)s of %(mine)s; it may not "
+                                        "validate the exports of %(country)s.")}.get(
+            ctx.kind, N_("'%(actor)s' is an %(role)s of %(mine)s; it may not act on what "
+                         "belongs to %(country)s."))
+        raise refuse("JURISDICTION", field, template, actor=ctx.actor_id, role=actor["role"],
+                     mine=actor["country"], country=country)
 
 
 def licence_windows(row: Row, start: str = "licence_valid_from",
@@ -177,8 +192,8 @@ def licence(ctx: Ctx) -> None:
     why = licences.why_not(licence_windows(actor), day, actor["licence_no"])
     if why is None:
         return
-    raise refuse("LICENCE", "payload.date", f"{why} ('{ctx.actor_id}'), so it may not trade "
-                 f"on {day}.")
+    template, values = licences.NO_TRADE[why.template], why.values
+    raise refuse("LICENCE", "payload.date", template, **values, actor=ctx.actor_id, day=day)
 
 
 def _references(ctx: Ctx) -> Iterator[tuple[str, str, str]]:
@@ -215,14 +230,24 @@ def _references(ctx: Ctx) -> Iterator[tuple[str, str, str]]:
         yield "flags", p["flag_id"], "payload.flag_id"
 
 
-NOUNS = {"actors": "actor", "zones": "zone", "sites": "site", "parcels": "parcel",
-         "exports": "export certificate", "flags": "flag"}
+# One whole sentence per table, for the pages' other languages (issue 19).
+UNKNOWN = {"actors": N_("there is no actor '%(id)s'."), "zones": N_("there is no zone '%(id)s'."),
+           "sites": N_("there is no site '%(id)s'."),
+           "parcels": N_("there is no parcel '%(id)s'."),
+           "exports": N_("there is no export certificate '%(id)s'."),
+           "flags": N_("there is no flag '%(id)s'.")}
+TAKEN = {"actors": N_("the actor id '%(id)s' is already taken."),
+         "zones": N_("the zone id '%(id)s' is already taken."),
+         "sites": N_("the site id '%(id)s' is already taken."),
+         "parcels": N_("the parcel id '%(id)s' is already taken."),
+         "exports": N_("the export certificate id '%(id)s' is already taken."),
+         "flags": N_("the flag id '%(id)s' is already taken.")}
 
 
 def unknown_reference(ctx: Ctx) -> None:
     for table, key, field in _references(ctx):
         if ctx.state.get(table, key) is None:
-            raise refuse("UNKNOWN_REFERENCE", field, f"there is no {NOUNS[table]} '{key}'.")
+            raise refuse("UNKNOWN_REFERENCE", field, UNKNOWN[table], id=key)
 
 
 def _new_ids(ctx: Ctx) -> Iterator[tuple[str, str, str]]:
@@ -259,27 +284,29 @@ ONCE = {"certificate.validated": ("validated_seq", "validated"),
 
 def duplicate(ctx: Ctx) -> None:
     if ctx.kind == "flag.raised" and SYSTEM_FLAG_ID.match(ctx.p["flag_id"]):
-        raise refuse("DUPLICATE", "payload.flag_id", f"the flag id '{ctx.p['flag_id']}' is in "
-                     "the namespace the ledger keeps for its own screening flags ('F-' and a "
-                     "digit); choose another id.")
+        raise refuse("DUPLICATE", "payload.flag_id", N_("the flag id '%(id)s' is in the "
+                     "namespace the ledger keeps for its own screening flags ('F-' and a "
+                     "digit); choose another id."), id=ctx.p["flag_id"])
     seen: set[tuple[str, str]] = set()
     for table, key, field in _new_ids(ctx):
         if (table, key) in seen or ctx.state.get(table, key) is not None:
-            raise refuse("DUPLICATE", field, f"the {NOUNS[table]} id '{key}' is already taken.")
+            raise refuse("DUPLICATE", field, TAKEN[table], id=key)
         seen.add((table, key))
     if ctx.kind in ONCE:
         # SPEC 4 CERTIFICATE: a certificate is validated once and confirmed once
-        column, done = ONCE[ctx.kind]
+        column, _ = ONCE[ctx.kind]
         export = ctx.state.get("exports", ctx.p["certificate_no"])
         if export is not None and export[column] is not None:
-            raise refuse("DUPLICATE", "payload.certificate_no", f"certificate "
-                         f"{ctx.p['certificate_no']} was already {done} by entry "
-                         f"{export[column]}.")
+            raise refuse("DUPLICATE", "payload.certificate_no",
+                         N_("certificate %(cert)s was already validated by entry %(seq)s.")
+                         if ctx.kind == "certificate.validated" else
+                         N_("certificate %(cert)s was already confirmed by entry %(seq)s."),
+                         cert=ctx.p["certificate_no"], seq=export[column])
     if ctx.kind == "flag.resolved":
         flag = ctx.state.get("flags", ctx.p["flag_id"])
         if flag is not None and flag["status"] == "resolved":
             raise refuse("DUPLICATE", "payload.flag_id",
-                         f"the flag '{ctx.p['flag_id']}' was already resolved.")
+                         N_("the flag '%(id)s' was already resolved."), id=ctx.p["flag_id"])
 
 
 def open_flags(state: State, parcel_id: str) -> str:
@@ -299,32 +326,39 @@ def holder(ctx: Ctx) -> None:
     for row in ctx.parcels():
         if row["holder"] != ctx.actor_id:
             named = open_flags(ctx.state, row["parcel_id"]) if row["open_flags"] else ""
-            also = f" It is also on hold with open flags {named}." if named else ""
-            raise refuse("HOLDER", "payload", f"parcel '{row['parcel_id']}' is held by "
-                         f"'{row['holder']}', not by '{ctx.actor_id}'.{also}")
+            raise refuse("HOLDER", "payload",
+                         N_("parcel '%(parcel)s' is held by '%(holder)s', not by '%(actor)s'. "
+                            "It is also on hold with open flags %(flags)s.") if named else
+                         N_("parcel '%(parcel)s' is held by '%(holder)s', not by "
+                            "'%(actor)s'."),
+                         parcel=row["parcel_id"], holder=row["holder"], actor=ctx.actor_id,
+                         flags=named)
 
 
 def spent(ctx: Ctx) -> None:
     for row in ctx.parcels():
         if row["status"] == "spent":
-            raise refuse("SPENT", "payload", f"parcel '{row['parcel_id']}' was consumed by "
-                         f"entry {row['spent_seq']} and can never move again.")
+            raise refuse("SPENT", "payload", N_("parcel '%(parcel)s' was consumed by entry "
+                         "%(seq)s and can never move again."), parcel=row["parcel_id"],
+                         seq=row["spent_seq"])
     if ctx.kind == "parcel.transferred" and ctx.p["to_actor"] == ctx.actor_id:
-        raise refuse("SPENT", "payload.to_actor", "a transfer must change the holder; "
-                     f"'{ctx.actor_id}' already holds parcel '{ctx.p['parcel_id']}'.")
+        raise refuse("SPENT", "payload.to_actor", N_("a transfer must change the holder; "
+                     "'%(actor)s' already holds parcel '%(parcel)s'."), actor=ctx.actor_id,
+                     parcel=ctx.p["parcel_id"])
 
 
 def date_order(ctx: Ctx) -> None:
     """SPEC 4 DATE_ORDER: time runs forward along custody, and nothing is dated after today."""
     day = ctx.p["date"]
     if day > ctx.today:
-        raise refuse("DATE_ORDER", "payload.date", f"{day} is after today ({ctx.today}, UTC); "
-                     "the ledger records what has happened.")
+        raise refuse("DATE_ORDER", "payload.date", N_("%(day)s is after today (%(today)s, "
+                     "UTC); the ledger records what has happened."), day=day, today=ctx.today)
     for row in ctx.parcels():
         if day < row["last_date"]:
-            raise refuse("DATE_ORDER", "payload.date", f"{day} is before {row['last_date']}, "
-                         f"the date of the last custody event of parcel '{row['parcel_id']}'.",
-                         parcel_id=row["parcel_id"])
+            raise refuse("DATE_ORDER", "payload.date", N_("%(day)s is before %(last)s, the date "
+                         "of the last custody event of parcel '%(parcel)s'."), day=day,
+                         last=row["last_date"], parcel=row["parcel_id"],
+                         data={"parcel_id": row["parcel_id"]})
     if ctx.kind in ONCE:
         _certificate_dates(ctx, day)
 
@@ -338,18 +372,19 @@ def _certificate_dates(ctx: Ctx, day: str) -> None:
     assert export is not None  # UNKNOWN_REFERENCE ran first
     validated = export["validated_on"] if ctx.kind == "import.confirmed" else None
     if validated is not None and day < validated:
-        raise refuse("DATE_ORDER", "payload.date", f"{day} is before the certificate {cert} "
-                     f"was validated ({validated}).")
+        raise refuse("DATE_ORDER", "payload.date", N_("%(day)s is before the certificate "
+                     "%(cert)s was validated (%(on)s)."), day=day, cert=cert, on=validated)
     if day < export["date"]:
-        raise refuse("DATE_ORDER", "payload.date", f"{day} is before the certificate {cert} "
-                     f"was issued ({export['date']}).")
+        raise refuse("DATE_ORDER", "payload.date", N_("%(day)s is before the certificate "
+                     "%(cert)s was issued (%(on)s)."), day=day, cert=cert, on=export["date"])
     if day > export["expires"]:
-        raise refuse("DATE_ORDER", "payload.date", f"{day} is after the certificate {cert} "
-                     f"expired ({export['expires']}).")
+        raise refuse("DATE_ORDER", "payload.date", N_("%(day)s is after the certificate "
+                     "%(cert)s expired (%(on)s)."), day=day, cert=cert, on=export["expires"])
     confirmed = export["confirmed_on"] if ctx.kind == "certificate.validated" else None
     if confirmed is not None and day > confirmed:
-        raise refuse("DATE_ORDER", "payload.date", f"{day} is after the import under "
-                     f"certificate {cert} was confirmed ({confirmed}).")
+        raise refuse("DATE_ORDER", "payload.date", N_("%(day)s is after the import under "
+                     "certificate %(cert)s was confirmed (%(on)s)."), day=day, cert=cert,
+                     on=confirmed)
 
 
 def mass(ctx: Ctx) -> None:
@@ -360,24 +395,31 @@ def mass(ctx: Ctx) -> None:
         got_pts = sum(points(c["carats"]) for c in p["children"])
         got_stones = sum(c["stones"] for c in p["children"])
         have_pts, have_stones = parent["points"], parent["stones"]
-        what = f"the children of parcel '{parent['parcel_id']}'"
+        heavier = N_("the children of parcel '%(parcel)s' weigh %(got)s ct, more than the "
+                     "%(have)s ct they come from.")
+        more = N_("the children of parcel '%(parcel)s' count %(got)s stones, more than the "
+                  "%(have)s they come from.")
+        parcel = parent["parcel_id"]
     elif ctx.kind == "parcel.merged":
         rows = list(ctx.parcels())
         got_pts, got_stones = points(p["child"]["carats"]), p["child"]["stones"]
         have_pts = sum(r["points"] for r in rows)
         have_stones = sum(r["stones"] for r in rows)
-        what = f"merged parcel '{p['child']['parcel_id']}'"
+        heavier = N_("merged parcel '%(parcel)s' weigh %(got)s ct, more than the %(have)s ct "
+                     "they come from.")
+        more = N_("merged parcel '%(parcel)s' count %(got)s stones, more than the %(have)s "
+                  "they come from.")
+        parcel = p["child"]["parcel_id"]
     elif ctx.kind == "parcel.purchased" and "sieve" in p:
         sieve_adds_up(p["sieve"], p["carats"])
         return
     else:
         return
     if got_pts > have_pts:
-        raise refuse("MASS", "payload", f"{what} weigh {got_pts / 100:.2f} ct, more than the "
-                     f"{have_pts / 100:.2f} ct they come from.")
+        raise refuse("MASS", "payload", heavier, parcel=parcel, got=f"{got_pts / 100:.2f}",
+                     have=f"{have_pts / 100:.2f}")
     if got_stones > have_stones:
-        raise refuse("MASS", "payload", f"{what} count {got_stones} stones, more than the "
-                     f"{have_stones} they come from.")
+        raise refuse("MASS", "payload", more, parcel=parcel, got=got_stones, have=have_stones)
 
 
 def sieve_adds_up(sieve: dict[str, float], carats: float) -> None:
@@ -385,16 +427,18 @@ def sieve_adds_up(sieve: dict[str, float], carats: float) -> None:
     in integer points, never binary floats."""
     got = sum(points(v) for v in sieve.values())
     if got != points(carats):
-        raise refuse("MASS", "payload.sieve", f"the sieve classes add up to {got / 100:.2f} "
-                     f"ct, not the {points(carats) / 100:.2f} ct of the purchase.")
+        raise refuse("MASS", "payload.sieve", N_("the sieve classes add up to %(got)s ct, not "
+                     "the %(carats)s ct of the purchase."), got=f"{got / 100:.2f}",
+                     carats=f"{points(carats) / 100:.2f}")
 
 
 def hold(ctx: Ctx) -> None:
     for row in ctx.parcels():
         if row["open_flags"]:
-            raise refuse("HOLD", "payload", f"parcel '{row['parcel_id']}' is on hold with open "
-                         f"flags {open_flags(ctx.state, row['parcel_id'])}; an auditor must "
-                         "resolve them first.", parcel_id=row["parcel_id"])
+            raise refuse("HOLD", "payload", N_("parcel '%(parcel)s' is on hold with open flags "
+                         "%(flags)s; an auditor must resolve them first."),
+                         parcel=row["parcel_id"], flags=open_flags(ctx.state, row["parcel_id"]),
+                         data={"parcel_id": row["parcel_id"]})
 
 
 def certificate(ctx: Ctx) -> None:
@@ -403,24 +447,28 @@ def certificate(ctx: Ctx) -> None:
     p, actor = ctx.p, ctx.actor
     assert actor is not None
     if p["exporter"] != ctx.actor_id:
-        raise refuse("CERTIFICATE", "payload.exporter", f"'{p['exporter']}' is not the writing "
-                     f"actor '{ctx.actor_id}'; an exporter declares its own exports.")
+        raise refuse("CERTIFICATE", "payload.exporter", N_("'%(exporter)s' is not the writing "
+                     "actor '%(actor)s'; an exporter declares its own exports."),
+                     exporter=p["exporter"], actor=ctx.actor_id)
     if not p["certificate_no"].startswith(actor["country"]):
-        raise refuse("CERTIFICATE", "payload.certificate_no", f"'{p['certificate_no']}' must "
-                     f"start with the exporter's country code {actor['country']}.")
+        raise refuse("CERTIFICATE", "payload.certificate_no", N_("'%(cert)s' must start with "
+                     "the exporter's country code %(country)s."), cert=p["certificate_no"],
+                     country=actor["country"])
     if p["destination"] == actor["country"]:
-        raise refuse("CERTIFICATE", "payload.destination", f"{p['destination']} is the "
-                     f"exporter's own country; a KP certificate goes with diamonds that leave it.")
+        raise refuse("CERTIFICATE", "payload.destination", N_("%(country)s is the exporter's "
+                     "own country; a KP certificate goes with diamonds that leave it."),
+                     country=p["destination"])
     if p["hs_code"] not in HS_CODES:
-        raise refuse("CERTIFICATE", "payload.hs_code", f"'{p['hs_code']}' is not a rough "
-                     f"diamond HS code; use {', '.join(HS_CODES)}.")
+        raise refuse("CERTIFICATE", "payload.hs_code", N_("'%(code)s' is not a rough diamond "
+                     "HS code; use %(codes)s."), code=p["hs_code"], codes=", ".join(HS_CODES))
     total = sum(r["points"] for r in ctx.parcels())
     if points(p["carats"]) != total:
-        raise refuse("CERTIFICATE", "payload.carats", f"{p['carats']} ct differs from the "
-                     f"{total / 100:.2f} ct of the exported parcels.")
+        raise refuse("CERTIFICATE", "payload.carats", N_("%(carats)s ct differs from the "
+                     "%(total)s ct of the exported parcels."), carats=p["carats"],
+                     total=f"{total / 100:.2f}")
     if p["expires"] <= p["date"]:
-        raise refuse("CERTIFICATE", "payload.expires", f"{p['expires']} is not after the "
-                     f"issue date {p['date']}.")
+        raise refuse("CERTIFICATE", "payload.expires", N_("%(expires)s is not after the issue "
+                     "date %(date)s."), expires=p["expires"], date=p["date"])
 
 
 # SPEC 4, the order of its table (SCHEMA and EVENT_ID_CONFLICT are checked before).

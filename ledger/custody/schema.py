@@ -30,7 +30,8 @@ from typing import Any
 
 import fastjsonschema
 
-from ledger.errors import InputError
+from ledger.errors import InputError, Problem
+from ledger.i18n import N_
 
 BASE_URI = "https://alluvial.local/schemas/"
 KINDS: tuple[str, ...] = (
@@ -40,12 +41,22 @@ KINDS: tuple[str, ...] = (
     "certificate.validated", "import.confirmed", "archive.imported", "flag.raised", "flag.resolved",
 )
 _NAME = re.compile(r"[a-z]+(?:\.[a-z]+)?")
-_TYPES = {"number": "a number", "integer": "a whole number", "string": "text",
-          "object": "an object", "array": "a list", "boolean": "true or false", "null": "null"}
+_TYPES = {"number": N_("must be a number"), "integer": N_("must be a whole number"),
+          "string": N_("must be text"), "object": N_("must be an object"),
+          "array": N_("must be a list"), "boolean": N_("must be true or false"),
+          "null": N_("must be null")}
+_BOUNDS = {"minimum": N_("must be at least %(n)s"), "exclusiveMinimum": N_("must be greater "
+           "than %(n)s"), "maximum": N_("must be at most %(n)s"),
+           "exclusiveMaximum": N_("must be less than %(n)s")}
+_ITEMS = {("minItems", True): N_("must list at least %(n)s item"),
+          ("minItems", False): N_("must list at least %(n)s items"),
+          ("maxItems", True): N_("must list at most %(n)s item"),
+          ("maxItems", False): N_("must list at most %(n)s items")}
 _DATE_PAIRS = (("valid_from", "valid_to"), ("licence_valid_from", "licence_valid_to"))
 _GEOMETRIES = ("geometry", "location", "dig_location")
 _MAX_EXACT_INT = 2**53
-_UNCLOSED = "ring is not closed: its last position must repeat the first"
+_UNCLOSED = N_("ring is not closed: its last position must repeat the first")
+Words = tuple[str, dict[str, Any]]  # a template marked with N_ and its values (issue 19)
 
 
 def _schema_dir() -> Path:
@@ -95,45 +106,83 @@ def _num(n: Any) -> Any:
     return int(n) if isinstance(n, float) and n.is_integer() else n
 
 
-def _words(rule: str | None, rd: Any, value: Any, definition: dict[str, Any]) -> str:
-    """Plain words for one failed keyword, without the field name."""
+def x_error_template(custom: str) -> str:
+    """An ``x-error`` text of the schemas as the template a page translates (issue 19):
+    ``{value}`` and ``{value!r}`` become ``%(value)s``."""
+    return custom.replace("%", "%%").replace("{value!r}", "%(value)s").replace(
+        "{value}", "%(value)s")
+
+
+def extract_x_errors(fileobj: Any, keywords: Any, comment_tags: Any,
+                     options: Any) -> Any:
+    """A Babel extractor (babel.cfg): the ``x-error`` texts of one schema file, as
+    templates, so that the French catalogue has them."""
+    text = fileobj.read().decode("utf-8")
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            custom = node.get("x-error")
+            found.extend([custom] if isinstance(custom, str) else
+                         [v for v in custom.values() if isinstance(v, str)]
+                         if isinstance(custom, dict) else [])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(text))
+    for custom in found:
+        at = text.find(json.dumps(custom)[1:-1])
+        yield (text.count("\n", 0, at) + 1 if at >= 0 else 1), None, x_error_template(custom), []
+
+
+def _words(rule: str | None, rd: Any, value: Any, definition: dict[str, Any]) -> Words:
+    """Plain words for one failed keyword, without the field name: a template marked with
+    N_ and its values, so that a page can say them in its language."""
     custom = definition.get("x-error")
     if isinstance(custom, dict):
         custom = custom.get(rule)
     if isinstance(custom, str):
-        return custom.replace("{value!r}", repr(value)).replace("{value}", str(value))
+        shown = repr(value) if "{value!r}" in custom else str(value)
+        return x_error_template(custom), ({"value": shown} if "{value" in custom else {})
     if rule == "required":
-        return "required field is missing"
+        return N_("required field is missing"), {}
     if rule == "type":
         types = [rd] if isinstance(rd, str) else rd
-        return "must be " + " or ".join(_TYPES.get(t, t) for t in types)
-    if rule in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
-        how = {"minimum": "at least", "exclusiveMinimum": "greater than",
-               "maximum": "at most", "exclusiveMaximum": "less than"}[rule]
-        return f"must be {how} {_num(rd)}"
+        if len(types) == 1 and types[0] in _TYPES:
+            return _TYPES[types[0]], {}
+        names = {"number": "a number", "integer": "a whole number", "string": "text",
+                 "object": "an object", "array": "a list", "boolean": "true or false"}
+        # Several types: every schema says these in its own x-error; English words here.
+        return "must be %(types)s", {"types": " or ".join(names.get(t, t) for t in types)}
+    if rule in _BOUNDS:
+        return _BOUNDS[rule], {"n": _num(rd)}
     if rule == "multipleOf":
         if rd == 0.01:
-            return "must have at most two decimals"
-        return f"must be a multiple of {_num(rd)}"
+            return N_("must have at most two decimals"), {}
+        return N_("must be a multiple of %(n)s"), {"n": _num(rd)}
     if rule == "enum":
-        return "must be one of " + ", ".join(str(v) for v in rd)
+        return N_("must be one of %(choices)s"), {"choices": ", ".join(str(v) for v in rd)}
     if rule == "const":
-        return f"must be {rd!r}"
+        return N_("must be %(const)s"), {"const": repr(rd)}
     if rule == "minLength":
-        return "must not be empty" if rd == 1 else f"must be at least {rd} characters long"
+        return ((N_("must not be empty"), {}) if rd == 1 else
+                (N_("must be at least %(n)s characters long"), {"n": rd}))
     if rule == "maxLength":
-        return f"must be at most {rd} characters long"
+        return N_("must be at most %(n)s characters long"), {"n": rd}
     if rule in ("minItems", "maxItems"):
-        least = "least" if rule == "minItems" else "most"
-        return f"must list at {least} {rd} item{'s' * (rd != 1)}"
+        return _ITEMS[rule, rd == 1], {"n": rd}
     if rule == "uniqueItems":
         dup = next((v for i, v in enumerate(value) if v in value[:i]), None)
-        return f"lists {dup!r} more than once"
+        return N_("lists %(value)s more than once"), {"value": repr(dup)}
     if rule == "pattern":
-        return "is not in the expected form"
+        return N_("is not in the expected form"), {}
     if rule == "format":
-        return f"{value} is not a real date" if rd == "date" else f"must be a valid {rd}"
-    return "does not match any allowed form"
+        return ((N_("%(value)s is not a real date"), {"value": value}) if rd == "date" else
+                (N_("must be a valid %(format)s"), {"format": rd}))
+    return N_("does not match any allowed form"), {}
 
 
 def _explain(exc: fastjsonschema.JsonSchemaValueException, prefix: str) -> list[dict[str, str]]:
@@ -144,22 +193,24 @@ def _explain(exc: fastjsonschema.JsonSchemaValueException, prefix: str) -> list[
     value, definition = exc.value, exc.definition if isinstance(exc.definition, dict) else {}
     if exc.rule == "required" and isinstance(value, dict):
         missing = [k for k in exc.rule_definition if k not in value]
-        text = _words("required", None, None, definition)
-        return [{"field": sub + k, "message": f"{sub}{k}: {text}"} for k in missing]
+        template, values = _words("required", None, None, definition)
+        return [Problem.said(sub + k, template, values) for k in missing]
     if exc.rule == "additionalProperties" and isinstance(value, dict):
         known = definition.get("properties", {})
-        return [{"field": sub + k, "message": f"{field}: unknown field {k!r}"}
+        return [Problem.said(sub + k, N_("unknown field %(name)s"), {"name": repr(k)}, at=field)
                 for k in value if k not in known]
-    text = _words(exc.rule, exc.rule_definition, value, definition)
-    return [{"field": field, "message": f"{field}: {text}"}]
+    template, values = _words(exc.rule, exc.rule_definition, value, definition)
+    return [Problem.said(field, template, values)]
 
 
 def _refuse(errors: list[dict[str, str]]) -> None:
     first = errors[0]
-    raise InputError(first["message"], rule="SCHEMA", field=first["field"], errors=errors)
+    raise InputError(first["message"], rule="SCHEMA", field=first["field"], errors=errors,
+                     template=getattr(first, "template", None),
+                     values=getattr(first, "values", None))
 
 
-def _number_problem(value: Any) -> str | None:
+def _number_problem(value: Any) -> Words | None:
     """Why a number breaks SPEC 4 "Numbers", in words, or None when it is one JCS can hash.
 
     An integer must be below 2**53 in magnitude (I-JSON, RFC 7493 2.2); so must a float,
@@ -169,19 +220,22 @@ def _number_problem(value: Any) -> str | None:
     """
     if isinstance(value, Decimal):
         if not value.is_finite() or abs(value) >= _MAX_EXACT_INT:
-            return f"{value} is too large: numbers must be below 2^53 (9007199254740992)"
+            return _TOO_LARGE, {"value": str(value)}
         if Decimal(repr(float(value))) != value:
-            return (f"{value} has more digits than a JSON number can carry exactly; "
-                    "it would be stored rounded")
+            return N_("%(value)s has more digits than a JSON number can carry exactly; it "
+                      "would be stored rounded"), {"value": str(value)}
         return None
     if isinstance(value, float) and not math.isfinite(value):
-        return "must be a finite number"
+        return N_("must be a finite number"), {}
     if abs(value) >= _MAX_EXACT_INT:
         shown = f"{value:.17g}" if isinstance(value, float) else str(value)
         if len(shown) > 24:
             shown = f"{shown[:20]}... ({len(shown)} characters)"
-        return f"{shown} is too large: numbers must be below 2^53 (9007199254740992)"
+        return _TOO_LARGE, {"value": shown}
     return None
+
+
+_TOO_LARGE = N_("%(value)s is too large: numbers must be below 2^53 (9007199254740992)")
 
 
 def _numbers_ok(value: Any) -> bool:
@@ -212,16 +266,18 @@ def _numbers_ok(value: Any) -> bool:
     return True
 
 
-_NUL = "must not contain the character U+0000 (NUL), which the database cannot store"
+_NUL = N_("must not contain the character U+0000 (NUL), which the database cannot store")
+_KEY_NUL = N_("the key %(key)s must not contain the character U+0000 (NUL), which the "
+              "database cannot store")
 
 
 def _number_errors(value: Any, path: str) -> list[dict[str, str]]:
     """Every number SPEC 4 refuses in ``value``, and every text holding NUL (issue #15: a
     PostgreSQL ledger answered 500), each with its field path."""
     if isinstance(value, str):
-        return [{"field": path, "message": f"{path}: {_NUL}"}] if "\x00" in value else []
+        return [Problem.said(path, _NUL)] if "\x00" in value else []
     if isinstance(value, dict):
-        keys = [{"field": f"{path}.{k!r}", "message": f"{path}: the key {k!r} {_NUL}"}
+        keys = [Problem.said(f"{path}.{k!r}", _KEY_NUL, {"key": repr(k)}, at=path)
                 for k in value if "\x00" in k]
         return keys + [e for k, v in value.items() for e in _number_errors(v, f"{path}.{k}")]
     if isinstance(value, (list, tuple)):
@@ -229,7 +285,7 @@ def _number_errors(value: Any, path: str) -> list[dict[str, str]]:
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         return []
     problem = _number_problem(value)
-    return [] if problem is None else [{"field": path, "message": f"{path}: {problem}"}]
+    return [] if problem is None else [Problem.said(path, *problem)]
 
 
 def _plain(value: Any, path: str) -> Any:
@@ -241,7 +297,7 @@ def _plain(value: Any, path: str) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         return value
     if (problem := _number_problem(value)) is not None:
-        _refuse([{"field": path, "message": f"{path}: {problem}"}])
+        _refuse([Problem.said(path, *problem)])
     return float(value) if isinstance(value, Decimal) else value
 
 
@@ -252,8 +308,8 @@ def _post_checks(payload: Any, prefix: str) -> list[dict[str, str]]:
     for start, end in _DATE_PAIRS:
         first, last = payload.get(start), payload.get(end)
         if isinstance(first, str) and isinstance(last, str) and last < first:
-            errors.append({"field": f"{prefix}.{end}",
-                           "message": f"{prefix}.{end}: must not be before {start} ({first})"})
+            errors.append(Problem.said(f"{prefix}.{end}", N_("must not be before %(start)s "
+                                       "(%(first)s)"), {"start": start, "first": first}))
     for key in _GEOMETRIES:
         geometry = payload.get(key)
         if not isinstance(geometry, dict):
@@ -265,9 +321,9 @@ def _post_checks(payload: Any, prefix: str) -> list[dict[str, str]]:
         rings = {f"{where}{p}[{i}]": ring for p, poly in polygons for i, ring in enumerate(poly)}
         positions = [coords] if kind == "Point" else [p for ring in rings.values() for p in ring]
         if any(c != c for position in positions for c in position):
-            errors.append({"field": where, "message": f"{where}: must be numbers, not NaN"})
-        unclosed = [{"field": at, "message": f"{at}: {_UNCLOSED}"}
-                    for at, ring in rings.items() if ring[0] != ring[-1]]
+            errors.append(Problem.said(where, N_("must be numbers, not NaN")))
+        unclosed = [Problem.said(at, _UNCLOSED) for at, ring in rings.items()
+                    if ring[0] != ring[-1]]
         errors += unclosed
         if rings and not unclosed and not errors:
             errors += _invalid_polygon(geometry, f"{prefix}.{key}")
@@ -290,9 +346,11 @@ def _invalid_polygon(geometry: dict[str, Any], where: str) -> list[dict[str, str
     if reason == "Valid Geometry":
         return []
     text, _, place = reason.partition("[")
-    where_words = f" at {place.rstrip(']')}" if place else ""
-    return [{"field": where, "message": f"{where}: is not a valid polygon: "
-                                       f"{text.strip()}{where_words}"}]
+    if place:  # GEOS's reason stays in its own (English) words
+        return [Problem.said(where, N_("is not a valid polygon: %(reason)s at %(place)s"),
+                             {"reason": text.strip(), "place": place.rstrip("]")})]
+    return [Problem.said(where, N_("is not a valid polygon: %(reason)s"),
+                         {"reason": text.strip()})]
 
 
 def _check(name: str, data: Any, prefix: str) -> None:
@@ -313,8 +371,8 @@ def _check(name: str, data: Any, prefix: str) -> None:
 def validate_payload(kind: str, payload: object) -> None:
     """Refuse (InputError, rule SCHEMA) a payload that does not match its kind's schema."""
     if kind not in KINDS:
-        message = f"kind: {kind!r} is not an event kind; expected one of {', '.join(KINDS)}"
-        _refuse([{"field": "kind", "message": message}])
+        _refuse([Problem.said("kind", N_("%(kind)s is not an event kind; expected one of "
+                              "%(kinds)s"), {"kind": repr(kind), "kinds": ", ".join(KINDS)})])
     _check(kind, payload, "payload")
     if errors := _post_checks(payload, "payload"):
         _refuse(errors)

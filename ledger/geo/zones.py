@@ -244,7 +244,8 @@ class ZoneSet:
         spans = self._spans.get(licence_no)
         if not spans:
             return f"no licence zone carries licence {licence_no}"
-        return licences.why_not(spans, day, licence_no)
+        why = licences.why_not(spans, day, licence_no)
+        return None if why is None else str(why)
 
     # -- many points at once (rescreen) -----------------------------------------
     def screen(

@@ -9,9 +9,11 @@ from __future__ import annotations
 from flask import Blueprint, redirect, render_template
 from werkzeug.wrappers import Response
 
-from ledger import reads
+from ledger import lists, reads
+from ledger.certificates import actions
 from webui.pages import access, links
 from webui.pages.forms import DATE, Field, Form
+from webui.pages.paging import listed
 from webui.pages.submit import announce, handle
 from webui.services import reading
 
@@ -34,12 +36,18 @@ NOUNS = {VALIDATE.kind: "Validation", CONFIRM.kind: "Import confirmation"}
 
 
 @bp.get("/certificates")
-@access.writes("certificate.validated")
+@access.reads("bundles")
 def certificates() -> str:
-    """The authority's desk: its country's certificates out and in, and the flags feed."""
+    """The KP certificates the caller may read, a page at a time (issue 19: an exporter its
+    own, an authority those leaving and reaching its country, an auditor all), each with
+    the buttons the ledger's rules let the caller press; an authority's flags feed."""
     with reading(access.principal()) as scope:
-        desk = reads.authority_desk(scope)
-    return render_template("certificates.html", desk=desk)
+        shown = listed(lists.CERTIFICATE_LIST, lists.certificate_page, scope)
+        can = actions(scope.conn, scope.actor, [c["certificate_no"] for c in shown.page.rows])
+        country = scope.country() if scope.is_authority else None
+        feed = reads.flag_feed(scope, country) if country else []
+    return render_template("certificates.html", shown=shown, can=can, country=country,
+                           overdue_days=reads.OVERDUE_DAYS, desk={"country": country, "feed": feed})
 
 
 def _round(form: Form, certificate_no: str) -> Response | tuple[str, int]:

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, render_template
 from markupsafe import Markup
 
 from ledger import reads
+from ledger.certificates import actions
 from ledger.custody.trace import Trace
 from ledger.errors import NotFound
 from ledger.paper import paper
@@ -51,6 +52,7 @@ def export(certificate_no: str) -> str:
         back = reads.export_custody(scope, certificate_no)
         return render_template(
             "export.html", export=record, back=back, back_drawing=_graph(scope, back),
+            can=actions(scope.conn, scope.actor, [certificate_no]),
             origins=draw_map(reads.origin_features(scope, back), links.feature,
                              fit=("licence_zone", "site", "dig_point", "flagged_purchase")))
 
