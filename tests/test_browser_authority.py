@@ -124,7 +124,10 @@ def test_authorities_validate_confirm_and_the_paper_matches_the_bundle(
 
     ghana = _signed_in(browser, served, "pmmc")
     ghana.locator("header nav").get_by_role("link", name="Certificates", exact=True).click()
-    row = ghana.locator(f'#leaving tr[data-certificate="{CERT}"]')
+    ghana.get_by_role("link", name="Leaving GH: to validate").click()
+    ghana.get_by_label("Certificate no contains").fill(CERT)  # the list is paged (issue 19)
+    ghana.get_by_role("button", name="Show").click()
+    row = ghana.locator(f'#certificates tr[data-certificate="{CERT}"]')
     expect(row).to_contain_text("declared")
     row.get_by_role("link", name="Validate").click()
     fill(ghana, {"valuation_usd": "610", "officer": "Ama Owusu", "date": DAY})
@@ -134,7 +137,9 @@ def test_authorities_validate_confirm_and_the_paper_matches_the_bundle(
 
     belgium = _signed_in(browser, served, "customs-be")
     belgium.locator("header nav").get_by_role("link", name="Certificates", exact=True).click()
-    row = belgium.locator(f'#arriving tr[data-certificate="{CERT}"]')
+    belgium.get_by_label("Certificate no contains").fill(CERT)
+    belgium.get_by_role("button", name="Show").click()
+    row = belgium.locator(f'#certificates tr[data-certificate="{CERT}"]')
     expect(row).to_contain_text("validated")
     row.get_by_role("link", name="Confirm import").click()
     fill(belgium, {"carats_received": "10", "parcels_received": "1",
