@@ -552,6 +552,49 @@ def test_a_buyer_sees_graphs_of_its_parcels_without_entry_links(world: Ledger,
     assert 'data-node="site:S-AKW"' in page and "/entries/" not in page
 
 
+def _steps_listed(page: str) -> list[int]:
+    """The entries of the backward graph's list of steps on this page."""
+    found = re.search(r'<details id="steps-backward".*?</details>', page, re.S)
+    assert found, "no list of the backward steps"
+    return [int(seq) for seq in re.findall(r'<td class="mono"><a href="/entries/(\d+)">',
+                                           found.group(0))]
+
+
+def test_a_trace_past_the_bounds_draws_the_nearest_nodes_and_pages_its_steps(
+        world: Ledger, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19: a long trace keeps the page small; the page says what it leaves out and
+    links to the rest (the bounds made small: 4 purchases merged into one lot)."""
+    monkeypatch.setattr(graph, "MAX_DRAWN", 3)
+    monkeypatch.setattr(graph, "STEPS_LISTED", 4)
+    for n in range(4):
+        world.write(Event("parcel.purchased", "buyer-a", {
+            "parcel_id": f"P-{n}", "site_id": "S-AKW", "seller": "Kofi Boateng",
+            "date": "2008-03-14", "carats": 2.5, "stones": 2,
+            "price": {"amount": 100, "currency": "USD"}}))
+    world.write(Event("parcel.merged", "buyer-a", {
+        "parent_ids": [f"P-{n}" for n in range(4)], "date": "2008-04-01",
+        "child": {"parcel_id": "LOT", "carats": 10.0, "stones": 8}}))
+    with world.engine.connect() as conn:  # the lot's 9 steps: 4 merged, 4 bought, the zone
+        steps = conn.execute(sa.text(
+            "SELECT seq FROM custody_edges WHERE to_id IN ('LOT', 'P-0', 'P-1', 'P-2', 'P-3') "
+            "UNION ALL SELECT seq FROM sites WHERE site_id = 'S-AKW' ORDER BY seq")).scalars()
+        steps = list(steps)
+    assert len(steps) == 9
+    first = sign_in(client, "auditor").get("/parcels/LOT").text
+    assert ("The drawing shows the 3 nodes nearest to LOT of the 7 in this trace; every "
+            "custody step is listed below.") in first
+    backward = first.split('<details id="steps-backward"')[0]
+    assert backward.count('<g class="node') == 3 and 'data-node="parcel:LOT"' in backward
+    assert "9 custody steps, each with its entry" in first and "Steps 1 to 4 of 9" in first
+    assert _steps_listed(first) == steps[:4]
+    link = re.search(r'<a rel="next" href="([^"]+)">5 more steps</a>', first)
+    assert link, "no link to the steps not listed"
+    rest = client.get(unescape(link.group(1))).text
+    # The merge's four steps share one entry: the page ends after them, not among them.
+    assert "Steps 5 to 9 of 9" in rest and _steps_listed(rest) == steps[4:]
+    assert 'rel="next"' not in rest
+
+
 def test_entry_page_holds_the_entry_and_a_proof_that_verifies(world: Ledger,
                                                               client: FlaskClient) -> None:
     sign_in(client, "auditor")

@@ -12,7 +12,10 @@ from ledger.custody.trace import Edge, Node, Trace
 
 NODE_W, NODE_H, GAP_X, GAP_Y, MARGIN = 190.0, 40.0, 70.0, 14.0, 16.0
 CENTRED = 12  # columns are centred on each other up to this height, else top-aligned
-MAX_DRAWN = 600  # nodes: past this the page lists the steps without a drawing
+# Issue 19 (a page <= 200 KB at any size): a graph of more nodes draws the MAX_DRAWN nearest
+# its start (the trace's breadth-first order), and the steps are listed STEPS_LISTED a page.
+MAX_DRAWN = 50
+STEPS_LISTED = 100
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,12 @@ class GraphDrawing:
     boxes: list[Box]
     steps: list[Step]  # edges between two nodes
     transfers: list[Step]  # a parcel's transfers (edges from a parcel to itself)
-    drawn: bool
+    listed: list[Step] = field(default_factory=list)  # this page of every step, by entry
+    nodes: int = 0  # in the whole trace
+    total: int = 0  # steps in the whole trace
+    before: int = 0  # steps on the pages before this one
+    next_after: int | None = None  # the next page's cursor: its steps come after this entry
+    next_href: str = ""
 
 
 def step_title(e: Edge) -> str:
@@ -87,15 +95,36 @@ def _order(columns: list[list[Node]], moves: list[tuple[Node, Node]]) -> None:
                                     / max(1, len(neighbours.get(n, [n])))))
 
 
+def nearest(graph: Trace, limit: int) -> Trace:
+    """The first ``limit`` nodes of the trace (breadth-first from its start, so each is
+    reached from one before it) and the steps between them."""
+    keep = set(graph.nodes[:limit])
+    return Trace(graph.id, graph.direction, graph.start, graph.nodes[:limit],
+                 [e for e in graph.edges if e.source in keep and e.target in keep])
+
+
+def _listed(edges: list[Edge], after: int | None) -> tuple[list[Step], int, int | None]:
+    """The page of steps after entry ``after`` (keyset on the entry; a page ends with the
+    last step of an entry, so a merge's steps are never cut), how many came before, and
+    the next page's cursor."""
+    ordered = sorted(edges, key=lambda e: e.seq)
+    rest = [e for e in ordered if after is None or e.seq > after]
+    page = rest
+    if len(rest) > STEPS_LISTED:
+        last = rest[STEPS_LISTED - 1].seq
+        page = [e for e in rest if e.seq <= last]
+    following = page[-1].seq if len(page) < len(rest) else None
+    return ([Step(e.seq, e.kind, step_title(e)) for e in page], len(ordered) - len(rest),
+            following)
+
+
 def draw_graph(graph: Trace, seqs: dict[Node, int], flagged: set[Node],
-               link: Callable[[Node], str | None]) -> GraphDrawing:
-    """The custody graph, layered by depth, each node and step with the entry behind it."""
+               link: Callable[[Node], str | None], after: int | None = None) -> GraphDrawing:
+    """The custody graph, layered by depth, each node and step with the entry behind it;
+    past MAX_DRAWN nodes, the nearest ones. ``after``: the page of the steps' list."""
+    listed, before, following = _listed(graph.edges, after)
+    whole, graph = graph, nearest(graph, MAX_DRAWN)
     moves = [(e.source, e.target) for e in graph.edges if e.source != e.target]
-    loops = [e for e in graph.edges if e.source == e.target]
-    steps_only = [Step(e.seq, e.kind, step_title(e)) for e in graph.edges if e.source != e.target]
-    transfers_only = [Step(e.seq, e.kind, step_title(e)) for e in loops]
-    if len(graph.nodes) > MAX_DRAWN:
-        return GraphDrawing(0, 0, [], steps_only, transfers_only, drawn=False)
     column_of = _layers(graph)
     columns: list[list[Node]] = [[] for _ in range(max(column_of.values(), default=0) + 1)]
     for n in graph.nodes:
@@ -124,4 +153,6 @@ def draw_graph(graph: Trace, seqs: dict[Node, int], flagged: set[Node],
                           path=f"M{x1} {y1} C{mid} {y1} {mid} {y2} {x2} {y2}"))
     width = 2 * MARGIN + len(columns) * NODE_W + (len(columns) - 1) * GAP_X
     return GraphDrawing(width, height, list(boxes.values()), steps,
-                        [t for b in boxes.values() for t in b.transfers], drawn=True)
+                        [t for b in boxes.values() for t in b.transfers],
+                        listed=listed, nodes=len(whole.nodes), total=len(whole.edges),
+                        before=before, next_after=following)

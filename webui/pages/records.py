@@ -4,9 +4,10 @@ site, zone, actor, and a log entry with its inclusion proof."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import segno
-from flask import Blueprint, Response, render_template
+from flask import Blueprint, Response, render_template, request, url_for
 from markupsafe import Markup
 
 from ledger import reads
@@ -26,8 +27,17 @@ bp = Blueprint("records", __name__)
 
 
 def _graph(scope: Scope, graph: Trace) -> GraphDrawing:
-    return draw_graph(graph, reads.node_seqs(scope, graph.nodes),
-                      reads.flagged_nodes(scope, graph.nodes), links.node)
+    """The drawing, and the page of its steps that ``?backward_after=SEQ`` (or forward)
+    asks for, with the link to the next page keeping the page's other arguments."""
+    key = f"{graph.direction}_after"
+    drawing = draw_graph(graph, reads.node_seqs(scope, graph.nodes),
+                         reads.flagged_nodes(scope, graph.nodes), links.node,
+                         after=request.args.get(key, type=int))
+    if drawing.next_after is None:
+        return drawing
+    wanted = {**request.args.to_dict(), **(request.view_args or {}), key: drawing.next_after}
+    return replace(drawing, next_href=url_for(str(request.endpoint), **wanted,
+                                              _anchor=f"steps-{graph.direction}"))
 
 
 @bp.get("/parcels/<path:parcel_id>")
