@@ -48,6 +48,19 @@ def test_demo_prints_a_token_per_role_and_refuses_every_laundering_attempt(
     assert (folder / "alluvial.db").exists()
 
 
+def test_demo_token_table_columns_line_up(demo_dir: tuple[Path, str]) -> None:
+    """The users' lines (names of 5 to 12 characters: authority_sl) start their password,
+    actor and token columns at the same places."""
+    _, out = demo_dir
+    rows = out.split("API tokens are shown only now):\n")[1].split("\nThe tokens are")[0]
+    rows = rows.splitlines()
+    assert [r.split()[0] for r in rows] == [
+        "officer", "buyer", "exporter", "auditor", "authority", "authority_sl", "authority_be",
+        "admin"]
+    for word in ("password demo-", "actor ", "token alv_"):
+        assert len({r.index(word) for r in rows}) == 1, (word, rows)
+
+
 def test_demo_refuses_to_overwrite_without_reset(demo_dir: tuple[Path, str]) -> None:
     folder, _ = demo_dir
     old = Path.cwd()

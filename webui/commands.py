@@ -127,6 +127,14 @@ DEMO_USERS = (
 TOKENS_FILE = "demo-tokens.env"
 
 
+def aligned(rows: list[tuple[str, ...]]) -> list[str]:
+    """``rows`` as lines whose columns start at the same place: each cell padded to its
+    column's longest (the demo's users, whose names run from 5 to 12 characters)."""
+    widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
+    return [" ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in rows]
+
+
 def _sqlite_path(url: str) -> Path | None:
     prefix = "sqlite:///"
     return Path(url[len(prefix):]) if url.startswith(prefix) else None
@@ -183,14 +191,16 @@ def demo(click_ctx: click.Context, no_serve: bool, port: int, reset: bool) -> No
                f"open-ended; an event dated more than {ledger.late_days} days back is flagged "
                "LATE_ENTRY, one after today refused (DATE_ORDER).")
     accounts.create_tables(ctx.engine)
-    lines = []
-    click.echo("Users (web sign-in with password demo-<name>; API tokens are shown only now):")
+    lines, table = [], []
     for name, role, actor_id in DEMO_USERS:
         accounts.add_user(ctx.engine, name, role, actor_id)
         set_password(ctx.engine, name, f"demo-{name}")
         token = accounts.create_token(ctx.engine, name)
-        click.echo(f"  {name:9} password demo-{name:9} actor {actor_id:18} token {token}")
+        table.append((name, f"password demo-{name}", f"actor {actor_id}", f"token {token}"))
         lines.append(f"export {name.upper()}_TOKEN={token}\n")
+    click.echo("Users (web sign-in with password demo-<name>; API tokens are shown only now):")
+    for row in aligned(table):
+        click.echo(f"  {row}")
     env = Path(TOKENS_FILE)
     env.write_text("".join(lines), encoding="utf-8")
     os.chmod(env, 0o600)
