@@ -6,6 +6,9 @@ download and `alluvial bundle` give at the same moment: the same bytes, built ag
 latest checkpoint (a checkpoint follows every write, so the bytes change only when the
 log grows; the paper names the checkpoint's size). Its origins are what `verify-bundle`
 finds in those very bytes: the verifier runs on them, offline, as the importer's would.
+
+The words the printed page takes from here are marked with ``N_`` (issue 19): the page
+shows them in its language, the values as recorded.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ import sqlalchemy as sa
 from ledger import projections as pj
 from ledger.bundle.build import build_bundle, dumps
 from ledger.bundle.verify import verify_bundle
+from ledger.i18n import N_
 from ledger.log.store import Log
+
+NOT_REGISTERED = N_("(not registered)")  # the name of an origin site never registered
+# The verifier's first line (``report[0]``), as templates filled by ``Paper.verdict_values``.
+VERIFIED = N_("OK: provenance bundle of KP certificate %(certificate_no)s verified.")
+FAILED = N_("FAILED: provenance bundle of KP certificate %(certificate_no)s: %(problems)s "
+            "problem(s).")
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,11 @@ class Origin:
     def carats(self) -> str:
         return f"{float(self.points) / 100:.2f}"
 
+    @property
+    def registered(self) -> bool:
+        """False for a purchase at a site never registered (its name is ``NOT_REGISTERED``)."""
+        return self.name != NOT_REGISTERED
+
 
 @dataclass(frozen=True)
 class Paper:
@@ -48,6 +63,16 @@ class Paper:
     report: tuple[str, ...]  # its lines
     origins: tuple[Origin, ...]
     export_points: int
+    problems: int = 0  # how many the verifier found (its report's first line counts them)
+
+    @property
+    def verdict(self) -> str:
+        """The verdict line, ``report[0]``, as its template (``N_``) for a page to translate."""
+        return VERIFIED if self.verified else FAILED
+
+    @property
+    def verdict_values(self) -> dict[str, str | int]:
+        return {"certificate_no": self.certificate_no, "problems": self.problems}
 
     @property
     def qr_text(self) -> str:
@@ -83,9 +108,10 @@ def paper(log: Log, conn: sa.Connection, certificate_no: str) -> Paper:
     origins = []
     for site_id, share in sorted(report.sites.items(), key=lambda kv: (-kv[1].points, kv[0])):
         row = rows.get(site_id)  # None: a purchase at a site never registered
-        origins.append(Origin(site_id, row.name if row else "(not registered)",
+        origins.append(Origin(site_id, row.name if row else NOT_REGISTERED,
                               row.country if row else "", row.licence_no if row else "",
                               tuple(zones.get(row.licence_no, ()) if row else ()),
                               share.points))
     return Paper(certificate_no, log.origin, size, hashlib.sha256(data).hexdigest(),
-                 report.ok, tuple(report.lines()), tuple(origins), report.export_points)
+                 report.ok, tuple(report.lines()), tuple(origins), report.export_points,
+                 len(report.problems))

@@ -7,7 +7,9 @@ meridians and parallels with their degrees, a scale bar true at its latitude, th
 map is drawn as of; flagged purchases counted in cells when there are many; and close-ups
 of the licence zones.
 
-Pure functions: features in, shapes out.
+Pure functions: features in, shapes out. The words drawn (titles, the description, the
+day, the degrees) are in the request's language (issue 19), and the labels are placed by
+the width of those words, so a longer French "as of" still clears the zone names.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import shapely
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from shapely.geometry import shape
 
 from ledger.geo import basemap
@@ -95,6 +99,7 @@ class Shape:
     cy: float = 0.0
     flagged: bool = False
     label: str = ""  # the zone's id, placed among ``MapDrawing.labels``
+    valid: str = ""  # a zone's validity, "2008-01-01 to open", in the page's language
 
 
 @dataclass(frozen=True)
@@ -170,16 +175,27 @@ class MapDrawing:
         """What the map shows, in words (the SVG's ``desc``)."""
         parts = []
         if self.as_of:
-            parts.append(f"As of {self.as_of}.")
+            parts.append(_("As of %(day)s.", day=self.as_of))
         if self.countries:
-            parts.append("Countries: " + ", ".join(c.name for c in self.countries) + ".")
+            parts.append(_("Countries: %(names)s.",
+                           names=", ".join(c.name for c in self.countries)))
         c = self.counts
-        parts.append(f"{c.get('licence_zone', 0)} licence zones, {c.get('risk_area', 0)} risk "
-                     f"areas, {c.get('site', 0)} mine sites ({c.get('flagged_site', 0)} "
-                     f"flagged), {c.get('flagged_purchase', 0)} flagged purchases"
-                     + (f" counted in {len(self.cells)} cells" if self.cells else "") + ".")
+        # English has always said "1 licence zones"; ngettext gives French its singular.
+        shown = [ngettext("%(num)d licence zones", "%(num)d licence zones",
+                          c.get("licence_zone", 0)),
+                 ngettext("%(num)d risk areas", "%(num)d risk areas", c.get("risk_area", 0)),
+                 ngettext("%(num)d mine sites (%(flagged)d flagged)",
+                          "%(num)d mine sites (%(flagged)d flagged)", c.get("site", 0),
+                          flagged=c.get("flagged_site", 0))]
+        purchases = c.get("flagged_purchase", 0)
+        shown.append(ngettext("%(num)d flagged purchases counted in %(cells)d cells",
+                              "%(num)d flagged purchases counted in %(cells)d cells",
+                              purchases, cells=len(self.cells)) if self.cells else
+                     ngettext("%(num)d flagged purchases", "%(num)d flagged purchases",
+                              purchases))
+        parts.append(", ".join(shown) + ".")
         if self.scale:
-            parts.append(f"Scale bar: {self.scale.text}.")
+            parts.append(_("Scale bar: %(length)s.", length=self.scale.text))
         return " ".join(parts)
 
 
@@ -223,19 +239,36 @@ def _path(proj: Projection, geometry: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def _validity(p: dict[str, Any]) -> str:
+    """A zone's days of validity (ISO dates, as recorded)."""
+    if p.get("valid_to"):
+        return _("%(start)s to %(end)s", start=p["valid_from"], end=p["valid_to"])
+    return _("%(start)s to open", start=p["valid_from"])
+
+
 def _title(layer: str, p: dict[str, Any]) -> str:
+    """What a shape's tooltip says: its id and name as recorded, the rest in words."""
     if layer == "licence_zone":
-        return (f"{p['zone_id']}: {p.get('name') or 'licence zone'}, licence {p['licence_no']}, "
-                f"valid {p['valid_from']} to {p.get('valid_to') or 'open'}")
+        return _("%(zone)s: %(name)s, licence %(licence)s, valid %(valid)s", zone=p["zone_id"],
+                 name=p.get("name") or _("licence zone"), licence=p["licence_no"],
+                 valid=_validity(p))
     if layer == "risk_area":
-        return (f"{p['zone_id']}: {p.get('name') or 'risk area'} ({p.get('category')}), "
-                f"valid {p['valid_from']} to {p.get('valid_to') or 'open'}")
+        return _("%(zone)s: %(name)s (%(category)s), valid %(valid)s", zone=p["zone_id"],
+                 name=p.get("name") or _("risk area"), category=p.get("category"),
+                 valid=_validity(p))
     if layer == "site":
-        flags = f"; open flags: {p['flags']}" if p.get("flags") else ""
-        return f"{p['site_id']}: {p.get('name', '')}{flags}"
-    where = "dug" if layer == "dig_point" else "flagged purchase, dug"
-    codes = f": {p['flags']}" if p.get("flags") else ""
-    return f"{p['parcel_id']} {where} here (declared at site {p.get('site_id')}){codes}"
+        if p.get("flags"):
+            return _("%(site)s: %(name)s; open flags: %(flags)s", site=p["site_id"],
+                     name=p.get("name", ""), flags=p["flags"])
+        return f"{p['site_id']}: {p.get('name', '')}"
+    where = {"parcel": p["parcel_id"], "site": p.get("site_id"), "flags": p.get("flags")}
+    if layer == "dig_point":
+        return (_("%(parcel)s dug here (declared at site %(site)s): %(flags)s", **where)
+                if p.get("flags") else
+                _("%(parcel)s dug here (declared at site %(site)s)", **where))
+    return (_("%(parcel)s flagged purchase, dug here (declared at site %(site)s): %(flags)s",
+              **where) if p.get("flags") else
+            _("%(parcel)s flagged purchase, dug here (declared at site %(site)s)", **where))
 
 
 def draw_map(features: Sequence[dict[str, Any]], link: Link,
@@ -275,7 +308,7 @@ def draw_map(features: Sequence[dict[str, Any]], link: Link,
                 continue
             label = p.get("zone_id", "") if layer != "site" else ""
             zone = Shape(layer, title, href, path=_path(proj, geometry), flagged=flagged,
-                         label=label)
+                         label=label, valid=_validity(p) if label else "")
             shapes.append(zone)
             if labels and label:
                 named.append((zone, geometry))
@@ -297,9 +330,9 @@ def draw_map(features: Sequence[dict[str, Any]], link: Link,
         placer.mark((c.x, c.y, c.x + c.size, c.y + c.size))
     placed, unlabelled = _zone_labels(proj, placer, named)
     if labels:
-        placed += _country_labels(proj, placer, [cut for cut, _ in land])
+        placed += _country_labels(proj, placer, [cut for cut, _drawn in land])
     return MapDrawing(proj.width, proj.height, shapes, counts,
-                      [drawn for _, drawn in land],
+                      [drawn for _cut, drawn in land],
                       placed, ticks, scale, as_of, cells, unlabelled)
 
 
@@ -343,7 +376,7 @@ def _counted(purchases: list[tuple[Shape, str]], above: int
     of a grid (a cell with one purchase keeps its mark): hundreds of crosses drawn one on
     another read as a solid blot, a count reads."""
     if len(purchases) <= above:
-        return [s for s, _ in purchases], []
+        return [s for s, _parcel in purchases], []
     for side in CELLS:
         grid: dict[tuple[int, int], list[tuple[Shape, str]]] = defaultdict(list)
         for s, parcel_id in purchases:
@@ -355,15 +388,23 @@ def _counted(purchases: list[tuple[Shape, str]], above: int
         if len(members) == 1:
             points.append(members[0][0])
             continue
-        ids = ", ".join(parcel_id for _, parcel_id in members[:5])
-        more = f" and {len(members) - 5} more" if len(members) > 5 else ""
-        cells.append(Cell(i * side, j * side, side, len(members),
-                          f"{len(members)} flagged purchases dug here: {ids}{more}"))
+        ids = ", ".join(parcel_id for _s, parcel_id in members[:5])
+        title = (_("%(count)d flagged purchases dug here: %(ids)s and %(more)d more",
+                   count=len(members), ids=ids, more=len(members) - 5) if len(members) > 5
+                 else _("%(count)d flagged purchases dug here: %(ids)s", count=len(members),
+                        ids=ids))
+        cells.append(Cell(i * side, j * side, side, len(members), title))
     return points, cells
 
 
+def as_of_text(day: str) -> str:
+    """The day written in the map's corner, in the page's language (its box is kept free)."""
+    return _("as of %(date)s", date=day)
+
+
 def _as_of_box(day: str) -> Box:
-    return placing.text_box(f"as of {day}", 8.0, 8.0 + SIZE["as-of"], "start", SIZE["as-of"])
+    return placing.text_box(as_of_text(day), 8.0, 8.0 + SIZE["as-of"], "start",
+                            SIZE["as-of"])
 
 
 def _scale_bar(proj: Projection, placer: Placer) -> ScaleBar:
@@ -389,7 +430,8 @@ def _step(span: float) -> float:
 
 def _degrees(value: float, positive: str, negative: str) -> str:
     number = f"{abs(value):.2f}".rstrip("0").rstrip(".")
-    return number + "°" + ("" if value == 0 else positive if value > 0 else negative)
+    return number + "°" if value == 0 else (positive if value > 0 else negative) % {
+        "degrees": number}
 
 
 def _ticks(proj: Projection, placer: Placer) -> list[Tick]:
@@ -397,17 +439,19 @@ def _ticks(proj: Projection, placer: Placer) -> list[Tick]:
     that would cover another is left out (its line stays)."""
     west, south, east, north = proj.extent()
     size, found = SIZE["tick"], []
+    east_, west_ = _("%(degrees)s°E"), _("%(degrees)s°W")
+    north_, south_ = _("%(degrees)s°N"), _("%(degrees)s°S")
     step = _step(east - west)
     for k in range(math.ceil(west / step), math.floor(east / step) + 1):
         lon = round(k * step, 6)
         x = proj.xy(lon, north)[0]
-        found.append(Tick("lon", lon, _degrees(lon, "E", "W"), f"M{x} 0 V{proj.height}",
+        found.append(Tick("lon", lon, _degrees(lon, east_, west_), f"M{x} 0 V{proj.height}",
                           x, proj.height - 4.0, "middle"))
     step = _step(north - south)
     for k in range(math.ceil(south / step), math.floor(north / step) + 1):
         lat = round(k * step, 6)
         y = proj.xy(west, lat)[1]
-        found.append(Tick("lat", lat, _degrees(lat, "N", "S"), f"M0 {y} H{proj.width}",
+        found.append(Tick("lat", lat, _degrees(lat, north_, south_), f"M0 {y} H{proj.width}",
                           4.0, y - 3.0, "start"))
     kept = []
     for t in found:
@@ -437,7 +481,7 @@ def _zone_labels(proj: Projection, placer: Placer, named: list[tuple[Shape, dict
         visible = shapely.clip_by_rect(shape(geometry), *view)
         if not visible.is_empty:
             seen.append((s, visible, _pixels(proj, visible)))
-    for s, _, box in seen:
+    for s, _visible, box in seen:
         if not _holds(box, s.label, SIZE["zone"]):
             placer.mark(box)
     placed, unlabelled = [], []

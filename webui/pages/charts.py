@@ -1,7 +1,8 @@
 """The Statistics page's charts, as numbers for the template to write out as inline SVG.
 
 Narrow drawings (420 units wide, text at 11) so that they stay readable on a 390 px phone;
-the figures themselves come from ``ledger.stats``, these only place them.
+the figures themselves come from ``ledger.stats``, these only place them. Titles and series
+names are in the request's language (issue 19); the figures are written as recorded.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from ledger.stats import Half, ZoneMonth
 
@@ -117,10 +121,7 @@ def band_chart(months: Sequence[ZoneMonth]) -> BandChart:
             bands.append(" ".join(top + bottom))
             medians.append(" ".join(f"{x(j)},{y(float(months[j].median or 0))}" for j in run))
             run = []
-    marks = [Mark(x(i), y(float(m.usd_per_ct)),
-                  f"{m.month}: {m.usd_per_ct:,} USD/ct over {m.purchases} purchases"
-                  + (f", {m.anomalies} flagged FOOTPRINT_ANOMALY" if m.anomalies else ""),
-                  m.anomalies > 0)
+    marks = [Mark(x(i), y(float(m.usd_per_ct)), _month_title(m), m.anomalies > 0)
              for i, m in enumerate(months) if m.usd_per_ct is not None]
     line = " ".join(f"{mk.x},{mk.y}" for mk in marks)
     ticks = []
@@ -135,6 +136,19 @@ def band_chart(months: Sequence[ZoneMonth]) -> BandChart:
                      TOP + PLOT_H)
 
 
+def _month_title(m: ZoneMonth) -> str:
+    """A month's mark: its median price, over how many purchases, how many flagged.
+    (English has always said "1 purchases"; ngettext gives French its singular.)"""
+    values = {"month": m.month, "price": f"{m.usd_per_ct:,}", "anomalies": m.anomalies}
+    if m.anomalies:
+        return ngettext("%(month)s: %(price)s USD/ct over %(num)d purchases, %(anomalies)d "
+                        "flagged FOOTPRINT_ANOMALY", "%(month)s: %(price)s USD/ct over "
+                        "%(num)d purchases, %(anomalies)d flagged FOOTPRINT_ANOMALY",
+                        m.purchases, **values)
+    return ngettext("%(month)s: %(price)s USD/ct over %(num)d purchases",
+                    "%(month)s: %(price)s USD/ct over %(num)d purchases", m.purchases, **values)
+
+
 def pair_chart(halves: Sequence[Half]) -> BarChart:
     """Carats produced (first sales) beside carats exported, per half-year."""
     top = _nice(max((float(v) for h in halves for v in (h.produced, h.exported)), default=0))
@@ -142,12 +156,15 @@ def pair_chart(halves: Sequence[Half]) -> BarChart:
     w = max(1.0, (slot - 2) / 2)
     bars = []
     for i, h in enumerate(halves):
-        for s, (value, what) in enumerate(((h.produced, "produced"), (h.exported, "exported"))):
+        produced, exported = f"{h.produced:,}", f"{h.exported:,}"
+        titles = (_("%(period)s: %(carats)s ct produced", period=h.period, carats=produced),
+                  _("%(period)s: %(carats)s ct exported", period=h.period, carats=exported))
+        for s, value in enumerate((h.produced, h.exported)):
             height = float(value) / top * PLOT_H
             bars.append(Bar(round(LEFT + i * slot + 1 + s * w, 1),
                             round(TOP + PLOT_H - height, 1), round(w, 1), round(height, 1), s,
-                            f"{h.period}: {value:,} ct {what}"))
+                            titles[s]))
     ticks = [(round(TOP + PLOT_H - PLOT_H * i / 4, 1), _short(top * i / 4)) for i in range(5)]
     labels = _year_labels([(LEFT + i * slot + slot, h.period[:4]) for i, h in enumerate(halves)])
-    return BarChart(CHART_W, CHART_H, bars, ticks, labels, ["produced", "exported"],
-                    TOP + PLOT_H)
+    return BarChart(CHART_W, CHART_H, bars, ticks, labels,
+                    [_("carats produced"), _("carats exported")], TOP + PLOT_H)

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, render_template, request
 
 from ledger import reads
 from ledger.errors import InputError
+from ledger.i18n import N_
 from webui.pages import access, links
 from webui.pages.cartography import draw_map, insets
 from webui.services import reading
@@ -29,7 +30,8 @@ def as_of() -> str:
 
 
 def _bad(text: str) -> str:
-    raise InputError(f"as_of: {text[:40]!r} is not a day (YYYY-MM-DD).", field="as_of")
+    raise InputError.said(N_("%(text)r is not a day (YYYY-MM-DD)."), {"text": text[:40]},
+                          lead="as_of: ", field="as_of")
 
 
 @bp.get("/map")

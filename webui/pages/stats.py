@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, render_template, request
+from flask_babel import lazy_gettext
 
 from ledger import reads
 from ledger.stats import ALL_KEYS, FINE_ROLES, KINDS, Query, countries, counts, licence_zones
@@ -20,6 +21,23 @@ ZONE_COLUMNS = ["month", "purchases", "usd_per_ct", "reference", "band_low", "ba
                 "band_high", "footprint_anomalies"]
 COUNTRY_COLUMNS = ["period", "produced_carats", "produced_usd", "exported_carats",
                    "exported_usd"]
+# The words the page shows for the ledger's names of kinds, keys, columns and counts; the
+# English is the name itself (underscores as spaces), as the page said before issue 19.
+# The CSV downloads keep the names: they are for programs.
+WORDS = {
+    "production": lazy_gettext("production"), "trade": lazy_gettext("trade"),
+    "country": lazy_gettext("country"), "zone": lazy_gettext("zone"), "site": lazy_gettext("site"),
+    "buyer": lazy_gettext("buyer"), "hs": lazy_gettext("hs"), "partner": lazy_gettext("partner"),
+    "period": lazy_gettext("period"), "purchases": lazy_gettext("purchases"),
+    "carats": lazy_gettext("carats"), "stones": lazy_gettext("stones"),
+    "value_usd": lazy_gettext("value usd"), "usd_per_ct": lazy_gettext("usd per ct"),
+    "flagged_carats": lazy_gettext("flagged carats"), "flow": lazy_gettext("flow"),
+    "hs_code": lazy_gettext("hs code"), "certificates": lazy_gettext("certificates"),
+    "actors": lazy_gettext("actors"), "zones": lazy_gettext("zones"),
+    "sites": lazy_gettext("sites"), "parcels": lazy_gettext("parcels"),
+    "exports": lazy_gettext("exports"), "flags": lazy_gettext("flags"),
+    "open_flags": lazy_gettext("open flags"),
+}
 
 
 def _query() -> Query:
@@ -42,7 +60,7 @@ def charts() -> str:
             "stats.html", table=reads.statistics(scope, query), query=query,
             counts=counts(scope.conn), fine=fine, keys=ALL_KEYS, kinds=KINDS, zones=zones,
             zone=zone, months=months, band=band_chart(months), countries=places,
-            country=country, halves=halves, pairs=pair_chart(halves))
+            country=country, halves=halves, pairs=pair_chart(halves), words=WORDS)
 
 
 def _pick(wanted: str | None, choices: list[str]) -> str | None:
