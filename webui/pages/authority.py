@@ -7,10 +7,13 @@ ledger's: a form only carries what the authority typed."""
 from __future__ import annotations
 
 from flask import Blueprint, redirect, render_template
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from werkzeug.wrappers import Response
 
 from ledger import lists, reads
 from ledger.certificates import actions
+from ledger.i18n import N_
 from webui.pages import access, links
 from webui.pages.forms import DATE, Field, Form
 from webui.pages.paging import listed
@@ -20,19 +23,24 @@ from webui.services import reading
 bp = Blueprint("authority", __name__)
 
 VALIDATE = Form("certificate.validated", (
-    Field("valuation_usd", "Your valuation (USD)", "number",
-          hint="the authority's own valuation of the parcels"),
-    Field("officer", "Validating official", hint="the name of the official who signs it off"),
-    Field("date", "Validated on", "date", today=True),
+    Field("valuation_usd", lazy_gettext("Your valuation (USD)"), "number",
+          hint=lazy_gettext("the authority's own valuation of the parcels")),
+    Field("officer", lazy_gettext("Validating official"),
+          hint=lazy_gettext("the name of the official who signs it off")),
+    Field("date", lazy_gettext("Validated on"), "date", today=True),
 ))
 CONFIRM = Form("import.confirmed", (
-    Field("carats_received", "Carats received", "number", hint="as weighed on arrival"),
-    Field("parcels_received", "Parcels received", "number"),
-    Field("importer", "Importer", hint="who received the goods"),
+    Field("carats_received", lazy_gettext("Carats received"), "number",
+          hint=lazy_gettext("as weighed on arrival")),
+    Field("parcels_received", lazy_gettext("Parcels received"), "number"),
+    Field("importer", lazy_gettext("Importer"), hint=lazy_gettext("who received the goods")),
     DATE,
 ))
-TITLES = {VALIDATE.kind: "Validate export", CONFIRM.kind: "Confirm the import of"}
-NOUNS = {VALIDATE.kind: "Validation", CONFIRM.kind: "Import confirmation"}
+# Whole sentences with the certificate as a value, translated when the page is drawn.
+TITLES = {VALIDATE.kind: N_("Validate export %(certificate_no)s"),
+          CONFIRM.kind: N_("Confirm the import of %(certificate_no)s")}
+NOUNS = {VALIDATE.kind: N_("Validation of %(certificate_no)s"),
+         CONFIRM.kind: N_("Import confirmation of %(certificate_no)s")}
 
 
 @bp.get("/certificates")
@@ -56,10 +64,11 @@ def _round(form: Form, certificate_no: str) -> Response | tuple[str, int]:
         export = reads.export(scope, certificate_no)
     step = handle(form, certificate_no=certificate_no)
     if step.result is not None:
-        announce(step.result, f"{NOUNS[form.kind]} of {certificate_no}")
+        announce(step.result, _(NOUNS[form.kind], certificate_no=certificate_no))
         return redirect(links.record("export", certificate_no))
+    title = _(TITLES[form.kind], certificate_no=certificate_no)
     return render_template("certificate_form.html", form=form, step=step, export=export,
-                           title=f"{TITLES[form.kind]} {certificate_no}"), step.status
+                           title=title), step.status
 
 
 @bp.route("/exports/<path:certificate_no>/validate", methods=["GET", "POST"])
