@@ -29,8 +29,8 @@ Paged = tuple[Page, dict[str, str]]  # the page, and the filters it applied (for
 
 def _dates(column: sa.ColumnElement[str]) -> tuple[Filter, Filter]:
     """From and to a day, both included; ``column`` a day or an entry's ts (RFC 3339)."""
-    return (Filter("from", "From", lambda day: column >= day, day=True),
-            Filter("to", "To", lambda day: column <= day + "T99", day=True))
+    return (Filter("from", N_("From"), lambda day: column >= day, day=True),
+            Filter("to", N_("To"), lambda day: column <= day + "T99", day=True))
 
 
 def _yes_no(clause: sa.ColumnElement[bool]) -> Where:
@@ -52,16 +52,16 @@ def _text(*columns: sa.ColumnElement[str]) -> Where:
 
 
 FLAG_LIST = Listing("flags", {
-    "raised": Order("first raised first", (_f.c.seq, _f.c.flag_id)),
-    "newest": Order("newest first", (_f.c.seq, _f.c.flag_id), descending=True),
-    "code": Order("code", (_f.c.code, _f.c.seq, _f.c.flag_id)),
-    "subject": Order("subject", (_f.c.subject_type, _f.c.subject_id, _f.c.seq, _f.c.flag_id)),
+    "raised": Order(N_("first raised first"), (_f.c.seq, _f.c.flag_id)),
+    "newest": Order(N_("newest first"), (_f.c.seq, _f.c.flag_id), descending=True),
+    "code": Order(N_("code"), (_f.c.code, _f.c.seq, _f.c.flag_id)),
+    "subject": Order(N_("subject"), (_f.c.subject_type, _f.c.subject_id, _f.c.seq, _f.c.flag_id)),
 }, (
-    Filter("status", "Status", lambda v: _f.c.status == v, choices=("open", "resolved")),
-    Filter("code", "Code", lambda v: _f.c.code == v.upper()),
-    Filter("type", "Subject type", lambda v: _f.c.subject_type == v, choices=_SUBJECTS),
-    Filter("subject", "Subject id contains", contains(_f.c.subject_id)),
-    Filter("site", "Site (and its purchases)", lambda v: sa.or_(
+    Filter("status", N_("Status"), lambda v: _f.c.status == v, choices=("open", "resolved")),
+    Filter("code", N_("Code"), lambda v: _f.c.code == v.upper()),
+    Filter("type", N_("Subject type"), lambda v: _f.c.subject_type == v, choices=_SUBJECTS),
+    Filter("subject", N_("Subject id contains"), contains(_f.c.subject_id)),
+    Filter("site", N_("Site (and its purchases)"), lambda v: sa.or_(
         sa.and_(_f.c.subject_type == "site", _f.c.subject_id == v),
         sa.and_(_f.c.subject_type == "parcel", _f.c.subject_id.in_(
             sa.select(_p.c.parcel_id).where(_p.c.site_id == v))))),
@@ -71,72 +71,71 @@ FLAG_LIST = Listing("flags", {
 _HELD = (_p.c.parcel_id, _p.c.holder, _p.c.points, _p.c.stones, _p.c.status, _p.c.open_flags,
          _p.c.site_id, _p.c.date, _p.c.seq)
 _PARCEL_ORDERS = {
-    "newest": Order("newest first", (_p.c.seq, _p.c.parcel_id), descending=True),
-    "date": Order("date", (_p.c.date, _p.c.parcel_id)),
-    "carats": Order("most carats first", (_p.c.points, _p.c.parcel_id), descending=True),
-    "parcel": Order("parcel id", (_p.c.parcel_id,)),
+    "newest": Order(N_("newest first"), (_p.c.seq, _p.c.parcel_id), descending=True),
+    "date": Order(N_("date"), (_p.c.date, _p.c.parcel_id)),
+    "carats": Order(N_("most carats first"), (_p.c.points, _p.c.parcel_id), descending=True),
+    "parcel": Order(N_("parcel id"), (_p.c.parcel_id,)),
 }
 _PARCEL_FILTERS = (
-    Filter("q", "Parcel id contains", contains(_p.c.parcel_id)),
-    Filter("site", "Site", lambda v: _p.c.site_id == v),
-    Filter("zone", "Licence zone", _of_zone(_p.c.licence_no)),
+    Filter("q", N_("Parcel id contains"), contains(_p.c.parcel_id)),
+    Filter("site", N_("Site"), lambda v: _p.c.site_id == v),
+    Filter("zone", N_("Licence zone"), _of_zone(_p.c.licence_no)),
     *_dates(_p.c.date),
-    Filter("flagged", "On hold", _yes_no(_p.c.open_flags > 0), choices=("yes", "no")),
+    Filter("flagged", N_("On hold"), _yes_no(_p.c.open_flags > 0), choices=("yes", "no")),
 )
 HOLDING_LIST = Listing("holdings", {
-    "held": Order("on hold first, then newest", (_p.c.open_flags, _p.c.seq, _p.c.parcel_id),
+    "held": Order(N_("on hold first, then newest"), (_p.c.open_flags, _p.c.seq, _p.c.parcel_id),
                   descending=True),
     **_PARCEL_ORDERS}, _PARCEL_FILTERS)
 PARCEL_LIST = Listing("parcels", _PARCEL_ORDERS, (
     *_PARCEL_FILTERS,
-    Filter("status", "Status", lambda v: _p.c.status == v, choices=("active", "spent")),
-    Filter("holder", "Holder", lambda v: _p.c.holder == v)))
+    Filter("status", N_("Status"), lambda v: _p.c.status == v, choices=("active", "spent")),
+    Filter("holder", N_("Holder"), lambda v: _p.c.holder == v)))
 
 SITE_LIST = Listing("sites", {
-    "site": Order("site id", (_s.c.site_id,)),
-    "name": Order("name", (_s.c.name, _s.c.site_id)),
-    "newest": Order("newest first", (_s.c.date, _s.c.site_id), descending=True),
+    "site": Order(N_("site id"), (_s.c.site_id,)),
+    "name": Order(N_("name"), (_s.c.name, _s.c.site_id)),
+    "newest": Order(N_("newest first"), (_s.c.date, _s.c.site_id), descending=True),
 }, (
-    Filter("q", "Id or name contains", _text(_s.c.site_id, _s.c.name)),
-    Filter("country", "Country", lambda v: _s.c.country == v.upper()),
-    Filter("zone", "Licence zone", _of_zone(_s.c.licence_no)),
-    Filter("licence", "Mining licence", lambda v: _s.c.licence_no == v),
-    Filter("status", "Status", lambda v: _s.c.suspended_on.is_(None) if v == "active"
+    Filter("q", N_("Id or name contains"), _text(_s.c.site_id, _s.c.name)),
+    Filter("country", N_("Country"), lambda v: _s.c.country == v.upper()),
+    Filter("zone", N_("Licence zone"), _of_zone(_s.c.licence_no)),
+    Filter("licence", N_("Mining licence"), lambda v: _s.c.licence_no == v),
+    Filter("status", N_("Status"), lambda v: _s.c.suspended_on.is_(None) if v == "active"
            else _s.c.suspended_on.is_not(None), choices=("active", "suspended")),
     *_dates(_s.c.date),
 ))
 
 ZONE_LIST = Listing("zones", {
-    "zone": Order("zone id", (_z.c.zone_id,)),
-    "name": Order("name", (sa.func.coalesce(_z.c.name, ""), _z.c.zone_id)),
-    "valid_from": Order("valid from", (_z.c.valid_from, _z.c.zone_id)),
+    "zone": Order(N_("zone id"), (_z.c.zone_id,)),
+    "name": Order(N_("name"), (sa.func.coalesce(_z.c.name, ""), _z.c.zone_id)),
+    "valid_from": Order(N_("valid from"), (_z.c.valid_from, _z.c.zone_id)),
 }, (
-    Filter("q", "Id or name contains", _text(_z.c.zone_id, _z.c.name)),
-    Filter("type", "Type", lambda v: _z.c.zone_type == v, choices=("licence", "risk")),
-    Filter("country", "Country", lambda v: _z.c.country == v.upper()),
-    Filter("category", "Category", lambda v: _z.c.category == v),
+    Filter("q", N_("Id or name contains"), _text(_z.c.zone_id, _z.c.name)),
+    Filter("type", N_("Type"), lambda v: _z.c.zone_type == v, choices=("licence", "risk")),
+    Filter("country", N_("Country"), lambda v: _z.c.country == v.upper()),
+    Filter("category", N_("Category"), lambda v: _z.c.category == v),
 ))
 
 ACTOR_LIST = Listing("actors", {
-    "actor": Order("actor id", (_a.c.actor_id,)),
-    "name": Order("name", (_a.c.name, _a.c.actor_id)),
-    "role": Order("role", (_a.c.role, _a.c.actor_id)),
+    "actor": Order(N_("actor id"), (_a.c.actor_id,)),
+    "name": Order(N_("name"), (_a.c.name, _a.c.actor_id)),
+    "role": Order(N_("role"), (_a.c.role, _a.c.actor_id)),
 }, (
-    Filter("q", "Id or name contains", _text(_a.c.actor_id, _a.c.name)),
-    Filter("role", "Role", lambda v: _a.c.role == v,
+    Filter("q", N_("Id or name contains"), _text(_a.c.actor_id, _a.c.name)),
+    Filter("role", N_("Role"), lambda v: _a.c.role == v,
            choices=("officer", "buyer", "exporter", "auditor", "authority", "admin")),
-    Filter("country", "Country", lambda v: _a.c.country == v.upper()),
+    Filter("country", N_("Country"), lambda v: _a.c.country == v.upper()),
 ))
 
 ENTRY_LIST = Listing("entries", {
-    "newest": Order("newest first", (_e.c.seq,), descending=True),
-    "oldest": Order("oldest first", (_e.c.seq,)),
+    "newest": Order(N_("newest first"), (_e.c.seq,), descending=True),
+    "oldest": Order(N_("oldest first"), (_e.c.seq,)),
 }, (
-    Filter("kind", "Kind", lambda v: _e.c.kind == v),
-    Filter("actor", "Actor", lambda v: _e.c.actor == v),
+    Filter("kind", N_("Kind"), lambda v: _e.c.kind == v),
+    Filter("actor", N_("Actor"), lambda v: _e.c.actor == v),
     *_dates(_e.c.ts),
 ))
-
 
 _x, _rank, _taints = pj.exports, state_rank(), tainting()
 
