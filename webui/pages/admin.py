@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from ledger import accounts, reads
@@ -43,7 +44,7 @@ def add_user() -> Response | tuple[str, int]:
                           values["actor"] or None, password=request.form.get("password", ""))
     except LedgerError as exc:
         return _users({**values, "password": ""}, refusals(exc, None, USER_FIELDS), status=422)
-    flash(f"User {values['name']} added; it can sign in now.", "written")
+    flash(_("User %(name)s added; it can sign in now.", name=values["name"]), "written")
     return redirect(url_for("pages.admin.users"))
 
 
@@ -60,7 +61,8 @@ def new_token(name: str) -> tuple[str, int]:
 def disable(name: str) -> Response:
     """`alluvial users disable`: its tokens and web sessions stop counting at once."""
     accounts.disable_user(ledger().engine, name)
-    flash(f"User {name} disabled: its API tokens and web sessions no longer count.", "written")
+    flash(_("User %(name)s disabled: its API tokens and web sessions no longer count.", name=name),
+          "written")
     return redirect(url_for("pages.admin.users"))
 
 
@@ -69,5 +71,5 @@ def disable(name: str) -> Response:
 def revoke(token_id: str) -> Response:
     """`alluvial tokens revoke`: the token's next request gets 401."""
     accounts.revoke_token(ledger().engine, token_id)
-    flash(f"Token {token_id} revoked.", "written")
+    flash(_("Token %(id)s revoked.", id=token_id), "written")
     return redirect(url_for("pages.admin.users"))

@@ -4,6 +4,7 @@ the flags as CSV."""
 from __future__ import annotations
 
 from flask import Blueprint, redirect, render_template, request, stream_template
+from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from ledger import lists, reads
@@ -78,7 +79,7 @@ def resolve(flag_id: str) -> Response | tuple[str, int]:
         flag = reads.flag(scope, flag_id)
     step: Round = handle(RESOLVE, flag_id=flag_id)
     if step.result is not None:
-        announce(step.result, f"Resolution of flag {flag_id}")
+        announce(step.result, _("Resolution of flag %(flag)s", flag=flag_id))
         return redirect(links.record(flag["subject_type"], flag["subject_id"]))
     return render_template("resolve.html", form=RESOLVE, step=step, flag=flag), step.status
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from flask_babel import gettext
+
 from ledger.custody.trace import Edge, Node, Trace
 
 NODE_W, NODE_H, GAP_X, GAP_Y, MARGIN = 190.0, 40.0, 70.0, 14.0, 16.0
@@ -58,10 +60,18 @@ class GraphDrawing:
 
 
 def step_title(e: Edge) -> str:
-    carats = "" if e.points is None else f", {e.points / 100:.2f} ct"
-    by = f" by {e.actor}" if e.actor else ""
-    ends = f"{e.source[1]} → {e.target[1]}" if e.source != e.target else e.source[1]
-    return f"entry {e.seq}: {e.kind} {ends}{by} on {e.date}{carats}"
+    """The step in a sentence of the page's language; its kind is the log's own code."""
+    said = {"seq": e.seq, "kind": e.kind, "actor": e.actor, "date": e.date,
+            "ends": f"{e.source[1]} → {e.target[1]}" if e.source != e.target else e.source[1]}
+    if e.points is not None:
+        said["carats"] = f"{e.points / 100:.2f}"
+        if e.actor:
+            return gettext("entry %(seq)s: %(kind)s %(ends)s by %(actor)s on %(date)s, "
+                           "%(carats)s ct", **said)
+        return gettext("entry %(seq)s: %(kind)s %(ends)s on %(date)s, %(carats)s ct", **said)
+    if e.actor:
+        return gettext("entry %(seq)s: %(kind)s %(ends)s by %(actor)s on %(date)s", **said)
+    return gettext("entry %(seq)s: %(kind)s %(ends)s on %(date)s", **said)
 
 
 def _layers(graph: Trace) -> dict[Node, int]:

@@ -4,6 +4,8 @@ saving), import a zone file, register an actor."""
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from werkzeug.wrappers import Response
 
 from ledger.errors import LedgerError
@@ -19,9 +21,9 @@ bp = Blueprint("officer", __name__)
 def new_site() -> Response | tuple[str, int]:
     step = handle(SITE)
     if step.result is not None:
-        announce(step.result, f"Site {step.result.entry.payload['site_id']}")
+        announce(step.result, _("Site %(id)s", id=step.result.entry.payload["site_id"]))
         return redirect(links.record("site", step.result.entry.payload["site_id"]))
-    return render_template("form.html", form=SITE, step=step, title="Register a mine site",
+    return render_template("form.html", form=SITE, step=step, title=_("Register a mine site"),
                            intro="site", previews=True, around=preview_map(step)), step.status
 
 
@@ -30,9 +32,9 @@ def new_site() -> Response | tuple[str, int]:
 def new_actor() -> Response | tuple[str, int]:
     step = handle(ACTOR)
     if step.result is not None:
-        announce(step.result, f"Actor {step.result.entry.payload['actor_id']}")
+        announce(step.result, _("Actor %(id)s", id=step.result.entry.payload["actor_id"]))
         return redirect(links.record("actor", step.result.entry.payload["actor_id"]))
-    return render_template("form.html", form=ACTOR, step=step, title="Register an actor",
+    return render_template("form.html", form=ACTOR, step=step, title=_("Register an actor"),
                            intro="actor"), step.status
 
 
@@ -47,6 +49,9 @@ def import_zones_page() -> Response | tuple[str, int]:
             errors = refusals(exc, None, known=("file", "zone_type"))
             return render_template("zones_import.html", zone_type=zone_type,
                                    errors=errors), 422
-        flash(f"{count} {zone_type} zones registered.", "written")
+        flash(ngettext("%(num)d risk zones registered.", "%(num)d risk zones registered.", count)
+              if zone_type == "risk" else
+              ngettext("%(num)d licence zones registered.", "%(num)d licence zones registered.",
+                       count), "written")
         return redirect(url_for("pages.map.world"))
     return render_template("zones_import.html", zone_type=zone_type, errors={}), 200

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, redirect, render_template, request
+from flask_babel import lazy_gettext
 from werkzeug.wrappers import Response
 
 from ledger import lists, reads
@@ -37,11 +38,17 @@ class Picker:
 SHOWN = {"parcel.purchased": ("parcel", "parcel_id"), "parcel.transferred": ("parcel", "parcel_id"),
          "parcel.split": ("parcel", "parent_id"), "parcel.merged": ("parcel", "child.parcel_id"),
          "export.declared": ("export", "certificate_no")}
-NOUNS = {"parcel.purchased": "Purchase", "parcel.transferred": "Transfer", "parcel.split": "Split",
-         "parcel.merged": "Merge", "export.declared": "Export"}
-TITLES = {"parcel.purchased": "Log a purchase", "parcel.transferred": "Transfer a parcel",
-          "parcel.split": "Split a parcel", "parcel.merged": "Merge parcels",
-          "export.declared": "Declare an export under a KP certificate"}
+# What was written, in the page's language (lazy: looked up when the notice is made).
+WRITTEN = {"parcel.purchased": lazy_gettext("Purchase of %(id)s"),
+           "parcel.transferred": lazy_gettext("Transfer of %(id)s"),
+           "parcel.split": lazy_gettext("Split of %(id)s"),
+           "parcel.merged": lazy_gettext("Merge of %(id)s"),
+           "export.declared": lazy_gettext("Export of %(id)s")}
+TITLES = {"parcel.purchased": lazy_gettext("Log a purchase"),
+          "parcel.transferred": lazy_gettext("Transfer a parcel"),
+          "parcel.split": lazy_gettext("Split a parcel"),
+          "parcel.merged": lazy_gettext("Merge parcels"),
+          "export.declared": lazy_gettext("Declare an export under a KP certificate")}
 
 
 def _round(form: Form) -> Response | tuple[str, int]:
@@ -52,7 +59,7 @@ def _round(form: Form) -> Response | tuple[str, int]:
         ident = step.result.entry.payload
         for part in path.split("."):
             ident = ident[part]
-        announce(step.result, f"{NOUNS[form.kind]} of {ident}")
+        announce(step.result, str(WRITTEN[form.kind]) % {"id": ident})
         return redirect(links.record(kind, str(ident)))
     with reading(access.principal()) as scope:
         picker = pick(scope, form, step)
