@@ -14,6 +14,7 @@ from ledger import reads
 from ledger.certificates import actions
 from ledger.custody.trace import Trace
 from ledger.errors import NotFound
+from ledger.i18n import N_
 from ledger.paper import paper
 from ledger.reads import Scope
 from webui.api.log import _checkpoint_json
@@ -127,7 +128,7 @@ def actor(actor_id: str) -> str:
 @access.reads("entries")
 def entry(seq: int) -> str:
     if seq > MAX_SEQ:
-        raise NotFound(f"entry {seq} does not exist.", seq=seq)
+        raise NotFound.said(N_("entry %(seq)s does not exist."), {"seq": seq}, seq=seq)
     log = ledger().log
     found, note = log.entry(seq), log.latest_checkpoint()
     checkpoint = _checkpoint_json(note) if note else None
