@@ -182,6 +182,11 @@ exports = sa.Table(
     sa.Column("received_importer", sa.String(200)),
     sa.Column("mismatched", sa.Boolean),
 )
+# The certificates list's keyset orders (issue 19, ledger.lists.CERTIFICATE_LIST): a page
+# is the next rows of an index walk, not a sort of every export (at 100k events, 7,431
+# exports: the auditor's first page 45 ms without, 1 ms with).
+sa.Index("ix_exports_date", exports.c.date, exports.c.certificate_no)
+sa.Index("ix_exports_points", exports.c.points, exports.c.certificate_no)
 
 flags = sa.Table(
     "flags", projection_metadata,
