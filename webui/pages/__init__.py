@@ -15,10 +15,12 @@ import secrets
 from typing import Any
 
 from flask import Blueprint, Flask, Response, render_template, request, url_for
+from flask_babel import gettext, lazy_gettext
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
 from ledger.errors import LedgerError
+from ledger.i18n import N_
 from webui.errors import status_of
 from webui.pages import (
     access,
@@ -35,27 +37,44 @@ from webui.pages import (
     stats,
     trade,
 )
-from webui.pages.forms import RULE_WORDS
+from webui.pages.forms import RULE_WORDS, word_for
 
 # Templates and the stylesheet are the app's own (webui/templates, webui/static).
 bp = Blueprint("pages", __name__)
 csrf = CSRFProtect()
 POLICY = ("default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self' data:; "
           "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-NAV = (  # endpoint, label: each role sees the ones it may open
-    ("pages.home.dashboard", "Dashboard"), ("pages.map.world", "Map"),
-    ("pages.officer.new_site", "Register site"),
-    ("pages.officer.import_zones_page", "Import zones"),
-    ("pages.officer.new_actor", "Register actor"), ("pages.trade.holdings", "Holdings"),
-    ("pages.trade.purchase", "Log purchase"), ("pages.trade.transfer", "Transfer"),
-    ("pages.trade.split", "Split"), ("pages.trade.merge", "Merge"),
-    ("pages.trade.declare_export", "Declare export"), ("pages.audit.overview", "Audit"),
-    ("pages.audit.flags", "Flags"), ("pages.lists.parcels", "Parcels"),
-    ("pages.lists.sites", "Sites"), ("pages.lists.zones", "Zones"),
-    ("pages.lists.actors", "Actors"), ("pages.lists.entries", "Entries"),
-    ("pages.stats.charts", "Statistics"),
-    ("pages.authority.certificates", "Certificates"), ("pages.admin.users", "Users"),
-)
+# endpoint, label (said in the page's language): each role sees the ones it may open
+NAV = tuple((endpoint, lazy_gettext(label)) for endpoint, label in (
+    ("pages.home.dashboard", N_("Dashboard")), ("pages.map.world", N_("Map")),
+    ("pages.officer.new_site", N_("Register site")),
+    ("pages.officer.import_zones_page", N_("Import zones")),
+    ("pages.officer.new_actor", N_("Register actor")), ("pages.trade.holdings", N_("Holdings")),
+    ("pages.trade.purchase", N_("Log purchase")), ("pages.trade.transfer", N_("Transfer")),
+    ("pages.trade.split", N_("Split")), ("pages.trade.merge", N_("Merge")),
+    ("pages.trade.declare_export", N_("Declare export")), ("pages.audit.overview", N_("Audit")),
+    ("pages.audit.flags", N_("Flags")), ("pages.lists.parcels", N_("Parcels")),
+    ("pages.lists.sites", N_("Sites")), ("pages.lists.zones", N_("Zones")),
+    ("pages.lists.actors", N_("Actors")), ("pages.lists.entries", N_("Entries")),
+    ("pages.stats.charts", N_("Statistics")),
+    ("pages.authority.certificates", N_("Certificates")), ("pages.admin.users", N_("Users")),
+))
+# Werkzeug's and Flask-WTF's own English sentences for the errors a page can meet, marked
+# so the catalogue holds their French (a page shows any other description as it is).
+HTTP_SENTENCES = frozenset({
+    N_("The browser (or proxy) sent a request that this server could not understand."),
+    N_("The requested URL was not found on the server. If you entered the URL manually "
+       "please check your spelling and try again."),
+    N_("The method is not allowed for the requested URL."),
+    N_("The data value transmitted exceeds the capacity limit."),
+    N_("The server does not support the media type transmitted in the request."),
+    N_("This user has exceeded an allotted request count. Try again later."),
+    N_("The server encountered an internal error and was unable to complete your request. "
+       "Either the server is overloaded or there is an error in the application."),
+    N_("The CSRF token is missing."), N_("The CSRF session token is missing."),
+    N_("The CSRF token is invalid."), N_("The CSRF token has expired."),
+    N_("The CSRF tokens do not match."),
+})
 
 for child in (signin.bp, home.bp, map.bp, officer.bp, trade.bp, records.bp, audit.bp, stats.bp,
               admin.bp, lists.bp):
@@ -88,7 +107,7 @@ def _entry_url(seq: int) -> str:
 def _context() -> dict[str, Any]:
     return {"nav": [(e, label) for e, label in NAV if access.may_open(e)],
             "me": access.current(), "may_read": access.may_read, "may_open": access.may_open,
-            "record_url": links.record, "entry_url": _entry_url}
+            "record_url": links.record, "entry_url": _entry_url, "word_for": word_for}
 
 
 def _page(status: int, rule: str, message: str) -> tuple[str, int]:
@@ -103,13 +122,19 @@ def _ledger_error(error: LedgerError) -> tuple[str, int]:
 
 @bp.errorhandler(CSRFError)
 def _csrf_error(error: CSRFError) -> tuple[str, int]:
-    return _page(400, "CSRF", "The form was not sent from this site's page, or it has "
-                 f"expired ({error.description}). Go back, reload the page and send it again.")
+    return _page(400, "CSRF", gettext(
+        "The form was not sent from this site's page, or it has expired (%(why)s). Go back, "
+        "reload the page and send it again.", why=_said(error.description or "")))
 
 
 @bp.errorhandler(HTTPException)
 def _http_error(error: HTTPException) -> tuple[str, int]:
-    return _page(error.code or 500, f"HTTP_{error.code}", error.description or "")
+    return _page(error.code or 500, f"HTTP_{error.code}", _said(error.description or ""))
+
+
+def _said(description: str) -> str:
+    """An error's description in the page's language when the catalogue knows it."""
+    return gettext(description) if description in HTTP_SENTENCES else description
 
 
 def init_app(app: Flask) -> None:

@@ -18,28 +18,50 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from flask_babel import gettext, lazy_gettext
+from flask_babel.speaklater import LazyString
+
 from ledger.custody.rules import HS_CODES
 from ledger.errors import InputError, LedgerError
+from ledger.i18n import N_
 from ledger.log.canonical import parse
 
-# SPEC 4 (and the web layer's own refusals), in plain words.
+# SPEC 4 (and the web layer's own refusals), in plain words: English, marked; the page
+# that shows them says them in its language (macros.html, error.html). Rule ids are codes.
 RULE_WORDS = {
-    "SCHEMA": "This is not in the form the ledger accepts",
-    "ROLE": "Your role may not do this",
-    "LICENCE": "A buyer's or exporter's own licence must be valid on the event's date",
-    "UNKNOWN_REFERENCE": "Everything named here must already be registered",
-    "DUPLICATE": "This id is already taken",
-    "HOLDER": "Only the current holder may move a parcel",
-    "SPENT": "A parcel that was split, merged or exported can never move again",
-    "MASS": "Splits and merges may never add carats or stones",
-    "HOLD": "A parcel with an open flag does not move until an auditor resolves the flag",
-    "CERTIFICATE": "A KP certificate must match its exporter and the exact carats of its "
-                   "parcels",
-    "EVENT_ID_CONFLICT": "This event id was already used for something else",
-    "NOT_FOUND": "There is no such record",
-    "UNAUTHENTICATED": "You must sign in first",
-    "BAD_REQUEST": "This request is not one the ledger understands",
+    "SCHEMA": N_("This is not in the form the ledger accepts"),
+    "ROLE": N_("Your role may not do this"),
+    "LICENCE": N_("A buyer's or exporter's own licence must be valid on the event's date"),
+    "UNKNOWN_REFERENCE": N_("Everything named here must already be registered"),
+    "DUPLICATE": N_("This id is already taken"),
+    "HOLDER": N_("Only the current holder may move a parcel"),
+    "SPENT": N_("A parcel that was split, merged or exported can never move again"),
+    "MASS": N_("Splits and merges may never add carats or stones"),
+    "HOLD": N_("A parcel with an open flag does not move until an auditor resolves the flag"),
+    "CERTIFICATE": N_("A KP certificate must match its exporter and the exact carats of its "
+                      "parcels"),
+    "EVENT_ID_CONFLICT": N_("This event id was already used for something else"),
+    "NOT_FOUND": N_("There is no such record"),
+    "UNAUTHENTICATED": N_("You must sign in first"),
+    "BAD_REQUEST": N_("This request is not one the ledger understands"),
 }
+# The values a select, a filter or a status offers, marked for the catalogue (issue 19):
+# a page shows their words (:func:`word_for`); the value sent and stored stays the code
+# the ledger reads (``buyer``, ``open``).
+CHOICE_WORDS = (
+    N_("buyer"), N_("exporter"), N_("officer"), N_("auditor"), N_("authority"), N_("admin"),
+    N_("open"), N_("resolved"), N_("yes"), N_("no"), N_("active"), N_("spent"),
+    N_("suspended"), N_("licence"), N_("risk"), N_("parcel"), N_("site"), N_("actor"),
+    N_("zone"), N_("export"))
+
+
+def word_for(choice: str) -> str:
+    """The word a page shows for ``choice`` (a role, a status, a yes/no...) in its language,
+    when the catalogue has one (these and the statuses other pages mark); codes it does not
+    hold (HS codes, flag codes, ids) are shown as they are."""
+    return gettext(choice) if choice else choice
+
+
 _INDEX = re.compile(r"\[(\d+)\]")
 
 
@@ -51,15 +73,23 @@ class Field:
     """
 
     name: str
-    label: str
+    label: str | LazyString  # shown words: lazy, in the page's language
     type: str = "text"  # text | number | date | select | ids | textarea | point | location
     optional: bool = False
     choices: tuple[str, ...] = ()
-    hint: str = ""
+    hint: str | LazyString = ""
     today: bool = False  # filled with today's date when the form is first shown
     value: str = ""  # first shown value
     suggest: str = ""  # the list of known ids offered while typing (a <datalist>)
-    group: str = ""  # inputs of one group are shown together, in one row
+    group: str | LazyString = ""  # inputs of one group are shown together, in one row
+
+    def __post_init__(self) -> None:
+        # The words shown, marked with N_ where a form is written, are said in the language
+        # of the page that shows them (and in a refusal's sentence that names the input).
+        for name in ("label", "hint", "group"):
+            words = getattr(self, name)
+            if isinstance(words, str) and words:
+                object.__setattr__(self, name, lazy_gettext(words))
 
     @property
     def input_id(self) -> str:
@@ -261,80 +291,88 @@ def _nearest(path: str, names: tuple[str, ...], whole: str) -> str:
 
 # -- the forms ------------------------------------------------------------------------
 
-ID_HINT = "letters, digits and . _ : / - (up to 64)"
-DATE = Field("date", "Date", "date", today=True)
+ID_HINT = N_("letters, digits and . _ : / - (up to 64)")
+COUNTRY_HINT = N_("ISO 3166 alpha-2, e.g. GH")
+DATE = Field("date", N_("Date"), "date", today=True)
 
 
 def _children(rows: int) -> tuple[Field, ...]:
-    return tuple(Field(f"children[{i}].{part}", label, kind, group=f"New parcel {i + 1}")
+    return tuple(Field(f"children[{i}].{part}", label, kind,
+                       group=lazy_gettext("New parcel %(n)s", n=i + 1))
                  for i in range(rows)
-                 for part, label, kind in (("parcel_id", "Parcel id", "text"),
-                                           ("carats", "Carats", "number"),
-                                           ("stones", "Stones", "number")))
+                 for part, label, kind in (("parcel_id", N_("Parcel id"), "text"),
+                                           ("carats", N_("Carats"), "number"),
+                                           ("stones", N_("Stones"), "number")))
 
 
-PRICE = (Field("price.amount", "Amount", "number", group="Price"),
-         Field("price.currency", "Currency (ISO 4217)", value="USD", group="Price"))
+PRICE = (Field("price.amount", N_("Amount"), "number", group=N_("Price")),
+         Field("price.currency", N_("Currency (ISO 4217)"), value="USD", group=N_("Price")))
 
 SITE = Form("site.registered", (
-    Field("site_id", "Site id", hint=ID_HINT), Field("name", "Name"),
-    Field("location", "Location", "location",
-          hint="longitude and latitude in degrees (WGS 84), or paste a GeoJSON Point or Polygon"),
-    Field("licence_no", "Mining licence number",
-          hint="the licence_no of the licence zone the site works under"),
-    Field("operator", "Operator"), Field("country", "Country", hint="ISO 3166 alpha-2, e.g. GH"),
+    Field("site_id", N_("Site id"), hint=ID_HINT), Field("name", N_("Name")),
+    Field("location", N_("Location"), "location",
+          hint=N_("longitude and latitude in degrees (WGS 84), or paste a GeoJSON Point or "
+                  "Polygon")),
+    Field("licence_no", N_("Mining licence number"),
+          hint=N_("the licence_no of the licence zone the site works under")),
+    Field("operator", N_("Operator")), Field("country", N_("Country"), hint=COUNTRY_HINT),
     DATE,
 ))
 
 ACTOR = Form("actor.registered", (
-    Field("actor_id", "Actor id", hint=ID_HINT), Field("name", "Name"),
-    Field("role", "Role", "select", choices=("buyer", "exporter", "officer", "auditor")),
-    Field("country", "Country", hint="ISO 3166 alpha-2, e.g. GH"),
-    Field("licence_no", "Licence number", optional=True, hint="buyers and exporters"),
-    Field("licence_valid_from", "Licence valid from", "date", optional=True),
-    Field("licence_valid_to", "Licence valid to", "date", optional=True),
+    Field("actor_id", N_("Actor id"), hint=ID_HINT), Field("name", N_("Name")),
+    Field("role", N_("Role"), "select", choices=("buyer", "exporter", "officer", "auditor")),
+    Field("country", N_("Country"), hint=COUNTRY_HINT),
+    Field("licence_no", N_("Licence number"), optional=True, hint=N_("buyers and exporters")),
+    Field("licence_valid_from", N_("Licence valid from"), "date", optional=True),
+    Field("licence_valid_to", N_("Licence valid to"), "date", optional=True),
     DATE,
 ))
 
 PURCHASE = Form("parcel.purchased", (
-    Field("parcel_id", "New parcel id", hint=ID_HINT),
-    Field("site_id", "Site", suggest="sites", hint="the registered site it was bought at"),
-    Field("seller", "Seller", hint="the digger or licensed miner, or a registered actor id"),
-    DATE, Field("carats", "Carats", "number"), Field("stones", "Stones", "number"), *PRICE,
-    Field("dig_location", "Dig point", "point", optional=True,
-          hint="where the stones were dug, if known: longitude and latitude"),
+    Field("parcel_id", N_("New parcel id"), hint=ID_HINT),
+    Field("site_id", N_("Site"), suggest="sites", hint=N_("the registered site it was bought at")),
+    Field("seller", N_("Seller"),
+          hint=N_("the digger or licensed miner, or a registered actor id")),
+    DATE, Field("carats", N_("Carats"), "number"), Field("stones", N_("Stones"), "number"),
+    *PRICE,
+    Field("dig_location", N_("Dig point"), "point", optional=True,
+          hint=N_("where the stones were dug, if known: longitude and latitude")),
 ))
 
 TRANSFER = Form("parcel.transferred", (
-    Field("parcel_id", "Parcel", hint="a parcel you hold", suggest="parcels"),
-    Field("to_actor", "To actor", hint="the registered actor who takes it", suggest="actors"),
+    Field("parcel_id", N_("Parcel"), hint=N_("a parcel you hold"), suggest="parcels"),
+    Field("to_actor", N_("To actor"), hint=N_("the registered actor who takes it"),
+          suggest="actors"),
     DATE, *PRICE,
 ), whole="parcel_id")
 
 SPLIT = Form("parcel.split", (
-    Field("parent_id", "Parcel to split", hint="a parcel you hold", suggest="parcels"), DATE,
-    *_children(4),
+    Field("parent_id", N_("Parcel to split"), hint=N_("a parcel you hold"), suggest="parcels"),
+    DATE, *_children(4),
 ), whole="parent_id")
 
 MERGE = Form("parcel.merged", (
-    Field("parent_ids", "Parcels to merge", "ids", hint="two or more, separated by commas"),
-    Field("child.parcel_id", "Parcel id", group="New parcel"),
-    Field("child.carats", "Carats", "number", group="New parcel"),
-    Field("child.stones", "Stones", "number", group="New parcel"), DATE,
+    Field("parent_ids", N_("Parcels to merge"), "ids",
+          hint=N_("two or more, separated by commas")),
+    Field("child.parcel_id", N_("Parcel id"), group=N_("New parcel")),
+    Field("child.carats", N_("Carats"), "number", group=N_("New parcel")),
+    Field("child.stones", N_("Stones"), "number", group=N_("New parcel")), DATE,
 ), whole="parent_ids")
 
 EXPORT = Form("export.declared", (
-    Field("certificate_no", "KP certificate number",
-          hint="your country's two-letter code, then the number, e.g. GH-2017-000003"),
-    Field("importer", "Importer"),
-    Field("destination", "Destination country", hint="ISO 3166 alpha-2, e.g. BE"),
-    Field("hs_code", "HS code", "select", choices=HS_CODES),
-    Field("parcel_ids", "Parcels", "ids", hint="the parcels you export, separated by commas"),
-    Field("carats", "Carats", "number", hint="exactly the sum of the parcels' carats"),
-    Field("value_usd", "Value (USD)", "number"),
-    Field("date", "Issued", "date", today=True), Field("expires", "Expires", "date"),
+    Field("certificate_no", N_("KP certificate number"),
+          hint=N_("your country's two-letter code, then the number, e.g. GH-2017-000003")),
+    Field("importer", N_("Importer")),
+    Field("destination", N_("Destination country"), hint=N_("ISO 3166 alpha-2, e.g. BE")),
+    Field("hs_code", N_("HS code"), "select", choices=HS_CODES),
+    Field("parcel_ids", N_("Parcels"), "ids",
+          hint=N_("the parcels you export, separated by commas")),
+    Field("carats", N_("Carats"), "number", hint=N_("exactly the sum of the parcels' carats")),
+    Field("value_usd", N_("Value (USD)"), "number"),
+    Field("date", N_("Issued"), "date", today=True), Field("expires", N_("Expires"), "date"),
 ), whole="parcel_ids", own=("exporter",))
 
 RESOLVE = Form("flag.resolved", (
-    Field("resolution", "Resolution", "textarea"), DATE,
+    Field("resolution", N_("Resolution"), "textarea"), DATE,
 ), whole="resolution")
