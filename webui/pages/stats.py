@@ -37,6 +37,7 @@ WORDS = {
     "sites": lazy_gettext("sites"), "parcels": lazy_gettext("parcels"),
     "exports": lazy_gettext("exports"), "flags": lazy_gettext("flags"),
     "open_flags": lazy_gettext("open flags"),
+    "export": lazy_gettext("export"), "import": lazy_gettext("import"),  # a trade row's flow
 }
 
 
