@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from ledger import projections as pj
 from ledger import stats
 from ledger.accounts import READ_ALL, Principal, Token, User
-from ledger.certificates import certificate_list
+from ledger.certificates import NOT_TAINT
 from ledger.custody.trace import Node, Trace, trace
 from ledger.db import entries
 from ledger.errors import NotFound, PermissionDenied
@@ -431,20 +431,31 @@ OVERDUE_DAYS = 30  # issue 18: `certificates --unconfirmed --older-than 30`
 
 
 def authority_desk(scope: Scope, today: date | None = None) -> dict[str, Any]:
-    """An authority's certificates (SPEC 6 `certificates`): those leaving its country, which
-    it validates, and those reaching it, which it confirms; each ``overdue`` when it has no
-    confirmation and was issued more than OVERDUE_DAYS days ago; tainted, then overdue ones
-    first. And the flags touching those reaching it (:func:`flag_feed`)."""
+    """An authority's dashboard (SPEC 6 `certificates`): how many certificates leaving its
+    country wait for its validation, how many reaching it are ``overdue`` (no confirmation,
+    issued more than OVERDUE_DAYS days ago), how many of either an open flag taints; and the
+    flags touching those reaching it (:func:`flag_feed`). Counted in SQL: the certificates
+    themselves are listed a page at a time on /certificates (issue 19)."""
     country = scope.country() or ""
     late = ((today or datetime.now(UTC).date()) - timedelta(days=OVERDUE_DAYS)).isoformat()
-    desk: dict[str, Any] = {"country": country, "overdue_days": OVERDUE_DAYS}
-    for name, rows in (("leaving", certificate_list(scope.conn, exporter_country=country)),
-                       ("arriving", certificate_list(scope.conn, destination=country))):
-        for row in rows:
-            row["overdue"] = row["state"] in ("declared", "validated") and row["date"] < late
-        desk[name] = sorted(reversed(rows), key=lambda r: (not r["tainted"], not r["overdue"]))
-    desk["feed"] = flag_feed(scope, country) if country else []
-    return desk
+    x, f = pj.exports, pj.flags
+    leaving = x.c.exporter.in_(sa.select(pj.actors.c.actor_id).where(
+        pj.actors.c.country == country))
+    arriving = x.c.destination == country
+
+    def count(*where: sa.ColumnElement[bool]) -> int:
+        return int(scope.conn.execute(sa.select(sa.func.count()).select_from(x).where(*where))
+                   .scalar_one())
+
+    tainted = scope.conn.execute(
+        sa.select(sa.func.count(sa.distinct(x.c.certificate_no)))
+        .join_from(f, x, x.c.certificate_no == f.c.subject_id)
+        .where(f.c.subject_type == "export", f.c.status == "open", f.c.code.not_in(NOT_TAINT),
+               sa.or_(leaving, arriving))).scalar_one()
+    return {"country": country, "overdue_days": OVERDUE_DAYS,
+            "waiting": count(leaving, x.c.validated_seq.is_(None), x.c.confirmed_seq.is_(None)),
+            "late": count(arriving, x.c.confirmed_seq.is_(None), x.c.date < late),
+            "tainted": int(tainted), "feed": flag_feed(scope, country) if country else []}
 
 
 def flag(scope: Scope, flag_id: str) -> dict[str, Any]:

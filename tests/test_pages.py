@@ -595,6 +595,47 @@ def test_a_trace_past_the_bounds_draws_the_nearest_nodes_and_pages_its_steps(
     assert 'rel="next"' not in rest
 
 
+def test_an_authoritys_dashboard_counts_the_certificates_it_acts_on(
+        world: Ledger, client: FlaskClient) -> None:
+    """Issue 19: the counts are read in SQL (not from every certificate of the country);
+    they follow what the authorities write."""
+    def write(kind: str, actor: str, **payload: Any) -> None:
+        world.write(Event(kind, actor, payload))
+
+    for actor, country in (("auth-gh", "GH"), ("auth-be", "BE")):
+        write("actor.registered", "admin", actor_id=actor, name=f"KP authority {country}",
+              role="authority", country=country, date="2004-01-05")
+        accounts.add_user(world.engine, actor, "authority", actor)
+    for n, to in enumerate(("BE", "BE", "AE")):
+        write("parcel.purchased", "buyer-a", parcel_id=f"P-{n}", site_id="S-AKW",
+              seller="Kofi Boateng", date="2008-03-14", carats=2.5, stones=2,
+              price={"amount": 100, "currency": "USD"})
+        write("parcel.transferred", "buyer-a", parcel_id=f"P-{n}", to_actor="exp-gh",
+              date="2008-04-01", price={"amount": 120, "currency": "USD"})
+        write("export.declared", "exp-gh", certificate_no=f"GH-2008-{n}", exporter="exp-gh",
+              importer=f"Importer {to}", destination=to, hs_code="7102.31",
+              parcel_ids=[f"P-{n}"], carats=2.5, value_usd=120, date="2008-05-01",
+              expires="2008-07-01")
+
+    def desk(actor: str) -> str:
+        with client.session_transaction() as session:
+            session[login.SESSION_ID] = signin.open_session(world.engine, actor)
+        found = re.search(r'<div class="card" id="authority-desk">(.*?)</div>',
+                          client.get("/").text, re.S)
+        assert found, "no authority desk on the dashboard"
+        return " ".join(unescape(re.sub(r"<[^>]+>", " ", found.group(1))).split())
+
+    assert "3 leaving to validate · 0 arriving overdue · none tainted" in desk("auth-gh")
+    assert "0 leaving to validate · 2 arriving overdue · none tainted" in desk("auth-be")
+    write("certificate.validated", "auth-gh", certificate_no="GH-2008-0", date="2008-05-02",
+          valuation_usd=120, officer="A. Mensah")
+    write("import.confirmed", "auth-be", certificate_no="GH-2008-1", date="2008-05-20",
+          carats_received=2.5, parcels_received=1, importer="Importer BE")
+    # GH-2008-0 validated, GH-2008-1 confirmed on arrival: only GH-2008-2 waits for Ghana.
+    assert "1 leaving to validate" in desk("auth-gh")
+    assert "1 arriving overdue" in desk("auth-be")
+
+
 def test_entry_page_holds_the_entry_and_a_proof_that_verifies(world: Ledger,
                                                               client: FlaskClient) -> None:
     sign_in(client, "auditor")
