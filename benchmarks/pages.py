@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from benchmarks._common import Report, fmt_ms, machine, median_ms, progress, stage
 from ledger import accounts, signin
 from ledger import projections as pj
+from ledger.custody.trace import trace
 from ledger.db import entries, make_engine
 from ledger.errors import LedgerError
 from ledger.log.keys import load_or_create
@@ -98,7 +99,8 @@ def main(argv: list[str] | None = None) -> None:
 
 # The pages each role opens: every page its navigation offers, its lists (and their second
 # page), the forms (those that list parcels too), and the record pages it reaches from them.
-# {parcel}, {site}, {zone}, {actor}, {export}, {entry}, {flag}: a record of the ledger.
+# {parcel}, {site}, {zone}, {actor}, {export}, {entry}, {flag}: a record of the ledger;
+# {traced}: the buyer's lot of the longest custody trace ({export} is the exporter's).
 # The authority is measured twice: for the exporting country (every certificate leaving
 # Ghana) and for an importing one (those reaching Belgium and the flags touching them).
 PAGES = {
@@ -111,7 +113,8 @@ PAGES = {
     "buyer": ["/", "/map", "/holdings", "/holdings?flagged=yes", "/purchases/new",
               "/transfers/new", "/transfers/new?q=P", "/splits/new", "/merges/new", "/flags",
               "/parcels", "/parcels?sort=carats", "/sites", "/zones", "/actors", "/stats",
-              "/parcels/{parcel}", "/sites/{site}", "/zones/{zone}", "/actors/{actor}"],
+              "/parcels/{parcel}", "/parcels/{traced}", "/sites/{site}", "/zones/{zone}",
+              "/actors/{actor}"],
     "exporter": ["/", "/map", "/holdings", "/transfers/new", "/splits/new", "/merges/new",
                  "/exports/new", "/flags", "/parcels", "/sites", "/zones", "/actors", "/stats",
                  "/parcels/{parcel}", "/exports/{export}", "/exports/{export}/print",
@@ -120,7 +123,7 @@ PAGES = {
                 "/flags?group=parcel", "/flags?sort=code&code=IN_RISK_AREA", "/parcels",
                 "/parcels?sort=date", "/parcels?site={site}", "/sites", "/zones", "/actors",
                 "/entries", "/entries?kind=parcel.purchased", "/stats", "/stats?by=site",
-                "/search?q=GH-P0001", "/parcels/{parcel}", "/exports/{export}",
+                "/search?q=GH-P0001", "/parcels/{parcel}", "/parcels/{traced}", "/exports/{export}",
                 "/exports/{export}/print", "/exports/{export}/confirm", "/entries/{entry}",
                 "/flags/{flag}/resolve", "/sites/{site}", "/zones/{zone}", "/actors/{actor}"],
     "authority": ["/", "/map", "/certificates", "/sites", "/zones", "/actors", "/stats",
@@ -146,6 +149,14 @@ def _authorities(book: Ledger, exporting: str) -> None:
             "actor_id": f"bench-authority-{country.lower()}", "name": f"KP authority {country}",
             "role": "authority", "country": country, "date": "2004-01-01"},
             f"bench-authority-{country.lower()}"))
+
+
+def _longest(conn: sa.Connection, ids: sa.Select[Any], sample: int = 200) -> str | None:
+    """Of the first ``sample`` ids, the parcel or certificate of the longest custody trace
+    (the page that draws and lists the most)."""
+    sizes = {i: len(trace(conn, i, "backward").edges)
+             for i in conn.execute(ids.limit(sample)).scalars()}
+    return max(sizes, key=lambda i: sizes[i], default=None)
 
 
 def _actors(book: Ledger) -> dict[str, dict[str, str]]:
@@ -189,6 +200,12 @@ def _actors(book: Ledger) -> dict[str, dict[str, str]]:
         }
         records["entry"] = str(busiest(sa.select(p.c.seq).where(
             p.c.parcel_id == records["parcel"])))
+        e = pj.edges  # the buyer's lots of many merges, the exporter's certificates
+        records["traced"] = _longest(conn, sa.select(e.c.to_id).where(
+            e.c.kind == "parcel.merged", e.c.actor == found["buyer"]).group_by(e.c.to_id)
+            .order_by(sa.func.max(e.c.seq).desc()))
+        records["export"] = _longest(conn, sa.select(x.c.certificate_no).where(
+            x.c.exporter == found["exporter"]).order_by(x.c.seq.desc())) or records["export"]
         # The exporter's own pages open one of its parcels; the Belgian authority an
         # export reaching Belgium.
         mine = {"exporter": {"parcel": busiest(sa.select(p.c.parcel_id).where(
