@@ -31,7 +31,7 @@ from babel.messages.pofile import read_po, write_po
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # babel.cfg names an extractor of the core (schemas' words)
 TRANSLATIONS = ROOT / "webui" / "translations"
-KEYWORDS = ["-k", "N_", "-k", "lazy_gettext", "-k", "lazy_ngettext:1,2"]
+KEYWORDS = ["-k", "N_", "-k", "lazy_gettext", "-k", "_l", "-k", "lazy_ngettext:1,2"]
 
 
 def pybabel(*args: str) -> None:

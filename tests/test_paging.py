@@ -352,7 +352,8 @@ def test_move_forms_pick_parcels_from_a_searched_page_not_the_whole_holdings(
     chosen = client.get("/merges/new?pick=PA-05&pick=PA-06&pick=PB-01").text
     assert re.search(r'id="picked-carats">5\.25 ct<', chosen)
     assert re.search(r'<input[^>]*name="parent_ids"[^>]*value="PA-05, PA-06"', chosen)
-    assert "PB-01" not in chosen
+    assert "PB-01" not in chosen.split("<main>", 1)[1]  # (the header's language links
+    # carry the page's own address, as typed)
     # A form that takes one parcel keeps the first chosen.
     one = client.get("/transfers/new?pick=PA-05&pick=PA-06").text
     assert re.search(r'id="picked-carats">2\.25 ct<', one)
