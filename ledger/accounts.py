@@ -42,6 +42,7 @@ from ledger import passwords
 from ledger import projections as pj
 from ledger.db import driver_execute
 from ledger.errors import Conflict, InputError, LedgerError, NotFound, PermissionDenied
+from ledger.i18n import N_
 from ledger.log.store import ADMIN
 
 ROLES = ("officer", "buyer", "exporter", "auditor", "authority", "admin")
@@ -153,8 +154,9 @@ class Principal:
 
 def check_name(name: str) -> None:
     if not NAME.fullmatch(name):
-        raise InputError(f"name: {name!r} is not a user name: 1 to 64 letters, digits and "
-                         "._@- (starting with a letter or digit).", field="name")
+        raise InputError.said(N_("%(name)s is not a user name: 1 to 64 letters, digits and "
+                                 "._@- (starting with a letter or digit)."),
+                              {"name": repr(name)}, lead="name: ", field="name")
 
 
 def add_user(engine: sa.Engine, name: str, role: str, actor_id: str | None = None,
@@ -163,25 +165,31 @@ def add_user(engine: sa.Engine, name: str, role: str, actor_id: str | None = Non
     ``password``, the user may also sign in on the web; the two are written together."""
     check_name(name)
     if role not in ROLES:
-        raise InputError(f"role: {role!r} is not one of {', '.join(ROLES)}.", field="role")
+        raise InputError.said(N_("%(role)s is not one of %(roles)s."),
+                              {"role": repr(role), "roles": ", ".join(ROLES)}, lead="role: ",
+                              field="role")
     if actor_id is None:
         if role != "admin":
-            raise InputError(f"--actor: a user with the role {role} needs the registered "
-                             "actor it acts as.", field="actor")
+            raise InputError.said(N_("a user with the role %(role)s needs the registered "
+                                     "actor it acts as."), {"role": role}, lead="--actor: ",
+                                  field="actor")
         actor_id = ADMIN
     password_hash = None if password is None else passwords.hash_password(password)
     with so.Session(engine) as session, session.begin():
         actor = session.execute(
             sa.select(pj.actors.c.role).where(pj.actors.c.actor_id == actor_id)).first()
         if actor is None:
-            raise NotFound(f"actor: '{actor_id}' is not a registered actor.",
-                           rule="UNKNOWN_REFERENCE", field="actor")
+            raise NotFound.said(N_("'%(actor)s' is not a registered actor."),
+                                {"actor": actor_id}, lead="actor: ",
+                                rule="UNKNOWN_REFERENCE", field="actor")
         if actor.role != role:
-            raise PermissionDenied(f"actor: '{actor_id}' is registered with the role "
-                                   f"{actor.role}, not {role}.", field="actor")
+            raise PermissionDenied.said(N_("'%(actor)s' is registered with the role %(has)s, "
+                                           "not %(role)s."),
+                                        {"actor": actor_id, "has": actor.role, "role": role},
+                                        lead="actor: ", field="actor")
         if session.get(User, name) is not None:
-            raise Conflict(f"name: the user '{name}' already exists.", rule="DUPLICATE",
-                           field="name")
+            raise Conflict.said(N_("the user '%(name)s' already exists."), {"name": name},
+                                lead="name: ", rule="DUPLICATE", field="name")
         session.add(User(name=name, role=role, actor_id=actor_id, created=_now(),
                          password_hash=password_hash))
     return Principal(name, role, actor_id)
@@ -190,8 +198,8 @@ def add_user(engine: sa.Engine, name: str, role: str, actor_id: str | None = Non
 def _user(session: so.Session, name: str) -> User:
     user = session.get(User, name)
     if user is None:
-        raise NotFound(f"name: there is no user '{name}'; add it with `alluvial users add`.",
-                       field="name")
+        raise NotFound.said(N_("there is no user '%(name)s'; add it with `alluvial users "
+                               "add`."), {"name": name}, lead="name: ", field="name")
     return user
 
 
@@ -266,8 +274,9 @@ def issue_token(engine: sa.Engine, name: str,
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with so.Session(engine) as session, session.begin():
         if _user(session, name).disabled is not None:
-            raise InputError(f"name: the user '{name}' is disabled; a token for it would "
-                             "never be accepted.", field="name")
+            raise InputError.said(N_("the user '%(name)s' is disabled; a token for it would "
+                                     "never be accepted."), {"name": name}, lead="name: ",
+                                  field="name")
         info = TokenInfo(secrets.token_hex(6), name, _now(), expires, None)
         session.add(Token(id=info.id, user=name, token_hash=token_digest(token),
                           created=info.created, expires=expires))
@@ -291,8 +300,9 @@ def revoke_token(engine: sa.Engine, token_id: str) -> TokenInfo:
     with so.Session(engine) as session, session.begin():
         token = session.get(Token, token_id)
         if token is None:
-            raise NotFound(f"TOKEN_ID: there is no token '{token_id}'; `alluvial tokens list` "
-                           "shows their ids.", field="token_id")
+            raise NotFound.said(N_("there is no token '%(token)s'; `alluvial tokens list` "
+                                   "shows their ids."), {"token": token_id}, lead="TOKEN_ID: ",
+                                field="token_id")
         if token.revoked is None:
             token.revoked = _now()
         return TokenInfo(token.id, token.user, token.created, token.expires, token.revoked)

@@ -19,18 +19,18 @@ class LedgerError(Exception):
     rule: str = "ERROR"
 
     def __init__(self, message: str, *, rule: str | None = None, template: str | None = None,
-                 values: dict[str, Any] | None = None, **data: Any) -> None:
+                 params: dict[str, Any] | None = None, **data: Any) -> None:
         super().__init__(message)
         self.message = message
         if rule is not None:
             self.rule = rule
         self.data: dict[str, Any] = data
         # Issue 19: the sentence a page shows, as a template marked with ledger.i18n.N_ and
-        # its named values, so that the web layer can say it in the page's language. The
-        # message ends with ``template % values``; whatever precedes it (a field path) is
-        # not translated. None for messages no page shows.
+        # its named values (``params``), so that the web layer can say it in the page's
+        # language. The message ends with ``template % params``; whatever precedes it (a
+        # field path) is not translated. None for messages no page shows.
         self.template = template
-        self.values: dict[str, Any] = dict(values or {})
+        self.params: dict[str, Any] = dict(params or {})
 
     @classmethod
     def said(cls, template: str, values: dict[str, Any] | None = None, *, lead: str = "",
@@ -38,33 +38,33 @@ class LedgerError(Exception):
         """The error whose message is ``lead`` then ``template % values`` (``template``
         marked with ``N_``), keeping both for a page to say it in another language."""
         values = values or {}
-        return cls(lead + template % values, rule=rule, template=template, values=values,
+        return cls(lead + template % values, rule=rule, template=template, params=values,
                    **data)
 
     def __str__(self) -> str:
         return self.message
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Keyword arguments, template and values survive pickling (ingest checks lines in
+        # Keyword arguments, template and params survive pickling (ingest checks lines in
         # another process).
         return (_rebuild, (type(self), self.message, self.rule, self.data, self.template,
-                           self.values))
+                           self.params))
 
 
 def _rebuild(cls: type[LedgerError], message: str, rule: str, data: dict[str, Any],
-             template: str | None = None, values: dict[str, Any] | None = None) -> LedgerError:
+             template: str | None = None, params: dict[str, Any] | None = None) -> LedgerError:
     error = cls.__new__(cls)
-    LedgerError.__init__(error, message, rule=rule, template=template, values=values, **data)
+    LedgerError.__init__(error, message, rule=rule, template=template, params=params, **data)
     return error
 
 
 class Problem(dict[str, str]):
     """One finding of a schema check, ``{field, message}`` as the API shows it in
-    ``errors``, that also keeps its marked ``template`` and ``values`` (not in the dict, so
+    ``errors``, that also keeps its marked ``template`` and ``params`` (not in the dict, so
     the API's body is unchanged) for a page to say it in another language."""
 
     template: str | None = None
-    values: dict[str, Any]
+    params: dict[str, Any]  # not ``values``: that is dict's own method
 
     @classmethod
     def said(cls, field: str, template: str, values: dict[str, Any] | None = None,
@@ -73,7 +73,7 @@ class Problem(dict[str, str]):
         values = values or {}
         problem = cls(field=field, message=f"{field if at is None else at}: "
                                            f"{template % values}")
-        problem.template, problem.values = template, values
+        problem.template, problem.params = template, values
         return problem
 
 

@@ -15,6 +15,7 @@ import secrets
 import string
 
 from ledger.errors import InputError
+from ledger.i18n import N_
 
 MIN_LENGTH = 8
 MAX_LENGTH = 1024  # scrypt reads all of it: a bound keeps one sign-in cheap
@@ -29,8 +30,9 @@ MAX_N, MAX_RP = 2**20, 64
 def check_new_password(password: str) -> None:
     """Refuse a password too short to resist guessing, or too long to hash cheaply."""
     if not MIN_LENGTH <= len(password) <= MAX_LENGTH:
-        raise InputError(f"password: must be {MIN_LENGTH} to {MAX_LENGTH} characters long.",
-                         field="password")
+        raise InputError.said(N_("must be %(min)s to %(max)s characters long."),
+                              {"min": MIN_LENGTH, "max": MAX_LENGTH}, lead="password: ",
+                              field="password")
 
 
 def _scrypt(password: str, salt: str, n: int, r: int, p: int) -> str:

@@ -35,6 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.accounts import Principal, SigninFailures, User, WebSession, check_password
 from ledger.errors import LedgerError
+from ledger.i18n import N_
 
 SESSION_HOURS = 12  # a session lasts a working day at most, whatever the browser keeps
 WINDOW = 15 * 60  # failures further apart than this start the count again
@@ -120,8 +121,9 @@ def check_throttle(engine: sa.Engine, name: str, address: str | None,
             SigninFailures.key.in_(_keys(name, address)))).scalar()
     if until is not None and until > now:
         wait = math.ceil(until - now)
-        raise TooManyAttempts(f"Too many failed sign-ins for this account or from this "
-                              f"address: try again in {wait} seconds.", retry_after=wait)
+        raise TooManyAttempts.said(N_("Too many failed sign-ins for this account or from this "
+                                      "address: try again in %(wait)s seconds."),
+                                   {"wait": wait}, retry_after=wait)
 
 
 def record_failure(engine: sa.Engine, name: str, address: str | None,

@@ -17,6 +17,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from ledger.i18n import N_
 
@@ -68,7 +69,7 @@ class Why:
     of it in the pages' languages (ledger.custody.rules, issue 19)."""
 
     template: str
-    values: dict[str, str]
+    values: dict[str, Any]
 
     def __str__(self) -> str:
         return self.template % self.values

@@ -207,7 +207,7 @@ def _refuse(errors: list[dict[str, str]]) -> None:
     first = errors[0]
     raise InputError(first["message"], rule="SCHEMA", field=first["field"], errors=errors,
                      template=getattr(first, "template", None),
-                     values=getattr(first, "values", None))
+                     params=getattr(first, "params", None))
 
 
 def _number_problem(value: Any) -> Words | None:
@@ -304,7 +304,7 @@ def _plain(value: Any, path: str) -> Any:
 def _post_checks(payload: Any, prefix: str) -> list[dict[str, str]]:
     if not isinstance(payload, dict):
         return []
-    errors = []
+    errors: list[dict[str, str]] = []
     for start, end in _DATE_PAIRS:
         first, last = payload.get(start), payload.get(end)
         if isinstance(first, str) and isinstance(last, str) and last < first:

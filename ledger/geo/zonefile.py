@@ -29,6 +29,7 @@ import numpy as np
 import shapely
 
 from ledger.errors import InputError
+from ledger.i18n import N_
 
 LICENCE_FIELDS = ("zone_id", "name", "licence_no", "holder", "valid_from", "valid_to", "date")
 RISK_FIELDS = ("zone_id", "name", "category", "source", "valid_from", "valid_to", "date")
@@ -66,10 +67,11 @@ def read_zone_file(
     try:
         frame = geopandas.read_file(source, engine="pyogrio")
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
-        raise InputError(f"{path}: cannot be read as {KINDS}: {exc}",
-                         field="FILE") from exc
+        raise InputError.said(N_("cannot be read as %(kinds)s: %(why)s"),
+                              {"kinds": KINDS, "why": str(exc)}, lead=f"{path}: ",
+                              field="FILE") from exc
     if frame.empty:
-        raise InputError(f"{path}: holds no features.", field="FILE")
+        raise InputError.said(N_("holds no features."), lead=f"{path}: ", field="FILE")
     _check_crs(frame, path)
     frame = frame.to_crs(4326) if frame.crs is not None and frame.crs.to_epsg() != 4326 else frame
     fields = LICENCE_FIELDS if zone_type == "licence" else RISK_FIELDS
@@ -96,7 +98,7 @@ def read_zone_file(
 def _checked_source(path: Path) -> Path | io.BytesIO:
     """What GDAL may read: the file itself, or for GeoJSON the bytes checked here."""
     if not path.is_file():
-        raise InputError(f"{path}: is not a file here.", field="FILE")
+        raise InputError.said(N_("is not a file here."), lead=f"{path}: ", field="FILE")
     with path.open("rb") as file:
         head = file.read(16)
     if head.startswith(b"SQLite format 3\x00") or head.startswith(b"\x00\x00\x27\x0a"):
@@ -108,7 +110,8 @@ def _checked_source(path: Path) -> Path | io.BytesIO:
     if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
         _check_geojson(data, path)
         return io.BytesIO(data)
-    raise InputError(f"{path}: is not {KINDS} (the ledger reads only these).", field="FILE")
+    raise InputError.said(N_("is not %(kinds)s (the ledger reads only these)."),
+                          {"kinds": KINDS}, lead=f"{path}: ", field="FILE")
 
 
 def _check_zip(path: Path) -> None:
@@ -117,13 +120,17 @@ def _check_zip(path: Path) -> None:
         with zipfile.ZipFile(path) as archive:
             names = [n for n in archive.namelist() if not n.endswith("/")]
     except zipfile.BadZipFile as exc:
-        raise InputError(f"{path}: is not a readable zip file: {exc}.", field="FILE") from exc
+        raise InputError.said(N_("is not a readable zip file: %(why)s."), {"why": str(exc)},
+                              lead=f"{path}: ", field="FILE") from exc
     others = [n for n in names if Path(n).suffix.lower() not in _SHAPEFILE_PARTS]
     shapefiles = [n for n in names if n.lower().endswith(".shp")]
     if others or len(shapefiles) != 1:
-        raise InputError(f"{path}: a zip must hold exactly one Shapefile (.shp with its .shx, "
-                         f".dbf, .prj) and nothing else; it holds {', '.join(names) or 'nothing'}.",
-                         field="FILE")
+        raise InputError.said(
+            N_("a zip must hold exactly one Shapefile (.shp with its .shx, .dbf, .prj) and "
+               "nothing else; it holds %(names)s.") if names else
+            N_("a zip must hold exactly one Shapefile (.shp with its .shx, .dbf, .prj) and "
+               "nothing else; it holds nothing."),
+            {"names": ", ".join(names)}, lead=f"{path}: ", field="FILE")
 
 
 def _check_geojson(data: bytes, path: Path) -> None:
@@ -131,8 +138,8 @@ def _check_geojson(data: bytes, path: Path) -> None:
     try:
         document = json.loads(data)
     except (ValueError, RecursionError) as exc:
-        raise InputError(f"{path}: is not valid GeoJSON: {str(exc)[:200]}.",
-                         field="FILE") from exc
+        raise InputError.said(N_("is not valid GeoJSON: %(why)s."), {"why": str(exc)[:200]},
+                              lead=f"{path}: ", field="FILE") from exc
     todo: list[Any] = [document]
     while todo:
         value = todo.pop()
@@ -153,9 +160,10 @@ def _check_crs_member(crs: Any, path: Path) -> None:
             and _CRS_NAME.fullmatch(name.strip())):
         return
     shown = json.dumps(crs)[:120]
-    raise InputError(f"{path}: crs {shown} is not followed: the ledger reads no CRS from a link "
-                     "or a file; name it (\"EPSG:32630\", an OGC URN) or give the coordinates "
-                     "in WGS 84.", field="FILE")
+    raise InputError.said(N_("crs %(crs)s is not followed: the ledger reads no CRS from a link "
+                             "or a file; name it (\"EPSG:32630\", an OGC URN) or give the "
+                             "coordinates in WGS 84."), {"crs": shown}, lead=f"{path}: ",
+                          field="FILE")
 
 
 def _check_crs(frame: Any, path: Path) -> None:
@@ -163,27 +171,32 @@ def _check_crs(frame: Any, path: Path) -> None:
     geographic_looking = -180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90
     if frame.crs is None:
         if not geographic_looking:
-            raise InputError(f"{path}: has no CRS and its coordinates are not longitude and "
-                             "latitude (projected?); give the file a CRS (.prj) or convert it.",
-                             field="FILE")
+            raise InputError.said(N_("has no CRS and its coordinates are not longitude and "
+                                     "latitude (projected?); give the file a CRS (.prj) or "
+                                     "convert it."), lead=f"{path}: ", field="FILE")
         frame.set_crs(4326, inplace=True)
 
 
 def _check_geometry(geom: Any, label: str) -> None:
     if geom is None or geom.is_empty:
-        raise InputError(f"{label}: has no geometry.", field=label)
+        raise InputError.said(N_("has no geometry."), lead=f"{label}: ", field=label)
     if geom.geom_type not in POLYGONAL:
-        raise InputError(f"{label}: is a {geom.geom_type}; a zone must be a Polygon or "
-                         "MultiPolygon.", field=label)
+        raise InputError.said(N_("is a %(type)s; a zone must be a Polygon or MultiPolygon."),
+                              {"type": geom.geom_type}, lead=f"{label}: ", field=label)
     coords = shapely.get_coordinates(geom)
     lon, lat = coords[:, 0], coords[:, 1]
     if (np.abs(lat) > 90).any():
         if (np.abs(lon) <= 90).all() and (np.abs(lat) <= 180).all():
-            raise InputError(f"{label}: latitudes beyond ±90 while longitudes fit: longitude "
-                             "and latitude look swapped (GeoJSON is lon, lat).", field=label)
-        raise InputError(f"{label}: coordinates out of range for WGS 84.", field=label)
+            raise InputError.said(N_("latitudes beyond ±90 while longitudes fit: longitude "
+                                     "and latitude look swapped (GeoJSON is lon, lat)."),
+                                  lead=f"{label}: ", field=label)
+        raise InputError.said(_OUT_OF_RANGE, lead=f"{label}: ", field=label)
     if (np.abs(lon) > 180).any():
-        raise InputError(f"{label}: coordinates out of range for WGS 84.", field=label)
+        raise InputError.said(_OUT_OF_RANGE, lead=f"{label}: ", field=label)
     if not geom.is_valid:
-        raise InputError(f"{label}: invalid geometry: {shapely.is_valid_reason(geom)}.",
-                         field=label)
+        raise InputError.said(N_("invalid geometry: %(why)s."),
+                              {"why": shapely.is_valid_reason(geom)}, lead=f"{label}: ",
+                              field=label)
+
+
+_OUT_OF_RANGE = N_("coordinates out of range for WGS 84.")

@@ -35,6 +35,7 @@ from ledger.geo.screening import (
     subject_for,
 )
 from ledger.geo.zones import ZoneSet
+from ledger.i18n import N_
 from ledger.log.canonical import canonical_text
 from ledger.log.keys import SigningKey, load_or_create
 from ledger.log.store import ADMIN, Appender, Entry, Log, admin_payload
@@ -168,8 +169,9 @@ class Session:
         except (TypeError, ValueError):
             same_payload = False
         if (entry.kind, entry.actor) != (event.kind, event.actor) or not same_payload:
-            raise Conflict(f"event_id: '{event.event_id}' was already used by entry {entry.seq} "
-                           "for other content.", field="event_id", seq=entry.seq)
+            raise Conflict.said(N_("'%(id)s' was already used by entry %(seq)s for other "
+                                   "content."), {"id": event.event_id, "seq": entry.seq},
+                                lead="event_id: ", field="event_id", seq=entry.seq)
         return WriteResult(entry, self.ledger.flags_caused(self.appender.conn, entry.seq),
                            created=False)
 
