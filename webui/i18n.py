@@ -19,10 +19,14 @@ ledger holds, in the words they were written in.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, redirect, request, url_for
-from flask_babel import Babel, get_locale
+from flask_babel import Babel, get_locale, gettext
+
+from ledger.errors import LedgerError
 
 LANGUAGES = {"en": "English", "fr": "Français"}  # code: the language's name in itself
 COOKIE = "lang"
@@ -79,3 +83,27 @@ def init_app(app: Flask) -> None:
     @app.context_processor
     def _language() -> dict[str, object]:
         return {"lang": current(), "languages": switch_links}
+
+
+def say(said: LedgerError | Mapping[str, Any]) -> str:
+    """The sentence of a refusal (a :class:`LedgerError`, or one schema problem of its
+    ``errors``) in the page's language.
+
+    The core keeps each sentence a page shows as a template marked with ``N_`` and its
+    values (``ledger.errors``); this is the catalogue's translation of the template filled
+    with the same values. What precedes the sentence in the English message (the field
+    path, ``payload.date: ``) is kept as it is. A message with no template, or whose
+    template does not fill, is said in English as it was written.
+    """
+    english = str(said) if isinstance(said, LedgerError) else str(said.get("message", ""))
+    template = getattr(said, "template", None)
+    if not template:
+        return english
+    values = getattr(said, "params", None) or {}
+    try:
+        plain, local = template % values, gettext(template) % values
+    except (KeyError, TypeError, ValueError):
+        return english
+    if not english.endswith(plain):
+        return english
+    return english[:len(english) - len(plain)] + local

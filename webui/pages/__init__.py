@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 from ledger.errors import LedgerError
 from ledger.i18n import N_
 from webui.errors import status_of
+from webui.i18n import say
 from webui.pages import (
     access,
     admin,
@@ -117,7 +118,7 @@ def _page(status: int, rule: str, message: str) -> tuple[str, int]:
 
 @bp.errorhandler(LedgerError)
 def _ledger_error(error: LedgerError) -> tuple[str, int]:
-    return _page(status_of(error), error.rule, str(error))
+    return _page(status_of(error), error.rule, say(error))  # in the page's language
 
 
 @bp.errorhandler(CSRFError)

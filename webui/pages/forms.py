@@ -25,6 +25,7 @@ from ledger.custody.rules import HS_CODES
 from ledger.errors import InputError, LedgerError
 from ledger.i18n import N_
 from ledger.log.canonical import parse
+from webui.i18n import say
 
 # SPEC 4 (and the web layer's own refusals), in plain words: English, marked; the page
 # that shows them says them in its language (macros.html, error.html). Rule ids are codes.
@@ -176,8 +177,8 @@ def _location(form: Mapping[str, str], name: str) -> Any:
     try:
         value = parse(pasted)
     except InputError as exc:
-        raise InputError(f"payload.{name}: the pasted text is not JSON: {exc}",
-                         field=f"payload.{name}") from exc
+        raise InputError.said(N_("the pasted text is not JSON: %(why)s"), {"why": str(exc)},
+                              lead=f"payload.{name}: ", field=f"payload.{name}") from exc
     if isinstance(value, dict) and value.get("type") == "Feature":
         value = value.get("geometry")
     return value
@@ -244,12 +245,12 @@ def refusals(error: LedgerError, form: Form | None, known: tuple[str, ...] = ()
     labels = {f.name: f.label for f in form.fields} if form else {}
     whole = form.whole if form else ""
     problems = error.data.get("errors") or [{"field": error.data.get("field") or "",
-                                             "message": str(error)}]
+                                             "message": say(error)}]
     placed: dict[str, list[Refusal]] = {}
     plain: dict[str, list[str]] = {}
     for problem in problems:
         where = _nearest(str(problem.get("field") or ""), names, whole)
-        message = str(problem["message"])
+        message = say(problem)  # in the page's language (issue 19)
         prefix = f"{problem.get('field')}: "
         if message.startswith(prefix) and where:
             message = message[len(prefix):]
@@ -259,22 +260,32 @@ def refusals(error: LedgerError, form: Form | None, known: tuple[str, ...] = ()
             plain.setdefault(where, []).append(message)
             continue
         placed.setdefault(where, []).append(
-            Refusal(error.rule, RULE_WORDS.get(error.rule, "Refused"), message))
+            Refusal(error.rule, RULE_WORDS.get(error.rule, N_("Refused")), message))
     for where, messages in plain.items():
         placed.setdefault(where, []).insert(
             0, Refusal(error.rule, "", sentence(labels.get(where) or where.capitalize(), messages)))
     return placed
 
 
-def sentence(label: str, messages: list[str]) -> str:
-    """The schema's findings about one input as one sentence that starts with its label."""
-    said = [PLAIN.get(m, m).rstrip(".") for m in dict.fromkeys(messages)]
-    text = " and ".join(said)
-    return f"{label}{' ' if text.startswith(VERBS) else ': '}{text}."
+def sentence(label: Any, messages: list[str]) -> str:
+    """The schema's findings about one input as one sentence that starts with its label.
+
+    ``messages`` are in the page's language (:func:`webui.i18n.say`). In English a finding
+    that starts with a verb follows the label ("Carats must have at most two decimals."),
+    others follow a colon; in French every finding follows the colon ("Carats : au plus
+    deux décimales.")."""
+    plain = {gettext(k): gettext(v) for k, v in PLAIN.items()}
+    said = [plain.get(m, m).rstrip(".") for m in dict.fromkeys(messages)]
+    text = said[0]
+    for more in said[1:]:
+        text = gettext("%(one)s and %(other)s", one=text, other=more)
+    if text.startswith(VERBS):
+        return gettext("%(label)s %(text)s.", label=label, text=text)
+    return gettext("%(label)s: %(text)s.", label=label, text=text)
 
 
-PLAIN = {"required field is missing": "is required"}
-VERBS = ("must ", "is ", "lists ")
+PLAIN = {N_("required field is missing"): N_("is required")}  # the schema's words, plainer
+VERBS = ("must ", "is ", "lists ")  # English findings that read on from the label
 
 
 def _nearest(path: str, names: tuple[str, ...], whole: str) -> str:
