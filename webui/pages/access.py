@@ -17,6 +17,7 @@ from flask import g, redirect, request, url_for
 from ledger.accounts import READ_ALL, READS, ROLES, Principal, Unauthenticated, require
 from ledger.custody import rules
 from ledger.errors import PermissionDenied
+from ledger.i18n import N_
 from webui import login
 from webui.services import ledger
 
@@ -44,7 +45,9 @@ def principal() -> Principal:
     return found
 
 
-def _guard(roles: Iterable[str], what: str) -> Callable[[F], F]:
+def _guard(roles: Iterable[str], refusal: str, **values: str) -> Callable[[F], F]:
+    """``refusal``: the whole sentence (marked with N_, so a page says it in its language)
+    with ``%(role)s`` and ``%(allowed)s``, and ``values`` for its other placeholders."""
     allowed = frozenset(roles)
 
     def decorate(view: F) -> F:
@@ -57,8 +60,9 @@ def _guard(roles: Iterable[str], what: str) -> Callable[[F], F]:
                 wanted = request.full_path.rstrip("?")
                 return redirect(url_for("pages.signin.login_page", next=wanted))
             if who.role not in allowed:
-                raise PermissionDenied(f"role: the role {who.role} may not {what}; only "
-                                       f"{' or '.join(sorted(allowed))} may.", field="role")
+                raise PermissionDenied.said(refusal, {
+                    "role": who.role, "allowed": " or ".join(sorted(allowed)), **values},
+                    lead="role: ", field="role")
             return view(*args, **kwargs)
 
         return guarded  # type: ignore[return-value]
@@ -68,29 +72,33 @@ def _guard(roles: Iterable[str], what: str) -> Callable[[F], F]:
 
 def signed_in() -> Callable[[F], F]:
     """Any account."""
-    return _guard(EVERYONE, "open this page")
+    return _guard(EVERYONE, N_("the role %(role)s may not open this page; only %(allowed)s may."))
 
 
 def writes(*kinds: str) -> Callable[[F], F]:
     """A form that writes these kinds: the roles rule ROLE lets write every one of them."""
     allowed = frozenset.intersection(*(rules.ROLES[k] for k in kinds))
-    return _guard(allowed, f"write {' or '.join(kinds)}")
+    return _guard(allowed, N_("the role %(role)s may not write %(kinds)s; only %(allowed)s may."),
+                  kinds=" or ".join(kinds))
 
 
 def reads(area: str) -> Callable[[F], F]:
     """A page showing what an area of ``ledger.accounts.READS`` holds."""
     allowed = READS[area]
-    return _guard(EVERYONE if allowed is None else allowed, f"read {area}")
+    return _guard(EVERYONE if allowed is None else allowed,
+                  N_("the role %(role)s may not read %(area)s; only %(allowed)s may."), area=area)
 
 
 def reads_all() -> Callable[[F], F]:
     """Pages over the whole ledger (search, verification): the roles that read everything."""
-    return _guard(READ_ALL, "read the whole ledger")
+    return _guard(READ_ALL,
+                  N_("the role %(role)s may not read the whole ledger; only %(allowed)s may."))
 
 
 def administers() -> Callable[[F], F]:
     """User accounts and API tokens (SPEC 1: the admin)."""
-    return _guard({"admin"}, "manage user accounts")
+    return _guard({"admin"},
+                  N_("the role %(role)s may not manage user accounts; only %(allowed)s may."))
 
 
 def may_open(endpoint: str) -> bool:

@@ -12,13 +12,14 @@ from typing import Any
 from flask import current_app, request, url_for
 from itsdangerous import BadData, URLSafeSerializer
 
+from ledger.i18n import N_
 from ledger.lists import Paged
 from ledger.paging import MAX_SIZE, SIZE, BadCursor, BadQuery, Listing, Page, Position
 from ledger.reads import Scope
 
 SALT = "alluvial.pages.position"
-_REFUSED = ("cursor: this page link was not made by this site, or was changed; start again "
-            "from the first page.")
+_REFUSED = N_("this page link was not made by this site, or was changed; start again from "
+              "the first page.")
 
 
 def _signer() -> URLSafeSerializer:
@@ -34,18 +35,18 @@ def position() -> Position | None:
     """The position the request's ``after`` or ``before`` names (None: the first page)."""
     after, before = request.args.get("after"), request.args.get("before")
     if after is not None and before is not None:
-        raise BadCursor("cursor: a page link gives after or before, not both; start "
-                        "again from the first page.", field="cursor")
+        raise BadCursor.said(N_("a page link gives after or before, not both; start again from "
+                                "the first page."), lead="cursor: ", field="cursor")
     raw = after if after is not None else before
     if raw is None:
         return None
     try:
         order, keys, way = _signer().loads(raw[:2000])
     except (BadData, ValueError, TypeError) as exc:
-        raise BadCursor(_REFUSED, field="cursor") from exc
+        raise BadCursor.said(_REFUSED, lead="cursor: ", field="cursor") from exc
     if not isinstance(order, str) or not isinstance(keys, list) or way != (
             "after" if after is not None else "before"):
-        raise BadCursor(_REFUSED, field="cursor")
+        raise BadCursor.said(_REFUSED, lead="cursor: ", field="cursor")
     return Position(order, tuple(keys), after=after is not None)
 
 
@@ -54,8 +55,9 @@ def size(default: int = SIZE) -> int:
     if raw == "":
         return default
     if not raw.isdigit() or not 1 <= int(raw[:6]) <= MAX_SIZE:
-        raise BadQuery(f"size: {raw[:20]!r} is not a number of rows from 1 to {MAX_SIZE}.",
-                       field="size")
+        raise BadQuery.said(N_("%(value)s is not a number of rows from 1 to %(most)s."),
+                            {"value": repr(raw[:20]), "most": MAX_SIZE}, lead="size: ",
+                            field="size")
     return int(raw)
 
 

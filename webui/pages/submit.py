@@ -9,17 +9,20 @@ written once (SPEC 4).
 
 from __future__ import annotations
 
+import copy
 import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import flash, request
+from flask_babel import gettext
 from werkzeug.datastructures import FileStorage
 
 from ledger import reads
 from ledger.errors import InputError, LedgerError
 from ledger.geo.zonefile import read_zone_file
+from ledger.i18n import N_
 from ledger.recorder.events import Event, WriteResult
 from ledger.recorder.prepare import check_event
 from webui.pages import access, links
@@ -74,10 +77,11 @@ def preview_map(step: Round) -> MapDrawing | None:
 def announce(result: WriteResult, what: str) -> None:
     """Tell the next page what was written and which flags screening raised."""
     seq = result.entry.seq
-    flash(f"{what} written as entry {seq}." if result.created else
-          f"{what} was already written as entry {seq} (the form was sent twice).", "written")
+    flash(gettext("%(what)s written as entry %(seq)s.", what=what, seq=seq) if result.created
+          else gettext("%(what)s was already written as entry %(seq)s (the form was sent "
+                       "twice).", what=what, seq=seq), "written")
     if not result.flags and result.entry.kind in ("site.registered", "parcel.purchased"):
-        flash("Screening raised no flag.", "clean")
+        flash(gettext("Screening raised no flag."), "clean")
     for f in result.flags:
         flash(f"{f['code']} ({f['flag_id']}): {f['detail']}", "flag")
 
@@ -94,12 +98,14 @@ def import_zones(upload: FileStorage | None, zone_type: str) -> int:
     name = (upload.filename or "") if upload is not None else ""
     suffix = Path(name).suffix.lower()
     if upload is None or not name:
-        raise InputError("file: choose a zone file to upload.", field="file")
+        raise InputError.said(N_("choose a zone file to upload."), lead="file: ", field="file")
     if suffix not in ZONE_FILES:
-        raise InputError(f"file: {name!r} is not a GeoJSON, GeoPackage or zipped Shapefile "
-                         f"({', '.join(ZONE_FILES)}).", field="file")
+        raise InputError.said(
+            N_("%(name)s is not a GeoJSON, GeoPackage or zipped Shapefile (%(suffixes)s)."),
+            {"name": repr(name), "suffixes": ", ".join(ZONE_FILES)}, lead="file: ", field="file")
     if zone_type not in ("licence", "risk"):
-        raise InputError("zone_type: choose licence or risk.", field="zone_type")
+        raise InputError.said(N_("choose licence or risk."), lead="zone_type: ",
+                              field="zone_type")
     actor_id = access.principal().actor_id
     with tempfile.TemporaryDirectory(prefix="alluvial-zones-") as folder:
         path = Path(folder) / f"upload{suffix}"
@@ -107,13 +113,22 @@ def import_zones(upload: FileStorage | None, zone_type: str) -> int:
         try:
             payloads = read_zone_file(path, zone_type)
         except InputError as exc:
-            raise InputError(f"file: {str(exc).replace(str(path), repr(name))}",
-                             field="file") from exc
+            raise _about_file(exc, f"file: {str(exc).replace(str(path), repr(name))}") from exc
     with ledger().session() as session:
         for payload in payloads:
             label = payload.pop("_label")
             try:
                 session.write(Event("zone.registered", actor_id, payload))
             except LedgerError as exc:
-                raise type(exc)(f"file: {label}: {exc}", rule=exc.rule, field="file") from exc
+                raise _about_file(exc, f"file: {label}: {exc}") from exc
     return len(payloads)
+
+
+def _about_file(exc: LedgerError, message: str) -> LedgerError:
+    """``exc`` said about the uploaded file (its rule, ``message``, the input ``file``): a
+    copy, so that the marked sentence it ends with stays with it and a page says it in its
+    language (webui.i18n.say; it falls back to ``message`` when they no longer agree)."""
+    moved = copy.copy(exc)
+    moved.message, moved.data = message, {"field": "file"}
+    moved.args = (message,)
+    return moved
