@@ -306,8 +306,8 @@ def site(scope: Scope, site_id: str) -> dict[str, Any]:
     p = pj.parcels
     row["flags"] = flags_on(scope, "site", site_id) if scope.sees_site_flags() else None
     here = [p.c.site_id == site_id]
-    if (seen := scope.seen_parcels()) is not None:
-        here.append(p.c.parcel_id.in_(seen))
+    if not scope.sees_all:  # row by row: a busy buyer held far more parcels than a site sold
+        here.append(scope.sees_parcel(p.c.parcel_id, p.c.holder))
     row["purchases"] = scope.conn.execute(sa.select(sa.func.count()).where(*here)).scalar_one()
     row["flagged"] = list(scope.conn.execute(sa.select(p.c.parcel_id).where(
         *here, p.c.open_flags > 0).order_by(p.c.seq)).scalars())
@@ -622,7 +622,7 @@ def map_features(scope: Scope, as_of: str | None = None) -> dict[str, Any]:
     """The map's layers (``ledger.geo.maps.feature_collection``) as the caller may see them:
     flagged purchases of its own parcels only, and the flags of sites for an auditor or an
     officer; ``as_of``: the zones as they stood that day (SPEC 5)."""
-    return feature_collection(scope.conn, seen=scope.seen_parcels(),
+    return feature_collection(scope.conn, seen=None if scope.sees_all else scope.sees_parcel,
                               site_flags=scope.sees_site_flags(), as_of=as_of)
 
 
