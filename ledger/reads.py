@@ -24,6 +24,7 @@ from ledger.custody.trace import Node, Trace, trace
 from ledger.db import entries
 from ledger.errors import NotFound, PermissionDenied
 from ledger.geo.maps import feature_collection
+from ledger.i18n import N_
 
 RECENT = 10
 # What officers register: the flags on these are an officer's to read (SPEC 1).
@@ -52,15 +53,16 @@ class Scope:
 
     def held(self, parcel_id: str) -> bool:
         """The parcel is held by the actor now, or was (it is on one of its custody steps)."""
-        me = self.actor
-        p, e = pj.parcels, pj.edges
-        if self.conn.execute(sa.select(p.c.seq).where(
-                p.c.parcel_id == parcel_id, p.c.holder == me)).first():
-            return True
-        touches = sa.or_(sa.and_(e.c.from_type == "parcel", e.c.from_id == parcel_id),
-                         sa.and_(e.c.to_type == "parcel", e.c.to_id == parcel_id))
-        return self.conn.execute(sa.select(e.c.seq).where(touches, e.c.actor == me)
-                                 .limit(1)).first() is not None
+        # The row test of the lists, each EXISTS on its own index: one query with the two
+        # ends OR-ed read every step the actor took (issue 19: 310 ms at 1,000,000 events).
+        parcel = sa.literal(parcel_id, pj.parcels.c.parcel_id.type)
+        return bool(self.conn.execute(sa.select(self.sees_parcel(parcel))).scalar())
+
+    def took_custody(self) -> bool:
+        """The caller holds a parcel or took a custody step, so it may see some parcels."""
+        me, p, e = self.actor, pj.parcels, pj.edges
+        return bool(self.conn.execute(sa.select(sa.or_(
+            sa.exists().where(p.c.holder == me), sa.exists().where(e.c.actor == me)))).scalar())
 
     def seen_parcels(self) -> sa.CompoundSelect[Any] | None:
         """The ids of the parcels the caller may see, as a subquery (None: every parcel)."""
@@ -78,16 +80,18 @@ class Scope:
     def check_parcel(self, parcel_id: str) -> None:
         # Same answer whether the parcel exists or not: a scoped caller learns nothing else.
         if not self.sees_all and not self.held(parcel_id):
-            raise PermissionDenied(f"parcel_id: '{parcel_id}' is not a parcel that "
-                                   f"'{self.actor}' holds or held.",
-                                   field="parcel_id")
+            raise PermissionDenied.said(
+                N_("'%(parcel_id)s' is not a parcel that '%(actor)s' holds or held."),
+                {"parcel_id": parcel_id, "actor": self.actor}, lead="parcel_id: ",
+                field="parcel_id")
 
     def parcel(self, parcel_id: str) -> dict[str, Any]:
         self.check_parcel(parcel_id)
         row = self.conn.execute(
             sa.select(pj.parcels).where(pj.parcels.c.parcel_id == parcel_id)).first()
         if row is None:
-            raise NotFound(f"parcel_id: there is no parcel '{parcel_id}'.", field="parcel_id")
+            raise NotFound.said(N_("there is no parcel '%(value)s'."), {"value": parcel_id},
+                                lead="parcel_id: ", field="parcel_id")
         return {
             "parcel_id": row.parcel_id, "holder": row.holder, "carats": row.points / 100,
             "stones": row.stones, "status": row.status, "on_hold": row.open_flags > 0,
@@ -175,10 +179,12 @@ class Scope:
         if self.conn.execute(sa.select(x.c.certificate_no).where(
                 x.c.certificate_no == certificate_no, *self.exports_seen())).first():
             return
-        raise PermissionDenied(f"certificate_no: '{certificate_no}' is not an export of "
-                               f"'{self.actor}'" + (" nor one from or to its country"
-                                                    if self.is_authority else "") + ".",
-                               field="certificate_no")
+        raise PermissionDenied.said(
+            N_("'%(certificate_no)s' is not an export of '%(actor)s' nor one from or to its "
+               "country.") if self.is_authority else
+            N_("'%(certificate_no)s' is not an export of '%(actor)s'."),
+            {"certificate_no": certificate_no, "actor": self.actor}, lead="certificate_no: ",
+            field="certificate_no")
 
     def exports_seen(self) -> list[sa.ColumnElement[bool]]:
         """Clauses on ``projections.exports`` keeping those the caller may read (as
@@ -210,21 +216,30 @@ class Scope:
             return
         mine = self.country() if self.is_authority else None
         if mine != destination:
-            raise PermissionDenied(f"destination: the authority of {mine or '?'} may not read "
-                                   f"the flags of certificates going to {destination}; only "
-                                   f"that country's authority or an auditor may.",
-                                   rule="JURISDICTION", field="destination")
+            raise PermissionDenied.said(
+                N_("the authority of %(country)s may not read the flags of certificates going "
+                   "to %(destination)s; only that country's authority or an auditor may."),
+                {"country": mine or "?", "destination": destination}, lead="destination: ",
+                rule="JURISDICTION", field="destination")
 
 
 def _rows(scope: Scope, query: Any) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in scope.conn.execute(query)]
 
 
+# What a record page says of an id that names nothing, by what was asked for (issue 19).
+_MISSING = {"site": N_("there is no site '%(value)s'."),
+            "zone": N_("there is no zone '%(value)s'."),
+            "actor": N_("there is no actor '%(value)s'."),
+            "export certificate": N_("there is no export certificate '%(value)s'."),
+            "flag": N_("there is no flag '%(value)s'.")}
+
+
 def _one(scope: Scope, table: sa.Table, key: str, value: str, what: str
          ) -> dict[str, Any]:
     row = scope.conn.execute(sa.select(table).where(table.c[key] == value)).first()
     if row is None:
-        raise NotFound(f"{key}: there is no {what} '{value}'.", field=key)
+        raise NotFound.said(_MISSING[what], {"value": value}, lead=f"{key}: ", field=key)
     return dict(row._mapping)
 
 
@@ -299,6 +314,9 @@ def flags_on(scope: Scope, subject_type: str, subject_id: str) -> list[dict[str,
                                           f.c.subject_id == subject_id).order_by(f.c.seq))
 
 
+SITE_COUNTED = 1000  # a scoped caller's purchases at a site counted up to this, then "1,000+"
+
+
 def site(scope: Scope, site_id: str) -> dict[str, Any]:
     """A site, its own flags (None when the caller may not read them), and the purchases
     declared at it that the caller may see (flagged ones listed)."""
@@ -306,11 +324,20 @@ def site(scope: Scope, site_id: str) -> dict[str, Any]:
     p = pj.parcels
     row["flags"] = flags_on(scope, "site", site_id) if scope.sees_site_flags() else None
     here = [p.c.site_id == site_id]
-    if not scope.sees_all:  # row by row: a busy buyer held far more parcels than a site sold
+    if scope.sees_all:
+        row["purchases"] = scope.conn.execute(
+            sa.select(sa.func.count()).where(*here)).scalar_one()
+    elif not scope.took_custody():
+        row["purchases"], row["flagged"] = 0, []  # an officer's, an authority's: none to see
+    else:  # row by row (a busy buyer held far more parcels than a site sold), up to a bound
         here.append(scope.sees_parcel(p.c.parcel_id, p.c.holder))
-    row["purchases"] = scope.conn.execute(sa.select(sa.func.count()).where(*here)).scalar_one()
-    row["flagged"] = list(scope.conn.execute(sa.select(p.c.parcel_id).where(
-        *here, p.c.open_flags > 0).order_by(p.c.seq)).scalars())
+        counted = scope.conn.execute(sa.select(sa.func.count()).select_from(
+            sa.select(p.c.parcel_id).where(*here).limit(SITE_COUNTED + 1).subquery())
+        ).scalar_one()
+        row["purchases"] = f"{SITE_COUNTED:,}+" if counted > SITE_COUNTED else counted
+    if "flagged" not in row:
+        row["flagged"] = list(scope.conn.execute(sa.select(p.c.parcel_id).where(
+            *here, p.c.open_flags > 0).order_by(p.c.seq)).scalars())
     row["zones"] = list(scope.conn.execute(sa.select(pj.zones.c.zone_id).where(
         pj.zones.c.licence_no == row["licence_no"], pj.zones.c.zone_type == "licence")
         .order_by(pj.zones.c.zone_id)).scalars())

@@ -23,7 +23,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
-from ledger import accounts, signin
+from ledger import accounts, reads, signin
 from ledger.accounts import User
 from ledger.custody.trace import Edge, Trace
 from ledger.log import merkle
@@ -634,6 +634,28 @@ def test_an_authoritys_dashboard_counts_the_certificates_it_acts_on(
     # GH-2008-0 validated, GH-2008-1 confirmed on arrival: only GH-2008-2 waits for Ghana.
     assert "1 leaving to validate" in desk("auth-gh")
     assert "1 arriving overdue" in desk("auth-be")
+
+
+def test_a_site_page_counts_a_buyers_purchases_there_up_to_a_bound(
+        world: Ledger, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19: a scoped caller's purchases at a site are tested row by row, so they are
+    counted up to a bound (small here); one that never held a parcel sees none."""
+    monkeypatch.setattr(reads, "SITE_COUNTED", 2)
+    for n in range(3):
+        world.write(Event("parcel.purchased", "buyer-a", {
+            "parcel_id": f"P-{n}", "site_id": "S-AKW", "seller": "Kofi Boateng",
+            "date": "2008-03-14", "carats": 2.5, "stones": 2,
+            "price": {"amount": 100, "currency": "USD"}}))
+
+    def said(role: str) -> str:
+        page = sign_in(client, role).get("/sites/S-AKW").text
+        return " ".join(unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+    assert "2+ declared here that you hold or held, 0 with open flags" in said("buyer")
+    assert "3 declared here, 0 with open flags" in said("auditor")
+    assert "0 declared here that you hold or held" in said("exporter")
+    monkeypatch.setattr(reads, "SITE_COUNTED", 3)
+    assert "3 declared here that you hold or held" in said("buyer")
 
 
 def test_entry_page_holds_the_entry_and_a_proof_that_verifies(world: Ledger,
