@@ -472,13 +472,19 @@ def production_and_exports(conn: sa.Connection, country: str) -> list[Half]:
     every_half = Period("H", None, None, "")
     made = {r["period"]: r for r in table(conn, Query("production", "country", every_half)).rows
             if r["country"] == country}
-    sent = {r["period"]: r for r in table(conn, Query("trade", "country", every_half)).rows
-            if r["country"] == country and r["flow"] == "export"}
+    # The country's exports alone, summed in SQL: the trade table also reads every country's
+    # exports and every confirmation's entry (issue 19: 200 ms of the page at 1,000,000).
+    x, a = pj.exports, pj.actors
+    label = every_half.label(x.c.date).label("period")
+    sent = {r.period: (carats(int(r.points)), carats(int(r.cents))) for r in conn.execute(
+        sa.select(label, sa.func.sum(x.c.points).label("points"),
+                  sa.func.sum(x.c.value_cents).label("cents"))
+        .where(x.c.exporter.in_(sa.select(a.c.actor_id).where(a.c.country == country)))
+        .group_by(label))}
     zero = Decimal("0.00")
     return [Half(k, made[k]["carats"] if k in made else zero,
                  made[k]["value_usd"] if k in made else None,
-                 sent[k]["carats"] if k in sent else zero,
-                 sent[k]["value_usd"] if k in sent else zero)
+                 sent[k][0] if k in sent else zero, sent[k][1] if k in sent else zero)
             for k in sorted({*made, *sent})]
 
 
