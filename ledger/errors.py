@@ -77,6 +77,42 @@ class Problem(dict[str, str]):
         return problem
 
 
+class Said(str):
+    """A sentence in English (this str, unchanged for the CLI, the API and the log's tools)
+    that also keeps its ``template``, marked with ``N_``, and the named ``params`` that fill
+    it, for a page to say it in another language: a line of a verification report, the
+    problem with a line of a pasted checkpoint. A value that is itself a :class:`Said` (or
+    a :class:`LedgerError` with a template) is said in the page's language too."""
+
+    template: str | None = None
+    params: dict[str, Any]
+
+    @classmethod
+    def said(cls, template: str, values: dict[str, Any] | None = None, *,
+             lead: str = "") -> Said:
+        """``lead`` then ``template % values``, keeping template and values."""
+        values = values or {}
+        sentence = cls(lead + template % values)
+        sentence.template, sentence.params = template, values
+        return sentence
+
+    @classmethod
+    def of(cls, error: LedgerError) -> Said:
+        """An error's message, with its template and values when it has them."""
+        sentence = cls(str(error))
+        sentence.template, sentence.params = error.template, error.params
+        return sentence
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_said, (str(self), self.template, getattr(self, "params", {})))
+
+
+def _said(text: str, template: str | None, params: dict[str, Any]) -> Said:
+    sentence = Said(text)
+    sentence.template, sentence.params = template, params
+    return sentence
+
+
 class InputError(LedgerError):
     """Input that is malformed: schema, geometry, a file that cannot be read."""
 

@@ -20,12 +20,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from ledger.errors import InputError
+from ledger.i18n import N_
 
 SIZE = 50  # rows a page shows unless asked
 MAX_SIZE = 200
 MAX_TEXT = 64  # the longest filter value read
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 Key = int | str
+_NO_POSITION = N_("the link does not hold a position in this list; start again from the first "
+                  "page.")
 
 
 class BadQuery(InputError):
@@ -84,14 +87,17 @@ class Filter:
     def clause(self, raw: str) -> sa.ColumnElement[bool]:
         value = raw.strip()
         if self.choices and value not in self.choices:
-            raise BadQuery(f"{self.name}: {value[:40]!r} is not one of "
-                           f"{', '.join(self.choices)}.", field=self.name)
+            raise BadQuery.said(N_("%(value)s is not one of %(choices)s."),
+                                {"value": repr(value[:40]), "choices": ", ".join(self.choices)},
+                                lead=f"{self.name}: ", field=self.name)
         if self.day and not _DAY.fullmatch(value):
-            raise BadQuery(f"{self.name}: {value[:40]!r} is not a date (YYYY-MM-DD).",
-                           field=self.name)
+            raise BadQuery.said(N_("%(value)s is not a date (YYYY-MM-DD)."),
+                                {"value": repr(value[:40])}, lead=f"{self.name}: ",
+                                field=self.name)
         if len(value) > MAX_TEXT or "\x00" in value:
-            raise BadQuery(f"{self.name}: the value is longer than {MAX_TEXT} characters or "
-                           "holds a NUL character.", field=self.name)
+            raise BadQuery.said(N_("the value is longer than %(max)s characters or holds a NUL "
+                                   "character."), {"max": MAX_TEXT}, lead=f"{self.name}: ",
+                                field=self.name)
         return self.where(value)
 
 
@@ -120,8 +126,9 @@ class Listing:
         if name is None or name == "":
             return self.first
         if name not in self.orders:
-            raise BadQuery(f"sort: {name[:40]!r} is not one of {', '.join(self.orders)}.",
-                           field="sort")
+            raise BadQuery.said(N_("%(value)s is not one of %(choices)s."),
+                                {"value": repr(name[:40]), "choices": ", ".join(self.orders)},
+                                lead="sort: ", field="sort")
         return name
 
     def where(self, args: Mapping[str, str]) -> tuple[list[sa.ColumnElement[bool]],
@@ -140,7 +147,8 @@ class Listing:
              position: Position | None, size: int = SIZE) -> Page:
         """The page of ``query`` (the list, scoped and filtered) at ``position``."""
         if not 1 <= size <= MAX_SIZE:
-            raise BadQuery(f"size: {size} must be from 1 to {MAX_SIZE}.", field="size")
+            raise BadQuery.said(N_("%(size)s must be from 1 to %(max)s."),
+                                {"size": size, "max": MAX_SIZE}, lead="size: ", field="size")
         sort = self.orders[order]
         keys = sort.keys
         if position is not None:
@@ -176,14 +184,14 @@ class Listing:
 def check(position: Position, order: str, keys: Sequence[sa.ColumnElement[Any]]) -> None:
     """A position must be of this order and hold one key of the right type per key."""
     if position.order != order:
-        raise BadCursor(f"cursor: the link is for the order {position.order[:40]!r}, not "
-                        f"{order!r}; start again from the first page.", field="cursor")
+        raise BadCursor.said(N_("the link is for the order %(given)s, not %(order)s; start "
+                                "again from the first page."),
+                             {"given": repr(position.order[:40]), "order": repr(order)},
+                             lead="cursor: ", field="cursor")
     if len(position.keys) != len(keys):
-        raise BadCursor("cursor: the link does not hold a position in this list; start "
-                        "again from the first page.", field="cursor")
+        raise BadCursor.said(_NO_POSITION, lead="cursor: ", field="cursor")
     for key, value in zip(keys, position.keys, strict=True):
         numeric = isinstance(key.type, sa.Integer)
         if (isinstance(value, bool) or not isinstance(value, int if numeric else str)
                 or (isinstance(value, str) and (len(value) > 256 or "\x00" in value))):
-            raise BadCursor("cursor: the link does not hold a position in this list; start "
-                            "again from the first page.", field="cursor")
+            raise BadCursor.said(_NO_POSITION, lead="cursor: ", field="cursor")

@@ -38,7 +38,8 @@ import sqlalchemy as sa
 from ledger import projections as pj
 from ledger.accounts import Principal
 from ledger.db import entries
-from ledger.errors import InputError, PermissionDenied
+from ledger.errors import InputError, PermissionDenied, Said
+from ledger.i18n import N_
 
 KINDS = ("production", "trade")
 KEYS = {"production": ("country", "zone", "site", "buyer"),
@@ -51,7 +52,8 @@ PRODUCTION_COLUMNS = ("purchases", "carats", "stones", "value_usd", "usd_per_ct"
 TRADE_COLUMNS = ("period", "country", "flow", "hs_code", "partner", "certificates", "carats",
                  "value_usd", "usd_per_ct")
 _PERIOD = re.compile(r"([0-9]{4})(?:-(H[12]|Q[1-4]))?")
-_GRAIN_NAMES = {"Y": "a year", "H": "a half-year", "Q": "a quarter"}
+_GRAIN_NAMES = {"Y": Said.said(N_("a year")), "H": Said.said(N_("a half-year")),
+                "Q": Said.said(N_("a quarter"))}
 
 
 class QueryError(InputError):
@@ -59,8 +61,14 @@ class QueryError(InputError):
 
     rule = "BAD_QUERY"
 
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}", field=field, reason=reason)
+    def __init__(self, field: str, reason: str, **said: Any) -> None:
+        super().__init__(f"{field}: {reason}", field=field, reason=reason, **said)
+
+    @classmethod
+    def about(cls, field: str, template: str, values: dict[str, Any]) -> QueryError:
+        """The refusal of ``field`` whose reason is ``template % values`` (``template``
+        marked with ``N_``), kept for a page to say it in its language (issue 19)."""
+        return cls(field, template % values, template=template, params=values)
 
 
 # -- periods ------------------------------------------------------------------------------
@@ -83,10 +91,13 @@ class Period:
         a = _unit(start, text)
         b = _unit(end, text) if sep else a
         if a[0] != b[0]:
-            raise QueryError("period", f"{text!r} mixes {_GRAIN_NAMES[a[0]]} and "
-                             f"{_GRAIN_NAMES[b[0]]}; give both ends of a range the same form.")
+            raise QueryError.about("period", N_(
+                "%(text)s mixes %(first)s and %(then)s; give both ends of a range the same "
+                "form."), {"text": repr(text), "first": _GRAIN_NAMES[a[0]],
+                           "then": _GRAIN_NAMES[b[0]]})
         if b[2] < a[1]:
-            raise QueryError("period", f"{text!r} ends before it starts.")
+            raise QueryError.about("period", N_("%(text)s ends before it starts."),
+                                   {"text": repr(text)})
         return cls(a[0], a[1], b[2], text)
 
     def label(self, day: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
@@ -126,8 +137,9 @@ def _unit(text: str, whole: str) -> tuple[str, str, str]:
     """(grain, first day, last day) of ``2008``, ``2008-H2`` or ``2008-Q3``."""
     found = _PERIOD.fullmatch(text.strip())
     if found is None or not 1900 <= int(found.group(1)) <= 9999:
-        raise QueryError("period", f"{whole[:40]!r} is not a period: give YYYY, YYYY-H1, "
-                         "YYYY-H2 or YYYY-Q1..YYYY-Q4, or a range FROM..TO of those.")
+        raise QueryError.about("period", N_(
+            "%(text)s is not a period: give YYYY, YYYY-H1, YYYY-H2 or YYYY-Q1..YYYY-Q4, or a "
+            "range FROM..TO of those."), {"text": repr(whole[:40])})
     year, part = int(found.group(1)), found.group(2)
     if part is None:
         return "Y", f"{year:04d}-01-01", f"{year:04d}-12-31"
@@ -155,15 +167,19 @@ class Query:
         kind = kind or "production"
         by = by or "country"
         if kind not in KINDS:
-            raise QueryError("kind", f"{kind[:40]!r} is not a kind of statistics; use "
-                             "production or trade.")
+            raise QueryError.about("kind", N_(
+                "%(text)s is not a kind of statistics; use production or trade."),
+                {"text": repr(kind[:40])})
         if by not in ALL_KEYS:
-            raise QueryError("by", f"{by[:40]!r} is not a key; use {', '.join(ALL_KEYS)}.")
+            raise QueryError.about("by", N_("%(text)s is not a key; use %(keys)s."),
+                                   {"text": repr(by[:40]), "keys": ", ".join(ALL_KEYS)})
         if by not in KEYS[kind]:
-            why = ("a purchase has no HS code or trade partner" if kind == "production"
-                   else "an export is counted by certificate, not by site, zone or buyer")
-            raise QueryError("by", f"{by!r} does not apply to {kind} statistics ({why}); use "
-                             f"{', '.join(KEYS[kind])}.")
+            raise QueryError.about("by", N_(
+                "%(text)s does not apply to production statistics (a purchase has no HS code "
+                "or trade partner); use %(keys)s.") if kind == "production" else N_(
+                "%(text)s does not apply to trade statistics (an export is counted by "
+                "certificate, not by site, zone or buyer); use %(keys)s."),
+                {"text": repr(by), "keys": ", ".join(KEYS[kind])})
         return cls(kind, by, Period.parse(period))
 
     @property
@@ -177,10 +193,13 @@ class Query:
 def check_access(principal: Principal | None, query: Query) -> None:
     """SPEC 6: country level for everyone; finer keys for officers, authorities, auditors."""
     if query.by != "country" and (principal is None or principal.role not in FINE_ROLES):
-        who = "an anonymous caller" if principal is None else f"the role {principal.role}"
-        raise PermissionDenied(f"by: statistics by {query.by} need a signed-in officer, "
-                               f"authority or auditor; {who} gets country level only.",
-                               field="by")
+        raise PermissionDenied.said(N_(
+            "statistics by %(by)s need a signed-in officer, authority or auditor; an "
+            "anonymous caller gets country level only.") if principal is None else N_(
+            "statistics by %(by)s need a signed-in officer, authority or auditor; the role "
+            "%(role)s gets country level only."),
+            {"by": query.by, "role": principal.role if principal else ""}, lead="by: ",
+            field="by")
 
 
 @dataclass(frozen=True)

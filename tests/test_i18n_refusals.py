@@ -38,6 +38,7 @@ from tests.test_pages import (  # noqa: F401 - world is a fixture
     sign_in,
     size,
     token_of,
+    with_size,
     world,
 )
 from tests.test_plain_errors import shown_by
@@ -295,3 +296,170 @@ def test_every_core_template_has_french_with_the_same_placeholders() -> None:
     wrong = [t for t in templates if t not in catalogue or not catalogue[t]
              or set(PLACEHOLDER.findall(catalogue[t])) != set(PLACEHOLDER.findall(t))]
     assert not wrong, "\n".join(wrong)
+
+
+# -- records that are not there, bad queries, the auditor's verification (H7) -------------
+
+# role, page, English sentence, French sentence (ledger.reads, ledger.log.store)
+MISSING = [
+    ("auditor", "/parcels/NOPE", "parcel_id: there is no parcel 'NOPE'.",
+     "parcel_id: il n'y a pas de lot 'NOPE'."),
+    ("auditor", "/sites/NOPE", "site_id: there is no site 'NOPE'.",
+     "site_id: il n'y a pas de site 'NOPE'."),
+    ("auditor", "/zones/NOPE", "zone_id: there is no zone 'NOPE'.",
+     "zone_id: il n'y a pas de zone 'NOPE'."),
+    ("auditor", "/actors/NOPE", "actor_id: there is no actor 'NOPE'.",
+     "actor_id: il n'y a pas d'acteur 'NOPE'."),
+    ("auditor", "/exports/NOPE", "certificate_no: there is no export certificate 'NOPE'.",
+     "certificate_no: il n'y a pas de certificat d'exportation 'NOPE'."),
+    ("auditor", "/flags/NOPE/resolve", "flag_id: there is no flag 'NOPE'.",
+     "flag_id: il n'y a pas de signalement 'NOPE'."),
+    ("auditor", "/entries/999999", "entry 999999 does not exist.",
+     "l'entrée 999999 n'existe pas."),
+    ("buyer", "/parcels/NOPE", "parcel_id: 'NOPE' is not a parcel that 'buyer-a' holds or held.",
+     "parcel_id: 'NOPE' n'est pas un lot que 'buyer-a' détient ou a détenu."),
+    ("exporter", "/exports/NOPE", "certificate_no: 'NOPE' is not an export of 'exp-gh'.",
+     "certificate_no: 'NOPE' n'est pas une exportation de 'exp-gh'."),
+    # ledger.stats: the Statistics page's period, key and kind
+    ("buyer", "/stats?period=2008-13", "period: '2008-13' is not a period: give YYYY, "
+     "YYYY-H1, YYYY-H2 or YYYY-Q1..YYYY-Q4, or a range FROM..TO of those.",
+     "period: '2008-13' n'est pas une période : donnez YYYY, YYYY-H1, YYYY-H2 ou "
+     "YYYY-Q1..YYYY-Q4, ou un intervalle DEBUT..FIN de celles-ci."),
+    ("buyer", "/stats?period=2008..2009-Q1", "period: '2008..2009-Q1' mixes a year and a "
+     "quarter; give both ends of a range the same form.", "period: '2008..2009-Q1' mélange "
+     "une année et un trimestre ; donnez la même forme aux deux bornes de l'intervalle."),
+    ("auditor", "/stats?kind=trade&by=site", "by: 'site' does not apply to trade statistics (an "
+     "export is counted by certificate, not by site, zone or buyer); use country, hs, partner.",
+     "by: 'site' ne s'applique pas aux statistiques commerciales (une exportation est comptée "
+     "par certificat, non par site, zone ou acheteur) ; utilisez country, hs, partner."),
+    # ledger.paging: a list's sort
+    ("auditor", "/flags?sort=zz", "sort: 'zz' is not one of raised, newest, code, subject.",
+     "sort: 'zz' ne fait pas partie de : raised, newest, code, subject."),
+]
+
+
+def _shown(page: str) -> str:
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
+@pytest.mark.parametrize("role, path, english, french", MISSING,
+                         ids=[f"{m[0]}:{m[1]}" for m in MISSING])
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_an_unknown_record_or_a_bad_query_is_said_in_the_pages_language(
+        world: Ledger, client: FlaskClient, lang: str, role: str, path: str,  # noqa: F811
+        english: str, french: str) -> None:
+    sign_in(client, role)
+    if lang == "fr":
+        client.set_cookie("lang", "fr")
+    answer = client.get(path)
+    assert answer.status_code in (400, 403, 404)
+    said, unsaid = (french, english) if lang == "fr" else (english, french)
+    shown = _shown(answer.text)
+    assert said in shown and unsaid not in shown
+
+
+@pytest.mark.parametrize("lang, said", [
+    ("en", "cursor: the link is for the order 'code', not 'raised'; start again from the "
+           "first page."),
+    ("fr", "cursor: le lien est pour l'ordre 'code', et non 'raised' ; recommencez depuis la "
+           "première page.")])
+def test_a_page_link_of_another_order_is_refused_in_the_pages_language(
+        world: Ledger, client: FlaskClient, lang: str, said: str) -> None:  # noqa: F811
+    from ledger.paging import Position
+    from webui.pages import paging
+    with client.application.test_request_context():
+        link = paging.token(Position("code", ("LATE_ENTRY", "F-1")))
+    sign_in(client, "auditor")
+    if lang == "fr":
+        client.set_cookie("lang", "fr")
+    answer = client.get("/flags", query_string={"after": link})
+    assert answer.status_code == 400
+    assert said in _shown(answer.text)
+
+
+def _verified(client: FlaskClient, note: str) -> tuple[int, list[str]]:
+    """The status and the lines the auditor's verification shows about ``note``."""
+    answer = client.post("/audit/verify", data={"checkpoint": note,
+                                                "csrf_token": token_of(client, "/audit")})
+    card = answer.text.split('id="checkpoint"', 1)[1].split('id="open-flags"', 1)[0]
+    return answer.status_code, [_shown(i) for i in re.findall(r"<li[^>]*>(.*?)</li>", card,
+                                                              re.S)]
+
+
+MALFORMED = "alluvial.local\n0012\nxyz\n"
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_a_pasted_checkpoints_lines_are_refused_in_the_pages_language(
+        world: Ledger, client: FlaskClient, lang: str) -> None:  # noqa: F811
+    sign_in(client, "auditor")
+    if lang == "fr":
+        client.set_cookie("lang", "fr")
+    status, lines = _verified(client, MALFORMED)
+    assert status == 422
+    assert lines[:3] == ([
+        "line 2 should be the number of entries, a whole number such as 3766; it reads '0012'.",
+        "line 3 should be the root hash: 44 characters of base64 ending in '='; it reads 'xyz'.",
+        "the text ends after line 3: line 4 should be 'time ' and the moment it was signed, "
+        "e.g. time 2026-01-05T10:00:00Z."] if lang == "en" else [
+        "à la ligne 2, on attend le nombre d'entrées, un nombre entier tel que 3766 ; on y lit "
+        "'0012'.",
+        "à la ligne 3, on attend le hachage racine : 44 caractères base64 se terminant par "
+        "'=' ; on y lit 'xyz'.",
+        "le texte s'arrête après la ligne 3 : à la ligne 4, on attend 'time ' suivi du moment "
+        "de la signature, p. ex. time 2026-01-05T10:00:00Z."])
+
+
+def _signed_beyond(book: Ledger, more: int) -> str:
+    """A checkpoint signed by the log's own key that claims ``more`` entries than it holds."""
+    from datetime import UTC, datetime
+
+    from ledger.log.checkpoint import Checkpoint
+    return Checkpoint(book.log.key.name, book.log.size() + more, bytes(32),
+                      datetime.now(UTC)).sign(book.log.key)
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_the_verification_report_is_said_in_the_pages_language(
+        world: Ledger, client: FlaskClient, lang: str) -> None:  # noqa: F811
+    sign_in(client, "auditor")
+    if lang == "fr":
+        client.set_cookie("lang", "fr")
+    size = world.log.size()
+    truncated = _verified(client, _signed_beyond(world, 5))
+    note = world.log.latest_checkpoint()
+    assert note
+    forged = _verified(client, with_size(note, size + 1))  # its signature no longer verifies
+    key = f"{world.log.key.name}+{world.log.key.verifier.key_id.hex()}"
+    assert truncated[0] == forged[0] == 200
+    if lang == "en":
+        assert truncated[1] == [f"the checkpoint you pasted: it covers {size + 5} entries but "
+                                f"the log holds only {size}: the log was truncated."]
+        assert forged[1] == [f"the checkpoint you pasted: the note's signature by key {key} "
+                             "does not verify."]
+    else:
+        assert truncated[1] == [f"le point de contrôle que vous avez collé : il couvre "
+                                f"{size + 5} entrées mais le journal n'en contient que {size} : "
+                                "le journal a été tronqué."]
+        assert forged[1] == [f"le point de contrôle que vous avez collé : la signature de la "
+                             f"note par la clé {key} n'est pas valide."]
+
+
+def test_the_api_and_the_cli_keep_these_refusals_in_english(
+        world: Ledger, client: FlaskClient, runner: Any, tmp_path: Path) -> None:  # noqa: F811
+    from ledger.cli import cli
+    token = accounts.create_token(world.engine, "auditor")
+    headers = {"Authorization": f"Bearer {token}", "Accept-Language": "fr"}
+    client.set_cookie("lang", "fr")
+    parcel = client.get("/api/v1/parcels/NOPE", headers=headers)
+    assert parcel.status_code == 404
+    assert parcel.json["detail"] == "parcel_id: there is no parcel 'NOPE'."
+    stats = client.get("/api/v1/stats", query_string={"period": "2009..2008"}, headers=headers)
+    assert stats.json["detail"] == "period: '2009..2008' ends before it starts."
+    said = runner.invoke(cli, ["stats", "--period", "2009..2008"])
+    assert said.exit_code == 2 and "'2009..2008' ends before it starts." in said.output
+    (tmp_path / "later.txt").write_text(_signed_beyond(world, 5), encoding="utf-8")
+    verified = runner.invoke(cli, ["verify", "--checkpoint", str(tmp_path / "later.txt")])
+    size = world.log.size()
+    assert (f"--checkpoint: it covers {size + 5} entries but the log holds only {size}: the "
+            "log was truncated.") in verified.output

@@ -79,15 +79,17 @@ def init_app(app: Flask) -> None:
     babel.init_app(app, locale_selector=select_locale, default_domain="messages",
                    default_translation_directories="translations")
     app.register_blueprint(bp)
+    app.add_template_filter(say)  # {{ line|say }}: a report's Said in the page's language
 
     @app.context_processor
     def _language() -> dict[str, object]:
         return {"lang": current(), "languages": switch_links}
 
 
-def say(said: LedgerError | Mapping[str, Any]) -> str:
+def say(said: LedgerError | Mapping[str, Any] | str) -> str:
     """The sentence of a refusal (a :class:`LedgerError`, or one schema problem of its
-    ``errors``) in the page's language.
+    ``errors``) or of a :class:`ledger.errors.Said` (a verification report's line) in the
+    page's language.
 
     The core keeps each sentence a page shows as a template marked with ``N_`` and its
     values (``ledger.errors``); this is the catalogue's translation of the template filled
@@ -95,13 +97,17 @@ def say(said: LedgerError | Mapping[str, Any]) -> str:
     path, ``payload.date: ``) is kept as it is. A message with no template, or whose
     template does not fill, is said in English as it was written.
     """
-    english = str(said) if isinstance(said, LedgerError) else str(said.get("message", ""))
+    english = (str(said) if isinstance(said, LedgerError | str)
+               else str(said.get("message", "")))
     template = getattr(said, "template", None)
     if not template:
         return english
     values = getattr(said, "params", None) or {}
+    # A value that is a sentence itself (the signature problem inside a checkpoint's) is
+    # said in the page's language too.
+    local_values = {k: say(v) if getattr(v, "template", None) else v for k, v in values.items()}
     try:
-        plain, local = template % values, gettext(template) % values
+        plain, local = str(template % values), str(gettext(template) % local_values)
     except (KeyError, TypeError, ValueError):
         return english
     if not english.endswith(plain):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.errors import InputError, LedgerError
+from ledger.i18n import N_
 
 ENVELOPE = frozenset({"kind", "actor", "payload", "event_id"})
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
@@ -36,24 +37,28 @@ class Event:
         payload is validated against its kind's schema when it is written.
         """
         if not isinstance(obj, dict):
-            raise InputError("event: must be a JSON object with kind and payload.", field="")
+            raise InputError.said(N_("must be a JSON object with kind and payload."),
+                                  lead="event: ", field="")
         allowed = ENVELOPE if actor is None else ENVELOPE - {"actor"}
         extra = sorted(set(obj) - allowed)
         if extra:
-            why = ("the API writes as the token's actor; leave it out" if extra == ["actor"]
-                   else f"expected only {', '.join(sorted(allowed))}")
-            raise InputError(f"{extra[0]}: unknown field: {why}.", field=extra[0])
+            raise InputError.said(
+                N_("unknown field: the API writes as the token's actor; leave it out.")
+                if extra == ["actor"] else N_("unknown field: expected only %(fields)s."),
+                {"fields": ", ".join(sorted(allowed))}, lead=f"{extra[0]}: ", field=extra[0])
         kind, payload, event_id = obj.get("kind"), obj.get("payload"), obj.get("event_id")
         writer = actor if actor is not None else obj.get("actor")
         if not isinstance(kind, str):
-            raise InputError("kind: required: the event kind, such as parcel.purchased.",
-                             field="kind")
+            raise InputError.said(N_("required: the event kind, such as parcel.purchased."),
+                                  lead="kind: ", field="kind")
         if not isinstance(writer, str) or not writer:
-            raise InputError("actor: required: the actor who writes this event.", field="actor")
+            raise InputError.said(N_("required: the actor who writes this event."),
+                                  lead="actor: ", field="actor")
         if not isinstance(payload, dict):
-            raise InputError("payload: required: a JSON object with the event's fields.",
-                             field="payload")
+            raise InputError.said(N_("required: a JSON object with the event's fields."),
+                                  lead="payload: ", field="payload")
         if event_id is not None and not (isinstance(event_id, str) and ID.fullmatch(event_id)):
-            raise InputError("event_id: must be an id of 1 to 64 letters, digits or . _ : / - "
-                             "starting with a letter or digit, such as a UUID.", field="event_id")
+            raise InputError.said(N_("must be an id of 1 to 64 letters, digits or . _ : / - "
+                                     "starting with a letter or digit, such as a UUID."),
+                                  lead="event_id: ", field="event_id")
         return cls(kind, writer, payload, event_id)

@@ -19,8 +19,9 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ledger.errors import InputError, VerificationError
+from ledger.errors import InputError, Said, VerificationError
 from ledger.log.keys import (
+    N_,
     SIG_PREFIX,
     SigningKey,
     VerifierKey,
@@ -132,58 +133,67 @@ class Checkpoint:
         try:
             checkpoint = cls.from_text(text)
         except InputError as exc:
-            raise VerificationError(f"the signed checkpoint is malformed: {exc}") from exc
+            raise VerificationError.said(N_("the signed checkpoint is malformed: %(why)s"),
+                                         {"why": Said.of(exc)}) from exc
         if checkpoint.origin != key.name:
-            raise VerificationError(
-                f"the checkpoint is for origin {checkpoint.origin!r}, "
-                f"not for the log {key.name!r} whose key signed it."
-            )
+            raise VerificationError.said(
+                N_("the checkpoint is for origin %(origin)s, not for the log %(log)s whose key "
+                   "signed it."), {"origin": repr(checkpoint.origin), "log": repr(key.name)})
         return checkpoint
 
 
-_SHAPE = (  # what each line of a signed checkpoint holds, in plain words (SPEC 3)
-    "the name of the log (its origin, e.g. alluvial.local)",
-    "the number of entries, a whole number such as 3766",
-    "the root hash: 44 characters of base64 ending in '='",
-    "'time ' and the moment it was signed, e.g. time 2026-01-05T10:00:00Z",
-    "empty: a blank line comes before the signatures",
-)
+_SHAPE = tuple(Said.said(shape) for shape in (  # what each line of a signed checkpoint
+    # holds, in plain words (SPEC 3): what "line N should be" names, said by the page
+    N_("the name of the log (its origin, e.g. alluvial.local)"),
+    N_("the number of entries, a whole number such as 3766"),
+    N_("the root hash: 44 characters of base64 ending in '='"),
+    N_("'time ' and the moment it was signed, e.g. time 2026-01-05T10:00:00Z"),
+    N_("empty: a blank line comes before the signatures"),
+))
 
 
-def pasted_problems(note: str) -> list[tuple[int, str]]:
+def pasted_problems(note: str) -> list[tuple[int, Said]]:
     """What is wrong with the form of a signed checkpoint someone pasted, line by line
     (number, sentence), before any key is tried: an empty list when it is well formed.
 
-    The sentences name no command or flag: they are for whoever typed the text."""
+    The sentences name no command or flag: they are for whoever typed the text. Each is a
+    :class:`Said`, which the auditor's page says in its language (issue 19)."""
     lines = note.removesuffix("\n").split("\n")
-    found: list[tuple[int, str]] = []
+    found: list[tuple[int, Said]] = []
 
-    def wrong(number: int, why: str) -> None:
-        found.append((number, f"line {number} should be {_SHAPE[number - 1]}; {why}"))
+    def wrong(number: int, why: Said) -> None:
+        found.append((number, Said.said(N_("line %(number)s should be %(shape)s; %(why)s"),
+                                        {"number": number, "shape": _SHAPE[number - 1],
+                                         "why": why})))
 
     for number, line in enumerate(lines[:5], 1):
-        shown = f"it reads {line[:60]!r}." if line else "it is empty."
+        shown = (Said.said(N_("it reads %(text)s."), {"text": repr(line[:60])}) if line
+                 else Said.said(N_("it is empty.")))
         try:
             if number == 1:
                 check_name(line)
             elif number == 2 and not (_SIZE.fullmatch(line) and int(line) <= MAX_SIZE):
                 wrong(number, shown)
             elif number == 3 and len(decode_base64(line, "the root hash")) != 32:
-                wrong(number, f"it holds {len(decode_base64(line, 'root'))} bytes, not 32.")
+                wrong(number, Said.said(N_("it holds %(bytes)s bytes, not 32."),
+                                        {"bytes": len(decode_base64(line, "root"))}))
             elif number == 4:
                 if not line.startswith(_TIME_PREFIX):
                     raise InputError(shown)
                 _parse_time(line.removeprefix(_TIME_PREFIX))
             elif number == 5 and line:
-                wrong(number, f"{shown[:-1]} (only the time line follows the root).")
+                wrong(number, Said.said(N_("it reads %(text)s (only the time line follows "
+                                           "the root)."), {"text": repr(line[:60])}))
         except InputError:
             wrong(number, shown)
     if len(lines) < 5:
-        found.append((len(lines) + 1, f"the text ends after line {len(lines)}: line "
-                      f"{len(lines) + 1} should be {_SHAPE[len(lines)]}."))
+        found.append((len(lines) + 1, Said.said(
+            N_("the text ends after line %(last)s: line %(number)s should be %(shape)s."),
+            {"last": len(lines), "number": len(lines) + 1, "shape": _SHAPE[len(lines)]})))
     elif len(lines) == 5:
-        found.append((6, "the text ends before its signature: line 6 should be an em dash "
-                      "(\u2014), a space, the key name, a space and the signature in base64."))
+        found.append((6, Said.said(N_(
+            "the text ends before its signature: line 6 should be an em dash (\u2014), a "
+            "space, the key name, a space and the signature in base64."))))
     for number, line in enumerate(lines[5:], 6):
         name, _, signature = line.removeprefix(SIG_PREFIX).partition(" ")
         try:
@@ -192,7 +202,8 @@ def pasted_problems(note: str) -> list[tuple[int, str]]:
             check_name(name)
             decode_base64(signature, "signature")
         except InputError:
-            found.append((number, f"line {number} should be a signature: an em dash (\u2014), "
-                          f"a space, the key name, a space and the signature in base64; it "
-                          f"reads {line[:60]!r}."))
+            found.append((number, Said.said(N_(
+                "line %(number)s should be a signature: an em dash (\u2014), a space, the key "
+                "name, a space and the signature in base64; it reads %(text)s."),
+                {"number": number, "text": repr(line[:60])})))
     return found

@@ -21,7 +21,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ledger.errors import InputError, VerificationError
+from ledger.errors import InputError, Said, VerificationError
 
 ED25519 = 0x01  # signed-note signature type byte for Ed25519
 MAX_NOTE_BYTES = 1 << 20  # signed-note: verifiers SHOULD bound a note's size
@@ -30,6 +30,13 @@ SIG_PREFIX = "\u2014 "  # em dash, space
 _HEX8 = re.compile(r"[0-9a-fA-F]{8}")
 # signed-note: no control character but newline (a regex: a byte loop cost 0.2 ms a note).
 _CONTROL = re.compile(rb"[\x00-\x09\x0b-\x1f]")
+
+
+def N_(template: str) -> str:
+    """``ledger.i18n.N_`` restated: the offline verifier imports nothing of the core but
+    ``ledger.errors`` and ``ledger.log`` (tests/test_bundle.py), and the sentences of a
+    signed note a page shows (the pasted checkpoint) are marked here and in checkpoint."""
+    return template
 
 
 def check_name(name: object) -> str:
@@ -222,11 +229,12 @@ def _check_note_chars(text: str) -> bytes:
     try:
         raw = text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise InputError("the note is not valid UTF-8.") from exc
+        raise InputError.said(N_("the note is not valid UTF-8.")) from exc
     if len(raw) > MAX_NOTE_BYTES:
-        raise InputError(f"the note is larger than {MAX_NOTE_BYTES} bytes.")
+        raise InputError.said(N_("the note is larger than %(max)s bytes."),
+                              {"max": MAX_NOTE_BYTES})
     if _CONTROL.search(raw):
-        raise InputError("the note contains a control character other than newline.")
+        raise InputError.said(N_("the note contains a control character other than newline."))
     return raw
 
 
@@ -263,13 +271,16 @@ def open_note(note: str, key: VerifierKey) -> str:
     try:
         _check_note_chars(note)
     except InputError as exc:
-        raise VerificationError(f"malformed note: {exc}") from exc
+        raise VerificationError.said(N_("malformed note: %(why)s"), {"why": Said.of(exc)}
+                                     ) from exc
     cut = note.rfind("\n\n")  # signed-note: the text ends at the last blank line
     if not note.endswith("\n") or cut < 0 or cut + 2 == len(note):
-        raise VerificationError("malformed note: no blank line followed by signature lines.")
+        raise VerificationError.said(
+            N_("malformed note: no blank line followed by signature lines."))
     text, lines = note[: cut + 1], note[cut + 2 : -1].split("\n")
     if len(lines) > MAX_SIGNATURES:
-        raise VerificationError(f"malformed note: more than {MAX_SIGNATURES} signatures.")
+        raise VerificationError.said(N_("malformed note: more than %(max)s signatures."),
+                                     {"max": MAX_SIGNATURES})
     verdicts = []
     for number, line in enumerate(lines, 1):
         name, _, sig_b64 = line.removeprefix(SIG_PREFIX).partition(" ")
@@ -281,12 +292,16 @@ def open_note(note: str, key: VerifierKey) -> str:
         except InputError as exc:
             raise VerificationError(f"malformed note: signature line {number}: {exc}") from exc
         if len(signature) < 5:
-            raise VerificationError(f"malformed note: signature line {number} is too short.")
+            raise VerificationError.said(
+                N_("malformed note: signature line %(number)s is too short."),
+                {"number": number})
         if name == key.name and hmac.compare_digest(signature[:4], key.key_id):
             verdicts.append(key.verify(text.encode("utf-8"), signature[4:]))
     who = f"{key.name}+{key.key_id.hex()}"
     if not verdicts:
-        raise VerificationError(f"the note carries no signature by key {who}.")
+        raise VerificationError.said(N_("the note carries no signature by key %(key)s."),
+                                     {"key": who})
     if not all(verdicts):
-        raise VerificationError(f"the note's signature by key {who} does not verify.")
+        raise VerificationError.said(
+            N_("the note's signature by key %(key)s does not verify."), {"key": who})
     return text

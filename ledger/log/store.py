@@ -33,6 +33,7 @@ from ledger.db import (
     write_transaction,
 )
 from ledger.errors import InputError, NotFound, VerificationError
+from ledger.i18n import N_
 from ledger.log import merkle
 from ledger.log.canonical import canonical_text
 from ledger.log.checkpoint import Checkpoint
@@ -377,7 +378,7 @@ class Log:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(entries).where(entries.c.seq == seq)).first()
         if row is None:
-            raise NotFound(f"entry {seq} does not exist.", seq=seq)
+            raise NotFound.said(N_("entry %(seq)s does not exist."), {"seq": seq}, seq=seq)
         return Entry.from_row(row)
 
     def entries(self, after: int = 0, limit: int = 100) -> list[Entry]:

@@ -18,7 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from ledger.db import existing_triggers, expected_triggers, is_sqlite, log_head
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, Said
+from ledger.i18n import N_
 from ledger.log import merkle
 from ledger.log.checkpoint import Checkpoint
 from ledger.log.keys import SigningKey, VerifierKey, note_signers, sign_note
@@ -27,16 +28,19 @@ from ledger.log.tree import NODE_MIN_LEVEL, LedgerTree, node_id
 
 STREAM_BATCH = 20_000
 NEVER = float("inf")  # the size due when no stored checkpoint is left
+LATEST = Said.said(N_("latest checkpoint"))  # what the problems call the stored one
 
 
 @dataclass
 class Report:
-    """What verification found: ``problems`` is empty when the log checks out."""
+    """What verification found: ``problems`` is empty when the log checks out. Each
+    problem is a :class:`Said`: English for the CLI, and its template and values for the
+    auditor's page to say it in its language (issue 19)."""
 
     size: int = 0
     root: bytes = merkle.EMPTY_ROOT
     checkpoint_size: int | None = None
-    entry_problem: tuple[int, str] | None = None
+    entry_problem: tuple[int, Said] | None = None
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -88,10 +92,12 @@ def verify_log(
     except (sa.exc.DBAPIError, engine.dialect.loaded_dbapi.Error) as exc:
         # A damaged file answers with driver errors (malformed pages, undecodable text):
         # a sentence, never a traceback.
-        report.problems.append(f"database: the store could not be read to the end: "
-                               f"{_first_line(exc)}.")
+        report.problems.append(Said.said(
+            N_("database: the store could not be read to the end: %(why)s."),
+            {"why": _first_line(exc)}))
     except (TypeError, ValueError) as exc:
-        report.problems.append(f"database: the store returned a malformed row ({exc}).")
+        report.problems.append(Said.said(
+            N_("database: the store returned a malformed row (%(why)s)."), {"why": str(exc)}))
     return report
 
 
@@ -101,7 +107,7 @@ def _first_line(error: BaseException, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def store_problems(conn: sa.Connection) -> list[str]:
+def store_problems(conn: sa.Connection) -> list[Said]:
     """The database's own check of its storage, before the log is read.
 
     SQLite: ``PRAGMA integrity_check`` (every page, every b-tree, and that each index
@@ -116,10 +122,14 @@ def store_problems(conn: sa.Connection) -> list[str]:
             found = [_first_line(exc)]
         if found == ["ok"]:
             return []
-        return [f"database: the SQLite file is damaged (PRAGMA integrity_check: {found[0]}"
-                f"{f' and {len(found) - 1} more' if len(found) > 1 else ''}); restore it "
-                "from a backup, or, when only projection tables and their indexes are "
-                "named, remake them with `alluvial rebuild`."]
+        return [Said.said(N_(
+            "database: the SQLite file is damaged (PRAGMA integrity_check: %(found)s and "
+            "%(more)s more); restore it from a backup, or, when only projection tables and "
+            "their indexes are named, remake them with `alluvial rebuild`.") if len(found) > 1
+            else N_("database: the SQLite file is damaged (PRAGMA integrity_check: %(found)s); "
+                    "restore it from a backup, or, when only projection tables and their "
+                    "indexes are named, remake them with `alluvial rebuild`."),
+            {"found": found[0], "more": len(found) - 1})]
     if conn.exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'").first():
         indexes = conn.exec_driver_sql(
             "SELECT c.oid, c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
@@ -131,7 +141,8 @@ def store_problems(conn: sa.Connection) -> list[str]:
                 with conn.begin_nested():
                     conn.exec_driver_sql(f"SELECT bt_index_check({int(oid)})")
             except sa.exc.DBAPIError as exc:
-                return [f"database: index {name} is damaged (amcheck: {_first_line(exc)})."]
+                return [Said.said(N_("database: index %(index)s is damaged (amcheck: "
+                                     "%(why)s)."), {"index": name, "why": _first_line(exc)})]
     return []
 
 
@@ -145,7 +156,7 @@ def _verify_in(
     earlier_name: str = "--checkpoint",
 ) -> None:
     head = conn.execute(sa.select(log_head)).first()
-    latest = _open_checkpoint(_latest_note(conn), verifier, "latest checkpoint", report)
+    latest = _open_checkpoint(_latest_note(conn), verifier, LATEST, report)
     earlier = _open_checkpoint(earlier_note, verifier, earlier_name, report)
     wanted = {cp.size for cp in (latest, earlier) if cp is not None}
     roots: dict[int, bytes] = {0: merkle.EMPTY_ROOT} if 0 in wanted else {}
@@ -153,13 +164,14 @@ def _verify_in(
     frontier = merkle.CompactRange()
     node_rows = _stream(conn, "SELECT id, hash FROM merkle_nodes ORDER BY id", "verify_nodes")
     nodes = iter(node_rows)
-    node_problem: str | None = None
+    node_problem: Said | None = None
     prev = ZERO_HASH
     expected = 1
 
-    def blame(seq: int, message: str) -> None:
+    def blame(seq: int, template: str, values: dict[str, Any] | None = None) -> None:
+        """``template``: an N_ sentence about entry ``%(seq)s``."""
         if report.entry_problem is None:
-            report.entry_problem = (seq, f"entry {seq}: {message}")
+            report.entry_problem = (seq, Said.said(template, {**(values or {}), "seq": seq}))
 
     # SPEC 3: every stored checkpoint is the log key's statement; each is checked against
     # the root of its size as the stream passes that size.
@@ -171,7 +183,9 @@ def _verify_in(
     )
     for seq, ts, kind, actor, payload, event_id, row_prev, stored in rows:
         if seq != expected:
-            blame(expected, f"is missing: the log goes from entry {expected - 1} to entry {seq}.")
+            blame(expected, N_("entry %(seq)s: is missing: the log goes from entry "
+                               "%(before)s to entry %(after)s."),
+                  {"before": expected - 1, "after": seq})
             expected = seq
         try:
             digest = merkle.leaf_hash(
@@ -180,18 +194,19 @@ def _verify_in(
         except LedgerError:
             digest = b""
         if not hmac.compare_digest(digest, bytes(stored)):
-            blame(seq, "its content does not match its recorded hash.")
+            blame(seq, N_("entry %(seq)s: its content does not match its recorded hash."))
         elif row_prev != prev:
             # The successor committed to another hash: the earlier entry was rewritten.
-            blame(seq - 1, f"its hash does not match the prev recorded by entry {seq}.")
+            blame(seq - 1, N_("entry %(seq)s: its hash does not match the prev recorded by "
+                              "entry %(next)s."), {"next": seq})
         prev = digest.hex()
         for level, index, value in frontier.append(digest or bytes(32)):
             if level >= NODE_MIN_LEVEL and node_problem is None:
                 row = next(nodes, None)
                 if row is None or row[0] != node_id(level, index) or bytes(row[1]) != value:
-                    node_problem = (
-                        f"Merkle node at level {level}, index {index} does not match the entries."
-                    )
+                    node_problem = Said.said(
+                        N_("Merkle node at level %(level)s, index %(index)s does not match "
+                           "the entries."), {"level": level, "index": index})
         if frontier.size in wanted:
             roots[frontier.size] = frontier.root()
         if frontier.size >= checkpoints.due:
@@ -200,7 +215,7 @@ def _verify_in(
         if progress is not None and seq % STREAM_BATCH == 0:
             progress(STREAM_BATCH)
     if node_problem is None and next(nodes, None) is not None:
-        node_problem = "merkle_nodes holds nodes that no entry completes."
+        node_problem = Said.said(N_("merkle_nodes holds nodes that no entry completes."))
     node_rows.close()
     rows.close()
     stored_problem = checkpoints.finish(frontier.size)
@@ -211,11 +226,13 @@ def _verify_in(
         report.problems.append(node_problem)
     _check_head(head, size, prev, frontier, report)
     missing = [t for t in expected_triggers(conn) if t not in existing_triggers(conn)]
-    report.problems.extend(f"append-only trigger {t} is missing." for t in missing)
+    report.problems.extend(Said.said(N_("append-only trigger %(trigger)s is missing."),
+                                     {"trigger": t}) for t in missing)
     if latest is not None:
         _check_latest(latest, size, roots, report, blame)
     elif size and not any("latest checkpoint" in p for p in report.problems):
-        report.problems.append("latest checkpoint: no checkpoint has been signed for this log.")
+        report.problems.append(Said.said(
+            N_("latest checkpoint: no checkpoint has been signed for this log.")))
     if stored_problem:
         report.problems.append(stored_problem)
     if earlier is not None:
@@ -231,7 +248,7 @@ class _StoredCheckpoints:
                  signer: SigningKey | None) -> None:
         self.verifier = verifier
         self.signer = signer
-        self.problem: tuple[int, str] | None = None
+        self.problem: tuple[int, Said] | None = None
         self.cursor = _stream(conn, "SELECT id, size, ts, note FROM checkpoints ORDER BY id",
                               "verify_checkpoints")
         self.rows = iter(self.cursor)
@@ -253,33 +270,55 @@ class _StoredCheckpoints:
             self._next()
 
     def _check(self, cp_id: int, cp_size: int, ts: str, note: str, *, size: int,
-               root: bytes) -> tuple[int, str] | None:
+               root: bytes) -> tuple[int, Said] | None:
         if cp_size == size and self.signer is not None and _made_by(
                 self.signer, str(note), size, root):
             return None
-        what = f"checkpoint {cp_id} (size {cp_size}, {ts})"
+        what = {"id": cp_id, "size": cp_size, "time": ts}
         if cp_size < size:
-            return cp_id, f"{what}: it was signed after a checkpoint of a larger size."
+            return cp_id, Said.said(N_("checkpoint %(id)s (size %(size)s, %(time)s): it was "
+                                       "signed after a checkpoint of a larger size."), what)
         try:
             checkpoint = Checkpoint.from_signed(str(note), self.verifier)
         except LedgerError as exc:
-            signers = " and ".join(note_signers(str(note))) or "no readable key"
-            return cp_id, f"{what}: {exc} Its signature lines name {signers}."
+            signers = _both(note_signers(str(note)))
+            return cp_id, Said.said(N_(
+                "checkpoint %(id)s (size %(size)s, %(time)s): %(why)s Its signature lines "
+                "name %(signers)s.") if signers else N_(
+                "checkpoint %(id)s (size %(size)s, %(time)s): %(why)s Its signature lines "
+                "name no readable key."),
+                {"id": cp_id, "size": cp_size, "time": ts, "why": Said.of(exc),
+                 "signers": signers})
         if checkpoint.size != cp_size:
-            return cp_id, f"{what}: its signed note states size {checkpoint.size}."
+            return cp_id, Said.said(N_("checkpoint %(id)s (size %(size)s, %(time)s): its "
+                                       "signed note states size %(stated)s."),
+                                    {"id": cp_id, "size": cp_size, "time": ts,
+                                     "stated": checkpoint.size})
         if not hmac.compare_digest(checkpoint.root_hash, root):
-            return cp_id, (f"{what}: its root does not match the root recomputed from the "
-                           f"first {cp_size} entries.")
+            return cp_id, Said.said(N_(
+                "checkpoint %(id)s (size %(size)s, %(time)s): its root does not match the "
+                "root recomputed from the first %(size)s entries."), what)
         return None
 
-    def finish(self, size: int) -> str | None:
+    def finish(self, size: int) -> Said | None:
         """After the last entry: the first bad checkpoint, as a sentence, or None."""
         if self.problem is None and self.held is not None:
             cp_id, cp_size, ts, _ = self.held
-            self.problem = (cp_id, f"checkpoint {cp_id} (size {cp_size}, {ts}): it covers "
-                                   f"more entries than the log holds ({size}).")
+            self.problem = (cp_id, Said.said(N_(
+                "checkpoint %(id)s (size %(size)s, %(time)s): it covers more entries than the "
+                "log holds (%(held)s)."), {"id": cp_id, "size": cp_size, "time": ts,
+                                           "held": size}))
         self.cursor.close()
         return None if self.problem is None else self.problem[1]
+
+
+def _both(names: list[str]) -> str:
+    """``a and b and c`` (each ``and`` a marked template, said in the page's language);
+    '' for no name."""
+    said = names[0] if names else ""
+    for name in names[1:]:
+        said = Said.said(N_("%(first)s and %(then)s"), {"first": said, "then": name})
+    return said
 
 
 def _made_by(signer: SigningKey, note: str, size: int, root: bytes) -> bool:
@@ -303,12 +342,15 @@ def _made_by(signer: SigningKey, note: str, size: int, root: bytes) -> bool:
 def _open_checkpoint(
     note: str | None, verifier: VerifierKey, what: str, report: Report
 ) -> Checkpoint | None:
+    """``what``: the checkpoint's name in the problems (a :class:`Said` when a page shows
+    them)."""
     if note is None:
         return None
     try:
         return Checkpoint.from_signed(note, verifier)
     except LedgerError as exc:
-        report.problems.append(f"{what}: {exc}")
+        report.problems.append(Said.said(N_("%(what)s: %(why)s"),
+                                         {"what": what, "why": Said.of(exc)}))
         return None
 
 
@@ -320,14 +362,18 @@ def _check_head(
     report: Report,
 ) -> None:
     if head is None:
-        report.problems.append("log head: missing; the database holds no initialised log.")
+        report.problems.append(Said.said(
+            N_("log head: missing; the database holds no initialised log.")))
         return
     if head.size != size:
-        report.problems.append(f"log head: records {head.size} entries but {size} are stored.")
+        report.problems.append(Said.said(
+            N_("log head: records %(recorded)s entries but %(size)s are stored."),
+            {"recorded": head.size, "size": size}))
     elif size and (
         bytes(head.head_hash).hex() != prev or bytes(head.frontier) != frontier.to_bytes()
     ):
-        report.problems.append("log head: its hash or Merkle frontier does not match the entries.")
+        report.problems.append(Said.said(
+            N_("log head: its hash or Merkle frontier does not match the entries.")))
 
 
 def _check_latest(
@@ -335,21 +381,19 @@ def _check_latest(
     size: int,
     roots: dict[int, bytes],
     report: Report,
-    blame: Callable[[int, str], None],
+    blame: Callable[[int, str, dict[str, Any]], None],
 ) -> None:
     report.checkpoint_size = latest.size
     if size > latest.size:
-        blame(
-            latest.size + 1,
-            f"is not covered by the latest signed checkpoint (size {latest.size}).",
-        )
+        blame(latest.size + 1, N_("entry %(seq)s: is not covered by the latest signed "
+                                  "checkpoint (size %(size)s)."), {"size": latest.size})
     elif size < latest.size:
-        blame(size + 1, f"is missing: the latest signed checkpoint covers {latest.size} entries.")
+        blame(size + 1, N_("entry %(seq)s: is missing: the latest signed checkpoint covers "
+                           "%(size)s entries."), {"size": latest.size})
     elif roots.get(latest.size) != latest.root_hash:
-        report.problems.append(
-            f"latest checkpoint: its root does not match the root recomputed from "
-            f"the {size} entries."
-        )
+        report.problems.append(Said.said(N_(
+            "latest checkpoint: its root does not match the root recomputed from the %(size)s "
+            "entries."), {"size": size}))
 
 
 def _check_earlier(
@@ -357,21 +401,19 @@ def _check_earlier(
     name: str = "--checkpoint",
 ) -> None:
     if earlier.size > size:
-        report.problems.append(
-            f"{name}: it covers {earlier.size} entries but the log holds only {size}: "
-            "the log was truncated."
-        )
+        report.problems.append(Said.said(N_(
+            "%(name)s: it covers %(size)s entries but the log holds only %(held)s: the log was "
+            "truncated."), {"name": name, "size": earlier.size, "held": size}))
         return
     if roots.get(earlier.size) != earlier.root_hash:
-        report.problems.append(
-            f"{name}: the first {earlier.size} entries no longer have the root it "
-            "signed: the log was rewritten below it."
-        )
+        report.problems.append(Said.said(N_(
+            "%(name)s: the first %(size)s entries no longer have the root it signed: the log "
+            "was rewritten below it."), {"name": name, "size": earlier.size}))
         return
     if earlier.size == 0:
         return
     proof = LedgerTree(conn, size).consistency_path(earlier.size, size)
     if not merkle.verify_consistency(earlier.size, size, earlier.root_hash, report.root, proof):
-        report.problems.append(
-            f"{name}: no valid consistency proof from size {earlier.size} to {size}."
-        )
+        report.problems.append(Said.said(
+            N_("%(name)s: no valid consistency proof from size %(size)s to %(held)s."),
+            {"name": name, "size": earlier.size, "held": size}))

@@ -3,7 +3,9 @@ goes (issue 19): it reads every entry, about 10 s for 300,000, so the page is st
 and says how many entries have been checked out of how many, with no script and no
 timed refresh (axe-core's ``meta-refresh`` rule counts a refresh every few seconds as a
 critical barrier). A pasted checkpoint that is not in the form of one is the user's
-input error, said line by line before anything runs.
+input error, said line by line before anything runs. Both the problems with the pasted
+text and the report's lines are :class:`ledger.errors.Said`: the page says them in its
+language (``|say``), the CLI in English.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from ledger.db import log_head
-from ledger.errors import InputError
+from ledger.errors import InputError, Said
+from ledger.i18n import N_
 from ledger.log.checkpoint import pasted_problems
 from ledger.log.verify import Report, verify_log
 from ledger.recorder.events import Ledger
 
-PASTED = "the checkpoint you pasted"  # what the report's problems call it
+PASTED = Said.said(N_("the checkpoint you pasted"))  # what the report's problems call it
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,11 @@ def pasted(note: str) -> str | None:
         return None
     problems = pasted_problems(text + "\n")
     if problems:
-        raise InputError(
-            "checkpoint: this text is not a signed checkpoint as the log writes them.",
-            field="checkpoint", errors=[{"field": "checkpoint", "line": number, "message": why}
-                                        for number, why in problems])
+        raise InputError.said(
+            N_("this text is not a signed checkpoint as the log writes them."),
+            lead="checkpoint: ", field="checkpoint",
+            errors=[{"field": "checkpoint", "line": number, "message": why}
+                    for number, why in problems])
     return text + "\n"
 
 
