@@ -402,15 +402,25 @@ FEED_BATCH = 50  # flags followed forward in the first batch (newest change firs
 # flag covers every parcel bought there
 
 
-def _reached(flag_ids: list[str]) -> sa.CTE:
-    """Every node on a custody path forward from these flags' subjects, as (flag_id,
+def _changed() -> sa.ColumnElement[int]:
+    """A flag's last change: its resolution's entry, else its own (one flag each)."""
+    return sa.func.coalesce(pj.flags.c.resolved_seq, pj.flags.c.seq)
+
+
+def _reached(newest: int, oldest: int) -> sa.CTE:
+    """Every node on a custody path forward from the subjects of the flags last changed
+    between entries ``oldest`` and ``newest``, as (flag_id,
     node_type, node_id): the parcel, site or export flagged, the parcels made from it
     (through transfers, splits and merges) and the exports that shipped them."""
     f, e = pj.flags, pj.edges
     # PostgreSQL: the recursive term's columns must have the types of the first term's.
+    # A flagged parcel or site that no step leaves (a parcel on hold) starts no walk.
+    leaves = sa.exists().where(e.c.from_id == f.c.subject_id, e.c.from_type == f.c.subject_type)
     reach = sa.select(f.c.flag_id, sa.cast(f.c.subject_type, e.c.to_type.type).label("node_type"),
                       sa.cast(f.c.subject_id, e.c.to_id.type).label("node_id")).where(
-        f.c.flag_id.in_(flag_ids)).cte("reach", recursive=True)
+        _changed().between(oldest, newest), f.c.subject_type.in_(("parcel", "site", "export")),
+        sa.or_(f.c.subject_type == "export", leaves)
+    ).cte("reach", recursive=True)
     step = sa.select(reach.c.flag_id, e.c.to_type, e.c.to_id).join(
         e, sa.and_(e.c.from_id == reach.c.node_id, e.c.from_type == reach.c.node_type))
     return reach.union(step)  # UNION, not ALL: a transfer's edge (a parcel to itself) ends
@@ -428,14 +438,14 @@ def flag_feed(scope: Scope, destination: str, limit: int = FEED_SIZE) -> list[di
     scope.check_destination(destination)
     f, x = pj.flags, pj.exports
     raised, resolved = entries.alias("raised"), entries.alias("resolved")
-    changed = sa.func.coalesce(f.c.resolved_seq, f.c.seq)
-    newest = scope.conn.execute(sa.select(f.c.flag_id).where(
-        f.c.subject_type.in_(("parcel", "site", "export"))).order_by(changed.desc())).scalars()
-    newest = list(newest)
+    changed = _changed()
+    newest = list(scope.conn.execute(sa.select(changed).where(
+        f.c.subject_type.in_(("parcel", "site", "export"))).order_by(changed.desc())).scalars())
     items: list[dict[str, Any]] = []
     done, batch = 0, FEED_BATCH
-    while done < len(newest):
-        reach = _reached(newest[done:done + batch])
+    while done < len(newest):  # a range of changes a batch: no list of ids to send
+        part = newest[done:done + batch]
+        reach = _reached(part[0], part[-1])
         done, batch = done + batch, batch * 2
         query = (sa.select(reach.c.node_id.label("certificate_no"), x.c.exporter, x.c.importer,
                            x.c.date, f.c.flag_id, f.c.code, f.c.subject_type, f.c.subject_id,
@@ -470,18 +480,17 @@ def authority_desk(scope: Scope, today: date | None = None) -> dict[str, Any]:
         pj.actors.c.country == country))
     arriving = x.c.destination == country
 
-    def count(*where: sa.ColumnElement[bool]) -> int:
-        return int(scope.conn.execute(sa.select(sa.func.count()).select_from(x).where(*where))
-                   .scalar_one())
-
+    waiting, overdue = scope.conn.execute(sa.select(  # one pass over the exports
+        sa.func.count().filter(leaving, x.c.validated_seq.is_(None), x.c.confirmed_seq.is_(None)),
+        sa.func.count().filter(arriving, x.c.confirmed_seq.is_(None), x.c.date < late),
+    ).where(sa.or_(leaving, arriving))).one()
     tainted = scope.conn.execute(
         sa.select(sa.func.count(sa.distinct(x.c.certificate_no)))
         .join_from(f, x, x.c.certificate_no == f.c.subject_id)
         .where(f.c.subject_type == "export", f.c.status == "open", f.c.code.not_in(NOT_TAINT),
                sa.or_(leaving, arriving))).scalar_one()
     return {"country": country, "overdue_days": OVERDUE_DAYS,
-            "waiting": count(leaving, x.c.validated_seq.is_(None), x.c.confirmed_seq.is_(None)),
-            "late": count(arriving, x.c.confirmed_seq.is_(None), x.c.date < late),
+            "waiting": int(waiting), "late": int(overdue),
             "tainted": int(tainted), "feed": flag_feed(scope, country) if country else []}
 
 
