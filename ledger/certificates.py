@@ -40,13 +40,23 @@ def state_rank() -> sa.ColumnElement[int]:
                    (x.c.validated_seq.is_not(None), 1), else_=0)
 
 
+def _taints() -> tuple[sa.ColumnElement[bool], ...]:
+    """The flags that taint a certificate: open, on the export, not NOT_TAINT."""
+    return (flags.c.subject_type == "export", flags.c.status == "open",
+            flags.c.code.not_in(NOT_TAINT))
+
+
 def tainting() -> sa.ScalarSelect[int]:
-    """How many open flags taint the certificate of the row (those but NOT_TAINT)."""
-    x = exports
+    """How many open flags taint the certificate of the row."""
     return (sa.select(sa.func.count()).select_from(flags)
-            .where(flags.c.subject_type == "export", flags.c.subject_id == x.c.certificate_no,
-                   flags.c.status == "open", flags.c.code.not_in(NOT_TAINT))
+            .where(flags.c.subject_id == exports.c.certificate_no, *_taints())
             .scalar_subquery())
+
+
+def tainted() -> sa.Select[tuple[str]]:
+    """The certificate numbers some open flag taints (few: a filter reads them by the flags'
+    subject index rather than counting each export's)."""
+    return sa.select(flags.c.subject_id).where(*_taints())
 
 
 # What an authority's page offers on a certificate, and the kind each writes.
