@@ -6,7 +6,10 @@ each in one table; nothing else inspects error classes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Self
+
+from ledger.i18n import N_
 
 
 class LedgerError(Exception):
@@ -111,6 +114,15 @@ def _said(text: str, template: str | None, params: dict[str, Any]) -> Said:
     sentence = Said(text)
     sentence.template, sentence.params = template, params
     return sentence
+
+
+def either(words: Iterable[str]) -> str:
+    """``"a or b or c"``, said with the page's word for "or" (roles, event kinds)."""
+    said: str = ""
+    for word in words:
+        said = Said.said(N_("%(first)s or %(then)s"), {"first": said, "then": word}) \
+            if said else word
+    return said
 
 
 class InputError(LedgerError):

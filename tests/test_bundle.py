@@ -562,7 +562,7 @@ def test_each_entry_is_a_c2sp_tlog_proof(built: Built) -> None:
 CORE = {"ledger", "ledger.bundle", "ledger.log", "ledger.bundle.verify", "ledger.bundle.format",
         "ledger.bundle.jcs", "ledger.bundle.replay", "ledger.bundle.windows", "ledger.log.merkle",
         "ledger.log.keys",
-        "ledger.log.checkpoint", "ledger.errors"}
+        "ledger.log.checkpoint", "ledger.errors", "ledger.i18n"}
 SIGNATURES = {"cryptography", "_cffi_backend", "_openssl"}
 
 

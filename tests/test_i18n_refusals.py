@@ -463,3 +463,18 @@ def test_the_api_and_the_cli_keep_these_refusals_in_english(
     size = world.log.size()
     assert (f"--checkpoint: it covers {size + 5} entries but the log holds only {size}: the "
             "log was truncated.") in verified.output
+
+
+@pytest.mark.parametrize("lang, said, unsaid", [
+    ("en", "only buyer or exporter may.", " ou "),
+    ("fr", "seuls buyer ou exporter le peuvent", " or ")])
+def test_a_roles_refusal_lists_the_roles_with_the_pages_or(
+        world: Ledger, client: FlaskClient, lang: str, said: str, unsaid: str  # noqa: F811
+        ) -> None:
+    sign_in(client, "auditor")
+    if lang == "fr":
+        client.set_cookie("lang", "fr")
+    answer = client.get("/transfers/new")
+    assert answer.status_code == 403
+    text = " ".join(unescape(re.sub(r"<[^>]+>", " ", answer.text.split("<main>", 1)[1])).split())
+    assert said in text and unsaid not in text.split("only")[-1], text

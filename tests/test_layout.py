@@ -21,7 +21,7 @@ WEB = ("flask", "flask_wtf", "werkzeug", "waitress", "jinja2", "webui")
 
 # Lower layers may not import higher ones; each subpackage's __init__ says the same.
 LAYERS = {
-    "ledger": 0, "ledger.errors": 0, "ledger.config": 0, "ledger.passwords": 0,
+    "ledger": 0, "ledger.errors": 0, "ledger.i18n": 0, "ledger.config": 0, "ledger.passwords": 0,
     "ledger.db": 1, "ledger.projections": 1, "ledger.paging": 1,
     "ledger.log": 2,
     "ledger.custody": 3,

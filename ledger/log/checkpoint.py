@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ledger.errors import InputError, Said, VerificationError
+from ledger.i18n import N_
 from ledger.log.keys import (
-    N_,
     SIG_PREFIX,
     SigningKey,
     VerifierKey,

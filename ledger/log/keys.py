@@ -22,6 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ledger.errors import InputError, Said, VerificationError
+from ledger.i18n import N_
 
 ED25519 = 0x01  # signed-note signature type byte for Ed25519
 MAX_NOTE_BYTES = 1 << 20  # signed-note: verifiers SHOULD bound a note's size
@@ -30,13 +31,6 @@ SIG_PREFIX = "\u2014 "  # em dash, space
 _HEX8 = re.compile(r"[0-9a-fA-F]{8}")
 # signed-note: no control character but newline (a regex: a byte loop cost 0.2 ms a note).
 _CONTROL = re.compile(rb"[\x00-\x09\x0b-\x1f]")
-
-
-def N_(template: str) -> str:
-    """``ledger.i18n.N_`` restated: the offline verifier imports nothing of the core but
-    ``ledger.errors`` and ``ledger.log`` (tests/test_bundle.py), and the sentences of a
-    signed note a page shows (the pasted checkpoint) are marked here and in checkpoint."""
-    return template
 
 
 def check_name(name: object) -> str:

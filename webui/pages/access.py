@@ -16,7 +16,7 @@ from flask import g, redirect, request, url_for
 
 from ledger.accounts import READ_ALL, READS, ROLES, Principal, Unauthenticated, require
 from ledger.custody import rules
-from ledger.errors import PermissionDenied
+from ledger.errors import PermissionDenied, either
 from ledger.i18n import N_
 from webui import login
 from webui.services import ledger
@@ -61,7 +61,7 @@ def _guard(roles: Iterable[str], refusal: str, **values: str) -> Callable[[F], F
                 return redirect(url_for("pages.signin.login_page", next=wanted))
             if who.role not in allowed:
                 raise PermissionDenied.said(refusal, {
-                    "role": who.role, "allowed": " or ".join(sorted(allowed)), **values},
+                    "role": who.role, "allowed": either(sorted(allowed)), **values},
                     lead="role: ", field="role")
             return view(*args, **kwargs)
 
@@ -79,7 +79,7 @@ def writes(*kinds: str) -> Callable[[F], F]:
     """A form that writes these kinds: the roles rule ROLE lets write every one of them."""
     allowed = frozenset.intersection(*(rules.ROLES[k] for k in kinds))
     return _guard(allowed, N_("the role %(role)s may not write %(kinds)s; only %(allowed)s may."),
-                  kinds=" or ".join(kinds))
+                  kinds=either(kinds))
 
 
 def reads(area: str) -> Callable[[F], F]:
