@@ -399,3 +399,12 @@ def test_a_dashboards_open_flags_are_the_first_of_those_it_may_read_and_their_co
         assert count == len(every)
         assert [r["flag_id"] for r in rows] == [f["flag_id"] for f in every][:2]
         assert name == "off" or count >= 2
+
+
+@pytest.mark.parametrize("path", ["/parcels", "/sites", "/zones", "/actors", "/entries"])
+def test_a_lists_column_headers_are_in_its_table_not_in_the_document_head(
+        app: Flask, path: str) -> None:
+    page = client_of(app, "aud").get(path).text
+    head = page.split("<head>", 1)[1].split("</head>", 1)[0]
+    assert "<th" not in head
+    assert "<th" in page.split("<thead>", 1)[1].split("</thead>", 1)[0]
