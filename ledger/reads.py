@@ -654,12 +654,15 @@ def sites(scope: Scope) -> Iterator[dict[str, Any]]:
                "properties": props}
 
 
-def map_features(scope: Scope, as_of: str | None = None) -> dict[str, Any]:
+def map_features(scope: Scope, as_of: str | None = None,
+                 site_ids: Iterable[str] | None = None) -> dict[str, Any]:
     """The map's layers (``ledger.geo.maps.feature_collection``) as the caller may see them:
     flagged purchases of its own parcels only, and the flags of sites for an auditor or an
-    officer; ``as_of``: the zones as they stood that day (SPEC 5)."""
+    officer; ``as_of``: the zones as they stood that day (SPEC 5); ``site_ids``: only these
+    sites and the purchases flagged at them."""
     return feature_collection(scope.conn, seen=None if scope.sees_all else scope.sees_parcel,
-                              site_flags=scope.sees_site_flags(), as_of=as_of)
+                              site_flags=scope.sees_site_flags(), as_of=as_of,
+                              site_ids=None if site_ids is None else list(site_ids))
 
 
 def visible_parcels(scope: Scope, parcel_ids: Iterable[str]) -> set[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import sqlalchemy as sa
@@ -51,11 +51,27 @@ def _zones_as_of(conn: sa.Connection, day: str | None) -> list[tuple[Any, str, s
     return list(found.values())
 
 
+def _declared_at(site_ids: list[str], seen: Seen | None) -> Seen:
+    """``seen`` (if any), and declared at one of these sites."""
+    def test(parcel_id: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
+        here = sa.exists().where(parcels.c.parcel_id == parcel_id,
+                                 parcels.c.site_id.in_(site_ids))
+        return here if seen is None else sa.and_(here, seen(parcel_id))
+    return test
+
+
 def feature_collection(conn: sa.Connection, seen: Seen | None = None,
-                       site_flags: bool = True, as_of: str | None = None) -> dict[str, Any]:
+                       site_flags: bool = True, as_of: str | None = None,
+                       site_ids: Collection[str] | None = None) -> dict[str, Any]:
     """Every layer; ``seen`` (a test of a parcel id) limits the flagged purchases to those
     parcels, and ``site_flags=False`` leaves out the flags of sites (a caller's scope);
-    ``as_of`` draws the map as it stood that day (None: every zone's latest version)."""
+    ``as_of`` draws the map as it stood that day (None: every zone's latest version);
+    ``site_ids``: those sites and the flagged purchases declared at them only (a site's
+    page: not the thousands flagged elsewhere)."""
+    test, at_sites = seen, sa.select(sites)
+    if site_ids is not None:
+        at_sites = at_sites.where(sites.c.site_id.in_(list(site_ids)))
+        test = _declared_at(list(site_ids), seen)
     features: list[dict[str, Any]] = []
     for z, geometry, valid_from, valid_to in _zones_as_of(conn, as_of):
         features.append({"type": "Feature", "geometry": json.loads(geometry), "properties": {
@@ -64,13 +80,13 @@ def feature_collection(conn: sa.Connection, seen: Seen | None = None,
             "holder": z.holder, "category": z.category, "source": z.source,
             "valid_from": valid_from, "valid_to": valid_to, "revoked_on": z.revoked_on}})
     on_sites = _flag_codes(conn, "site") if site_flags else {}
-    for s in conn.execute(sa.select(sites).order_by(sites.c.site_id)):
+    for s in conn.execute(at_sites.order_by(sites.c.site_id)):
         codes = on_sites.get(s.site_id, [])
         features.append({"type": "Feature", "geometry": json.loads(s.location), "properties": {
             "layer": "site", "site_id": s.site_id, "name": s.name, "licence_no": s.licence_no,
             "operator": s.operator, "country": s.country, "registered": s.date,
             "suspended_on": s.suspended_on, "open_flags": len(codes), "flags": ",".join(codes)}})
-    parcel_flags = _flag_codes(conn, "parcel", seen)
+    parcel_flags = _flag_codes(conn, "parcel", test)
     locations = {r.site_id: r.location for r in conn.execute(sa.select(sites.c.site_id,
                                                                         sites.c.location))}
     flagged = list(parcel_flags)

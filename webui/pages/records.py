@@ -99,7 +99,8 @@ def printable(certificate_no: str) -> str:
 def site(site_id: str) -> str:
     with reading(access.principal()) as scope:
         record = reads.site(scope, site_id)
-        features = reads.near(reads.map_features(scope), record["zones"], [site_id])
+        features = reads.near(reads.map_features(scope, site_ids=[site_id]), record["zones"],
+                              [site_id])
         sees_all = scope.sees_all
     return render_template("site.html", site=record, sees_all=sees_all,
                            drawing=draw_map(features, links.feature, fit=("site", "licence_zone")))
