@@ -187,6 +187,9 @@ exports = sa.Table(
 # exports: the auditor's first page 45 ms without, 1 ms with).
 sa.Index("ix_exports_date", exports.c.date, exports.c.certificate_no)
 sa.Index("ix_exports_points", exports.c.points, exports.c.certificate_no)
+# An exporter's latest certificates (its dashboard) and its country's (an authority's desk):
+# at 1,000,000 events, 74,000 exports read for 10 rows without it (issue 19).
+sa.Index("ix_exports_exporter", exports.c.exporter, exports.c.seq)
 
 flags = sa.Table(
     "flags", projection_metadata,
