@@ -10,6 +10,6 @@ values (``webui.i18n``). ``pybabel extract`` finds the marks (``babel.cfg``).
 from __future__ import annotations
 
 
-def N_(template: str) -> str:  # noqa: N802 (gettext's name for "marked, not translated")
+def N_(template: str) -> str:  # gettext's name for "marked, not translated"
     """``template`` unchanged: the mark that puts it in the catalogue."""
     return template

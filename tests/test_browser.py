@@ -176,7 +176,7 @@ def shot(page: Any, name: str, full_page: bool = False) -> None:
 
 
 def nav(page: Any, label: str) -> None:
-    page.locator("header nav").get_by_role("link", name=label, exact=True).click()
+    page.locator("header nav[aria-label=Pages]").get_by_role("link", name=label, exact=True).click()
 
 
 def layers(download: Any) -> set[str]:
@@ -403,7 +403,7 @@ def test_admin_adds_a_user_who_can_sign_in(page: Any) -> None:
 
 def test_a_buyer_cannot_open_an_auditor_page(page: Any) -> None:
     sign_in(page, "buyer")
-    expect(page.locator("header nav")).not_to_contain_text("Audit")
+    expect(page.locator("header nav[aria-label=Pages]")).not_to_contain_text("Audit")
     for path in ("/audit", "/entries/1", f"/search?q={RING_PARCEL}"):
         answer = page.goto(page.base + path)
         assert answer is not None and answer.status == 403

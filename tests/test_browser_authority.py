@@ -123,7 +123,8 @@ def test_authorities_validate_confirm_and_the_paper_matches_the_bundle(
     from playwright.sync_api import expect
 
     ghana = _signed_in(browser, served, "pmmc")
-    ghana.locator("header nav").get_by_role("link", name="Certificates", exact=True).click()
+    ghana.locator("header nav[aria-label=Pages]").get_by_role(
+        "link", name="Certificates", exact=True).click()
     ghana.get_by_role("link", name="Leaving GH: to validate").click()
     ghana.get_by_label("Certificate no contains").fill(CERT)  # the list is paged (issue 19)
     ghana.get_by_role("button", name="Show").click()
@@ -136,7 +137,8 @@ def test_authorities_validate_confirm_and_the_paper_matches_the_bundle(
     ghana.context.close()
 
     belgium = _signed_in(browser, served, "customs-be")
-    belgium.locator("header nav").get_by_role("link", name="Certificates", exact=True).click()
+    belgium.locator("header nav[aria-label=Pages]").get_by_role(
+        "link", name="Certificates", exact=True).click()
     belgium.get_by_label("Certificate no contains").fill(CERT)
     belgium.get_by_role("button", name="Show").click()
     row = belgium.locator(f'#certificates tr[data-certificate="{CERT}"]')

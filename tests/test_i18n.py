@@ -160,8 +160,9 @@ def _shown_literal(tokens: list[tuple[int, str, str]], i: int) -> bool:
     """A string literal that reads as words ("Flags", "Not judged") and is not the
     argument of a gettext call: shown text that is not marked."""
     value = ast.literal_eval(tokens[i][2])
-    if not re.search(r"\b[A-Z][a-z]{2,}|\b[a-z]{3,} [a-z]{3,}", value) or "." in value.split(
-            " ")[0] and " " not in value:
+    words = re.search(r"\b[A-Z][a-z]{2,}|\b[a-z]{3,} [a-z]{3,}", value)
+    dotted = "." in value and " " not in value  # an endpoint or a file name
+    if not words or dotted:
         return False
     j = i - 1
     while j > 0 and tokens[j][1] in ("operator", "string", "integer", "name"):

@@ -90,8 +90,8 @@ def axe() -> Any:
 
 
 @pytest.fixture
-def tab(browser: Any, demo: tuple[str, Path], request: pytest.FixtureRequest
-        ) -> Iterator[Any]:  # noqa: F811
+def tab(browser: Any, demo: tuple[str, Path],  # noqa: F811
+        request: pytest.FixtureRequest) -> Iterator[Any]:
     # A French browser (Accept-Language: fr-FR) where the test asks for one: French runs
     # longer than English, so it is the stricter test of the 390 px width.
     locale = getattr(request, "param", "en-US")
