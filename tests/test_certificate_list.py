@@ -16,25 +16,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
-from flask.testing import FlaskClient
 
-from ledger import accounts, lists, signin
+from ledger import accounts, lists
 from ledger.certificates import certificate_list
-from ledger.db import make_engine
-from ledger.log.keys import load_or_create
 from ledger.paging import MAX_SIZE
 from ledger.reads import Scope
 from ledger.recorder.events import Event, Ledger
-from tests import pg
-from tests.conftest import HISTORY_LATE_DAYS, Auth, register_akwatia
-from tests.test_paging import _next, _token, walk
-from webui import create_app, login
+from tests.conftest import Auth, register_akwatia
+from tests.test_paging import _next, _token, client_of, seeded, walk
+from webui import create_app
 
 USERS = {"aud": ("auditor", "aud-1"), "exp-gh": ("exporter", "exp-gh"),
          "exp-gh2": ("exporter", "exp-gh2"), "auth-gh": ("authority", "auth-gh"),
@@ -99,35 +94,12 @@ def _seed(book: Ledger) -> None:
                                                                marks=pytest.mark.postgresql)])
 def book(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[Ledger]:
-    folder: Path = tmp_path_factory.mktemp("certificates")
-
-    def made(url: str) -> Iterator[Ledger]:
-        engine = make_engine(url)
-        ledger = Ledger(engine, load_or_create(folder / "log.key", "certificates.test"),
-                        late_days=HISTORY_LATE_DAYS)
-        ledger.initialise()
-        _seed(ledger)
-        yield ledger
-        engine.dispose()
-
-    if request.param == "sqlite":
-        yield from made(f"sqlite:///{folder / 'ledger.db'}")
-        return
-    with pg.fresh_database(request.getfixturevalue("pg_server")) as url:
-        yield from made(url)
+    yield from seeded(request, tmp_path_factory, "certificates", _seed)
 
 
 @pytest.fixture(scope="module")
 def app(book: Ledger) -> Flask:
     return create_app({"TESTING": True, "LEDGER": book})
-
-
-def client_of(app: Flask, name: str) -> FlaskClient:
-    client = app.test_client()
-    with client.session_transaction() as session:
-        session[login.SESSION_ID] = signin.open_session(app.extensions["alluvial"].ledger.engine,
-                                                        name)
-    return client
 
 
 def scope_of(conn: sa.Connection, name: str) -> Scope:

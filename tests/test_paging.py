@@ -91,18 +91,18 @@ def _seed(book: Ledger) -> None:
         accounts.add_user(book.engine, name, role, actor)
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql",
-                                                               marks=pytest.mark.postgresql)])
-def book(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-         ) -> Iterator[Ledger]:
-    folder: Path = tmp_path_factory.mktemp("paging")
+def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           name: str, seed: Callable[[Ledger], None]) -> Iterator[Ledger]:
+    """A module's own ledger on the database ``request.param`` names, written by ``seed``
+    (also the certificates list's, tests/test_certificate_list.py)."""
+    folder: Path = tmp_path_factory.mktemp(name)
 
     def made(url: str) -> Iterator[Ledger]:
         engine = make_engine(url)
-        ledger = Ledger(engine, load_or_create(folder / "log.key", "paging.test"),
+        ledger = Ledger(engine, load_or_create(folder / "log.key", f"{name}.test"),
                         late_days=HISTORY_LATE_DAYS)
         ledger.initialise()
-        _seed(ledger)
+        seed(ledger)
         yield ledger
         engine.dispose()
 
@@ -111,6 +111,13 @@ def book(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         return
     with pg.fresh_database(request.getfixturevalue("pg_server")) as url:
         yield from made(url)
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql",
+                                                               marks=pytest.mark.postgresql)])
+def book(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[Ledger]:
+    yield from seeded(request, tmp_path_factory, "paging", _seed)
 
 
 @pytest.fixture(scope="module")
