@@ -135,13 +135,15 @@ def links(page: Any) -> list[str]:
 
 def sign_in_in_french(page: Any, role: str) -> None:
     """As sign_in, on the French page: the header's switch is there and the page is French."""
+    from playwright.sync_api import expect
+
     page.goto(page.base + "/login")
     assert page.evaluate("document.documentElement.lang") == "fr"
     page.fill("#name", role)
     page.fill("#password", f"demo-{role}")
-    page.press("#password", "Enter")
-    page.wait_for_load_state()
-    assert page.locator("header .who").count() == 1, page.url
+    with page.expect_navigation():
+        page.press("#password", "Enter")
+    expect(page.locator("header .who")).to_have_count(1)  # waits for the signed-in page
     assert page.evaluate("document.documentElement.lang") == "fr"
 
 
