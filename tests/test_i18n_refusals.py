@@ -54,6 +54,13 @@ TRANSFER = {"parcel_id": "P-1", "to_actor": "exp-gh", "date": "2008-03-17",
             "price.amount": "1", "price.currency": "USD"}
 
 
+def sign_in_in(client: FlaskClient, role: str, lang: str) -> None:
+    """Sign in as ``role`` and read the pages in ``lang`` (the switch's cookie)."""
+    sign_in(client, role)
+    if lang == "fr":
+        client.set_cookie("lang", "fr")
+
+
 def held_by_the_buyer(client: FlaskClient) -> None:
     """P-0 bought by buyer-a (the exporter does not hold it)."""
     sign_in(client, "buyer")
@@ -86,9 +93,7 @@ def test_a_custody_refusal_is_said_in_the_pages_language(
         world: Ledger, client: FlaskClient, lang: str, first: Any, role: str,  # noqa: F811
         path: str, data: dict[str, str], input_id: str, english: str, french: str) -> None:
     first(client)
-    sign_in(client, role)
-    if lang == "fr":
-        client.set_cookie("lang", "fr")
+    sign_in_in(client, role, lang)
     before = size(world)
     answer = send(client, path, data)
     assert answer.status_code == 422
@@ -116,9 +121,7 @@ SCHEMA = [
 def test_the_schemas_findings_are_one_sentence_per_input_in_the_pages_language(
         world: Ledger, client: FlaskClient, lang: str, data: dict[str, str],  # noqa: F811
         input_id: str, english: str, french: str) -> None:
-    sign_in(client, "buyer")
-    if lang == "fr":
-        client.set_cookie("lang", "fr")
+    sign_in_in(client, "buyer", lang)
     answer = send(client, "/purchases/new", data)
     assert answer.status_code == 422
     assert shown_by(answer.text, input_id) == [french if lang == "fr" else english]
@@ -131,9 +134,7 @@ def test_the_schemas_findings_are_one_sentence_per_input_in_the_pages_language(
 def test_the_error_page_says_the_refusal_in_the_pages_language(
         world: Ledger, client: FlaskClient, lang: str, said: str) -> None:  # noqa: F811
     """A refusal shown on the error page, not by an input (webui.pages._ledger_error)."""
-    sign_in(client, "admin")
-    if lang == "fr":
-        client.set_cookie("lang", "fr")
+    sign_in_in(client, "admin", lang)
     answer = client.post("/admin/tokens/T-404/revoke",
                          data={"csrf_token": token_of(client, "/admin/users")})
     assert answer.status_code == 404
@@ -348,9 +349,7 @@ def _shown(page: str) -> str:
 def test_an_unknown_record_or_a_bad_query_is_said_in_the_pages_language(
         world: Ledger, client: FlaskClient, lang: str, role: str, path: str,  # noqa: F811
         english: str, french: str) -> None:
-    sign_in(client, role)
-    if lang == "fr":
-        client.set_cookie("lang", "fr")
+    sign_in_in(client, role, lang)
     answer = client.get(path)
     assert answer.status_code in (400, 403, 404)
     said, unsaid = (french, english) if lang == "fr" else (english, french)
@@ -369,9 +368,7 @@ def test_a_page_link_of_another_order_is_refused_in_the_pages_language(
     from webui.pages import paging
     with client.application.test_request_context():
         link = paging.token(Position("code", ("LATE_ENTRY", "F-1")))
-    sign_in(client, "auditor")
-    if lang == "fr":
-        client.set_cookie("lang", "fr")
+    sign_in_in(client, "auditor", lang)
     answer = client.get("/flags", query_string={"after": link})
     assert answer.status_code == 400
     assert said in _shown(answer.text)
@@ -392,9 +389,7 @@ MALFORMED = "alluvial.local\n0012\nxyz\n"
 @pytest.mark.parametrize("lang", ["en", "fr"])
 def test_a_pasted_checkpoints_lines_are_refused_in_the_pages_language(
         world: Ledger, client: FlaskClient, lang: str) -> None:  # noqa: F811
-    sign_in(client, "auditor")
-    if lang == "fr":
-        client.set_cookie("lang", "fr")
+    sign_in_in(client, "auditor", lang)
     status, lines = _verified(client, MALFORMED)
     assert status == 422
     assert lines[:3] == ([
@@ -422,9 +417,7 @@ def _signed_beyond(book: Ledger, more: int) -> str:
 @pytest.mark.parametrize("lang", ["en", "fr"])
 def test_the_verification_report_is_said_in_the_pages_language(
         world: Ledger, client: FlaskClient, lang: str) -> None:  # noqa: F811
-    sign_in(client, "auditor")
-    if lang == "fr":
-        client.set_cookie("lang", "fr")
+    sign_in_in(client, "auditor", lang)
     size = world.log.size()
     truncated = _verified(client, _signed_beyond(world, 5))
     note = world.log.latest_checkpoint()
@@ -471,9 +464,7 @@ def test_the_api_and_the_cli_keep_these_refusals_in_english(
 def test_a_roles_refusal_lists_the_roles_with_the_pages_or(
         world: Ledger, client: FlaskClient, lang: str, said: str, unsaid: str  # noqa: F811
         ) -> None:
-    sign_in(client, "auditor")
-    if lang == "fr":
-        client.set_cookie("lang", "fr")
+    sign_in_in(client, "auditor", lang)
     answer = client.get("/transfers/new")
     assert answer.status_code == 403
     text = " ".join(unescape(re.sub(r"<[^>]+>", " ", answer.text.split("<main>", 1)[1])).split())

@@ -560,17 +560,22 @@ def _steps_listed(page: str) -> list[int]:
                                            found.group(0))]
 
 
+def bought_at_akwatia(world: Ledger, count: int) -> None:
+    """buyer-a buys P-0 .. P-<count-1>, 2.5 ct each, at S-AKW on 2008-03-14."""
+    for n in range(count):
+        world.write(Event("parcel.purchased", "buyer-a", {
+            "parcel_id": f"P-{n}", "site_id": "S-AKW", "seller": "Kofi Boateng",
+            "date": "2008-03-14", "carats": 2.5, "stones": 2,
+            "price": {"amount": 100, "currency": "USD"}}))
+
+
 def test_a_trace_past_the_bounds_draws_the_nearest_nodes_and_pages_its_steps(
         world: Ledger, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 19: a long trace keeps the page small; the page says what it leaves out and
     links to the rest (the bounds made small: 4 purchases merged into one lot)."""
     monkeypatch.setattr(graph, "MAX_DRAWN", 3)
     monkeypatch.setattr(graph, "STEPS_LISTED", 4)
-    for n in range(4):
-        world.write(Event("parcel.purchased", "buyer-a", {
-            "parcel_id": f"P-{n}", "site_id": "S-AKW", "seller": "Kofi Boateng",
-            "date": "2008-03-14", "carats": 2.5, "stones": 2,
-            "price": {"amount": 100, "currency": "USD"}}))
+    bought_at_akwatia(world, 4)
     world.write(Event("parcel.merged", "buyer-a", {
         "parent_ids": [f"P-{n}" for n in range(4)], "date": "2008-04-01",
         "child": {"parcel_id": "LOT", "carats": 10.0, "stones": 8}}))
@@ -641,11 +646,7 @@ def test_a_site_page_counts_a_buyers_purchases_there_up_to_a_bound(
     """Issue 19: a scoped caller's purchases at a site are tested row by row, so they are
     counted up to a bound (small here); one that never held a parcel sees none."""
     monkeypatch.setattr(reads, "SITE_COUNTED", 2)
-    for n in range(3):
-        world.write(Event("parcel.purchased", "buyer-a", {
-            "parcel_id": f"P-{n}", "site_id": "S-AKW", "seller": "Kofi Boateng",
-            "date": "2008-03-14", "carats": 2.5, "stones": 2,
-            "price": {"amount": 100, "currency": "USD"}}))
+    bought_at_akwatia(world, 3)
 
     def said(role: str) -> str:
         page = sign_in(client, role).get("/sites/S-AKW").text
